@@ -1,0 +1,65 @@
+"""HBase layout shared by the sync worker (writes) and the bridge (reads). Pure: no HBase client here.
+
+Tables (one set per pipeline, named ``<prefix>_<table>``): ``raw``, ``aggregates``, ``late``, ``deadletters``; one
+column family ``d``; the full message JSON is in ``d:m``.
+
+Row keys serve the dashboards' query, "one series of one site over a time range, in time order", and spread writes:
+
+    <salt>|<site>|<series>|<order part>
+
+``salt`` is two hex digits, crc32(site/series) mod 16: every device writes into its own contiguous key range (one
+scan per series) while the 16 buckets spread the devices of many sites over regions. The order part is fixed-width so
+that byte order is time order: ``<ts_ms:013d>|<seq:010d>`` for readings, ``<YYYY-MM-DD>`` for aggregates. Keys are
+deterministic, so writing the same message twice leaves the same row (replays are harmless).
+"""
+
+from __future__ import annotations
+
+import zlib
+
+FAMILY = "d"
+MESSAGE_COLUMN = b"d:m"
+SALT_BUCKETS = 16
+TABLES = ("raw", "aggregates", "late", "deadletters")
+SEP = "|"
+
+
+def table_name(prefix: str, table: str) -> str:
+    """Full table name of one pipeline's table (happybase: Connection(table_prefix=prefix) adds the same)."""
+    if table not in TABLES:
+        msg = f"unknown table {table!r}; tables are {', '.join(TABLES)}"
+        raise ValueError(msg)
+    return f"{prefix}_{table}"
+
+
+def salt(site: str, series: str) -> str:
+    return f"{zlib.crc32(f'{site}/{series}'.encode()) % SALT_BUCKETS:02x}"
+
+
+def series_prefix(site: str, series: str) -> bytes:
+    """Prefix of every row of one series (a sensor, or an aggregate name such as AggDay[TH1])."""
+    return SEP.join((salt(site, series), site, series, "")).encode()
+
+
+def reading_key(site: str, sensor: str, ts_ms: int, seq: int) -> bytes:
+    return series_prefix(site, sensor) + f"{ts_ms:013d}{SEP}{seq:010d}".encode()
+
+
+def reading_range(site: str, sensor: str, from_ms: int, to_ms: int) -> tuple[bytes, bytes]:
+    """(row_start, row_stop) for readings with from_ms <= ts <= to_ms (row_stop is exclusive)."""
+    prefix = series_prefix(site, sensor)
+    return prefix + f"{from_ms:013d}".encode(), prefix + f"{to_ms + 1:013d}".encode()
+
+
+def aggregate_key(site: str, name: str, day: str) -> bytes:
+    return series_prefix(site, name) + day.encode()
+
+
+def aggregate_range(site: str, name: str, from_day: str, to_day: str) -> tuple[bytes, bytes]:
+    """(row_start, row_stop) for aggregates with from_day <= day <= to_day (ISO dates sort as strings)."""
+    prefix = series_prefix(site, name)
+    return prefix + from_day.encode(), prefix + to_day.encode() + b"\xff"
+
+
+def deadletter_key(topic: str, partition: int, offset: int) -> bytes:
+    return series_prefix(topic, str(partition)) + f"{offset:019d}".encode()

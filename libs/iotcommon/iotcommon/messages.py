@@ -1,0 +1,202 @@
+"""Versioned message types. Their JSON Schemas (the wire contract) are in ``iotcommon/schemas/*.v1.json``.
+
+Encoding is compact JSON in UTF-8. ``decode_reading`` validates by hand (fast, no dependency) exactly what
+``schemas/reading.v1.json`` says; a test checks both agree on valid and invalid samples.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from importlib import resources
+from typing import Any
+
+from iotcommon.errors import MessageError
+from iotcommon.sensors import SENSORS
+
+VERSION = 1
+SCHEMA_FILES = ("reading.v1.json", "aggregate.v1.json", "late.v1.json", "deadletter.v1.json")
+_SITE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_TS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
+_READING_KEYS = frozenset({"v", "site", "sensor", "ts", "value", "unit", "seq"})
+
+
+def load_schema(filename: str) -> dict[str, Any]:
+    """One of the checked-in JSON Schemas, parsed."""
+    text = resources.files("iotcommon").joinpath("schemas", filename).read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def _dumps(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    site: str
+    sensor: str
+    ts: str  # RFC 3339 UTC, e.g. 2020-01-01T00:15:00Z
+    value: float
+    unit: str
+    seq: int
+
+    @property
+    def device(self) -> str:
+        return f"{self.site}/{self.sensor}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"v": VERSION, **asdict(self)}
+
+    def encode(self) -> bytes:
+        return _dumps(self.to_dict())
+
+
+def reading_from_dict(obj: Any) -> Reading:
+    """Validate a decoded reading against schema v1. Raises MessageError with a dead-letter reason code."""
+    if not isinstance(obj, dict):
+        raise MessageError("schema", f"expected a JSON object, got {type(obj).__name__}")
+    missing = _READING_KEYS - obj.keys()
+    if missing:
+        raise MessageError("schema", f"missing field(s): {', '.join(sorted(missing))}")
+    extra = obj.keys() - _READING_KEYS
+    if extra:
+        raise MessageError("schema", f"unknown field(s): {', '.join(sorted(extra))}")
+    if obj["v"] != VERSION or isinstance(obj["v"], bool):
+        raise MessageError("schema", f"unsupported version {obj['v']!r} (expected {VERSION})")
+    site, sensor, ts, value, unit, seq = (obj[k] for k in ("site", "sensor", "ts", "value", "unit", "seq"))
+    if not isinstance(site, str) or not _SITE.match(site):
+        raise MessageError("schema", f"bad site {site!r}")
+    if not isinstance(sensor, str):
+        raise MessageError("schema", f"sensor must be a string, got {sensor!r}")
+    if sensor not in SENSORS:
+        raise MessageError("unknown-sensor", f"unknown sensor {sensor!r}")
+    if not isinstance(ts, str) or not _TS.match(ts):
+        raise MessageError("schema", f"ts must be RFC 3339 UTC like 2020-01-01T00:15:00Z, got {ts!r}")
+    try:
+        datetime.fromisoformat(ts)
+    except ValueError as exc:
+        raise MessageError("schema", f"ts {ts!r} is not a valid instant: {exc}") from exc
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise MessageError("schema", f"value must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise MessageError("non-finite", f"value {value!r} is not finite")
+    if unit != SENSORS[sensor].unit:
+        raise MessageError("schema", f"unit {unit!r} does not match sensor {sensor} ({SENSORS[sensor].unit})")
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+        raise MessageError("schema", f"seq must be a non-negative integer, got {seq!r}")
+    return Reading(site, sensor, ts, float(value), unit, seq)
+
+
+def decode_reading(payload: bytes | None) -> Reading:
+    """Bytes from Kafka -> a valid Reading, or MessageError(unparsable | schema | unknown-sensor | non-finite)."""
+    if payload is None:
+        raise MessageError("unparsable", "empty message (null value)")
+    try:
+        obj = json.loads(payload)
+    except (UnicodeDecodeError, ValueError) as exc:
+        # json.loads accepts NaN/Infinity literals; they are caught as non-finite below.
+        raise MessageError("unparsable", f"not JSON: {exc}") from exc
+    return reading_from_dict(obj)
+
+
+@dataclass(frozen=True, slots=True)
+class Aggregate:
+    site: str
+    name: str  # AggDay[TH1]
+    kind: str  # AggDay | AggDayDiff | AggDayRest | AggDayMov
+    sensor: str
+    day: str  # YYYY-MM-DD, local day of the site
+    value: float
+    unit: str
+    count: int
+    revision: int
+    window_start: str
+    window_end: str
+    emitted_at: str
+
+    @property
+    def key(self) -> str:
+        """Upsert key: one row per site, aggregate and day."""
+        return f"{self.site}/{self.name}/{self.day}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"v": VERSION, **asdict(self)}
+
+    def encode(self) -> bytes:
+        return _dumps(self.to_dict())
+
+
+def aggregate_from_dict(obj: dict[str, Any]) -> Aggregate:
+    if obj.get("v") != VERSION:
+        raise MessageError("schema", f"unsupported aggregate version {obj.get('v')!r}")
+    try:
+        return Aggregate(**{k: v for k, v in obj.items() if k != "v"})
+    except TypeError as exc:
+        raise MessageError("schema", f"bad aggregate: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class LateReading:
+    reading: Reading
+    reason: str
+    day: str
+    late_by_ms: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"v": VERSION, "reading": self.reading.to_dict(), "reason": self.reason, "day": self.day,
+                "late_by_ms": self.late_by_ms}
+
+    def encode(self) -> bytes:
+        return _dumps(self.to_dict())
+
+
+def late_from_dict(obj: dict[str, Any]) -> LateReading:
+    if obj.get("v") != VERSION:
+        raise MessageError("schema", f"unsupported late-reading version {obj.get('v')!r}")
+    try:
+        return LateReading(reading_from_dict(obj["reading"]), obj["reason"], obj["day"], int(obj["late_by_ms"]))
+    except (KeyError, TypeError) as exc:
+        raise MessageError("schema", f"bad late reading: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    reason: str
+    detail: str
+    source_topic: str
+    partition: int
+    offset: int
+    key_b64: str | None
+    payload_b64: str
+    at: str
+
+    @classmethod
+    def of(cls, error: MessageError, topic: str, partition: int, offset: int, key: bytes | None,
+           payload: bytes | None, at: str) -> DeadLetter:
+        return cls(error.reason, error.detail, topic, partition, offset,
+                   base64.b64encode(key).decode() if key is not None else None,
+                   base64.b64encode(payload or b"").decode(), at)
+
+    @property
+    def payload(self) -> bytes:
+        return base64.b64decode(self.payload_b64)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"v": VERSION, **asdict(self)}
+
+    def encode(self) -> bytes:
+        return _dumps(self.to_dict())
+
+
+def deadletter_from_dict(obj: dict[str, Any]) -> DeadLetter:
+    if obj.get("v") != VERSION:
+        raise MessageError("schema", f"unsupported dead-letter version {obj.get('v')!r}")
+    try:
+        return DeadLetter(**{k: v for k, v in obj.items() if k != "v"})
+    except TypeError as exc:
+        raise MessageError("schema", f"bad dead letter: {exc}") from exc

@@ -1,0 +1,43 @@
+"""The day rule: (D 00:00, D+1 00:00] local, DST-correct."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+from iotcommon.days import day_end, day_length, day_of, day_of_ms, day_start, iso_z, parse_iso, to_ms, zone
+
+ATHENS = zone("Europe/Athens")
+
+
+def test_midnight_reading_closes_the_previous_day() -> None:
+    midnight = datetime(2020, 1, 2, 0, 0, tzinfo=ATHENS)
+    assert day_of(midnight, ATHENS) == date(2020, 1, 1)
+    assert day_of(midnight + timedelta(minutes=15), ATHENS) == date(2020, 1, 2)
+    assert day_of_ms(to_ms(midnight), ATHENS) == date(2020, 1, 1)
+    assert day_of_ms(to_ms(midnight) + 1, ATHENS) == date(2020, 1, 2)
+
+
+def test_dst_days_last_23_and_25_hours() -> None:
+    assert day_length(date(2020, 3, 29), ATHENS) == timedelta(hours=23)
+    assert day_length(date(2020, 10, 25), ATHENS) == timedelta(hours=25)
+    assert day_length(date(2020, 6, 1), ATHENS) == timedelta(hours=24)
+
+
+def test_quarter_readings_per_day_follow_the_zone() -> None:
+    def quarters(day: date) -> int:
+        t, n = day_start(day, ATHENS) + timedelta(minutes=15), 0
+        while t <= day_end(day, ATHENS):
+            assert day_of(t, ATHENS) == day
+            t, n = t + timedelta(minutes=15), n + 1
+        return n
+
+    assert quarters(date(2020, 3, 29)) == 92
+    assert quarters(date(2020, 10, 25)) == 100
+    assert quarters(date(2020, 1, 15)) == 96
+
+
+def test_iso_round_trip() -> None:
+    ts = datetime(2020, 1, 1, 22, 0, tzinfo=UTC)
+    assert iso_z(ts) == "2020-01-01T22:00:00Z"
+    assert parse_iso(iso_z(ts)) == ts
+    assert iso_z(ts.replace(microsecond=5000)) == "2020-01-01T22:00:00.005Z"
