@@ -44,8 +44,13 @@ def day_length(day: date, tz: ZoneInfo) -> timedelta:
     return day_end(day, tz) - day_start(day, tz)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
 def to_ms(ts: datetime) -> int:
-    return int(ts.timestamp() * 1000)
+    """Epoch milliseconds of an aware datetime, floored, in exact integer arithmetic (float math can be 1 ms off)."""
+    return (ts - _EPOCH) // _MS
 
 
 def from_ms(ts_ms: int) -> datetime:

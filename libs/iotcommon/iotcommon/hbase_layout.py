@@ -41,8 +41,17 @@ def series_prefix(site: str, series: str) -> bytes:
     return SEP.join((salt(site, series), site, series, "")).encode()
 
 
+def _fixed(value: int, width: int, what: str) -> str:
+    """Zero-padded decimal of exactly ``width`` digits; out of range would break byte order, so it is refused."""
+    if isinstance(value, bool) or not 0 <= value < 10**width:
+        msg = f"{what} {value!r} is outside 0..{10**width - 1} (row keys need {width} digits)"
+        raise ValueError(msg)
+    return f"{value:0{width}d}"
+
+
 def reading_key(site: str, sensor: str, ts_ms: int, seq: int) -> bytes:
-    return series_prefix(site, sensor) + f"{ts_ms:013d}{SEP}{seq:010d}".encode()
+    """Row of one reading (raw and late tables). Raises ValueError if ts_ms or seq cannot be encoded in order."""
+    return series_prefix(site, sensor) + f"{_fixed(ts_ms, 13, 'ts_ms')}{SEP}{_fixed(seq, 10, 'seq')}".encode()
 
 
 def reading_range(site: str, sensor: str, from_ms: int, to_ms: int) -> tuple[bytes, bytes]:
@@ -62,4 +71,5 @@ def aggregate_range(site: str, name: str, from_day: str, to_day: str) -> tuple[b
 
 
 def deadletter_key(topic: str, partition: int, offset: int) -> bytes:
-    return series_prefix(topic, str(partition)) + f"{offset:019d}".encode()
+    """Row of a dead letter: where the rejected record was (topic, partition, offset), so a replay rewrites it."""
+    return series_prefix(topic, str(partition)) + _fixed(offset, 19, "offset").encode()

@@ -41,3 +41,13 @@ def test_iso_round_trip() -> None:
     assert iso_z(ts) == "2020-01-01T22:00:00Z"
     assert parse_iso(iso_z(ts)) == ts
     assert iso_z(ts.replace(microsecond=5000)) == "2020-01-01T22:00:00.005Z"
+
+
+def test_to_ms_is_exact_for_microsecond_timestamps() -> None:
+    # 2020-01-01T00:00:00.000999Z is 999 microseconds: still millisecond 0 of that second, never rounded up or down
+    base = datetime(2020, 1, 1, tzinfo=UTC)
+    assert to_ms(base) == 1_577_836_800_000
+    for micros in (1, 999, 1000, 123_456, 999_999):
+        assert to_ms(base + timedelta(microseconds=micros)) == 1_577_836_800_000 + micros // 1000
+    # float arithmetic (timestamp() * 1000) gives ...080 here; 2039-03-21T12:23:21Z is 2_184_323_001 s (calendar.timegm)
+    assert to_ms(parse_iso("2039-03-21T12:23:21.081Z")) == 2_184_323_001_081

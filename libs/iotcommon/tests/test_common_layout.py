@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from iotcommon.hbase_layout import aggregate_key, aggregate_range, reading_key, reading_range, series_prefix
+from iotcommon.hbase_layout import (
+    aggregate_key,
+    aggregate_range,
+    deadletter_key,
+    reading_key,
+    reading_range,
+    series_prefix,
+)
 
 
 def test_reading_keys_sort_by_time_then_seq_within_a_series() -> None:
@@ -24,3 +31,20 @@ def test_aggregate_range_covers_whole_days() -> None:
     assert start <= aggregate_key("s1", "AggDay[TH1]", "2020-01-03") < stop
     assert not start <= aggregate_key("s1", "AggDay[TH1]", "2020-01-04") < stop
     assert not start <= aggregate_key("s1", "AggDay[TH1]", "2020-01-01") < stop
+
+
+def test_keys_refuse_numbers_that_would_break_byte_order() -> None:
+    import pytest
+
+    for ts, seq in [(-1, 0), (10**13, 0), (0, -1), (0, 10**10)]:
+        with pytest.raises(ValueError, match="outside"):
+            reading_key("s1", "TH1", ts, seq)
+    with pytest.raises(ValueError, match="outside"):
+        deadletter_key("iotpipe.raw", 0, -5)
+    assert reading_key("s1", "TH1", 10**13 - 1, 10**10 - 1).endswith(b"9999999999999|9999999999")
+
+
+def test_deadletter_keys_are_per_source_partition_in_offset_order() -> None:
+    keys = [deadletter_key("iotpipe.readings", 2, off) for off in (0, 9, 10, 12345)]
+    assert keys == sorted(keys)
+    assert deadletter_key("iotpipe.readings", 2, 7) != deadletter_key("iotpipe.readings", 3, 7)
