@@ -1,0 +1,5 @@
+import sys
+
+from iotpipe_stack.cli import main
+
+sys.exit(main())

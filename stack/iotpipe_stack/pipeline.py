@@ -1,0 +1,24 @@
+"""The pipeline's own processes, started by `iotpipe run` (in this order) once Kafka, HBase/Thrift and Flink are ready.
+
+Each component adds ONE entry to PROCESSES (small, targeted edit; keep the others untouched). Example:
+
+    PipelineProcess(
+        name="hbase-sync",
+        argv=lambda s: [str(s.python), "-m", "hbase_sync"],
+        env=lambda s: {"IOTPIPE_SYNC_GROUP": "hbase-sync"},
+        ready=None,
+    ),
+
+`s` is a StackInfo: s.bootstrap, s.thrift_host, s.thrift_port, s.python (main venv), s.flink_python (.venv-flink),
+s.connector_jar, s.java_home, s.home, s.logs_dir. Every process also gets StackInfo.base_env() in its environment.
+"""
+
+from __future__ import annotations
+
+from iotpipe_stack.pipeline_types import PipelineProcess, StackInfo
+
+__all__ = ["PROCESSES", "PipelineProcess", "StackInfo"]
+
+PROCESSES: list[PipelineProcess] = [
+    # simulator, stream job, sync worker, bridge: one entry each
+]

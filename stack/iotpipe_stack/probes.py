@@ -1,0 +1,58 @@
+"""Readiness probes: ask the service itself (never parse logs)."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+from pathlib import Path
+
+from iotpipe_stack.ports import is_listening
+
+
+def kafka_ready(bootstrap: str, timeout: float = 3.0) -> bool:
+    """True when the broker answers a metadata request (AdminClient.list_topics) listing itself."""
+    host, _, port = bootstrap.rpartition(":")
+    if not is_listening(int(port), host):
+        return False
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": int(timeout * 1000)})
+    try:
+        md = admin.list_topics(timeout=timeout)
+    except Exception:  # KafkaException while the broker is still starting
+        return False
+    return len(md.brokers) >= 1
+
+
+def thrift_ready(host: str, port: int, timeout: float = 5.0) -> bool:
+    """True when the Thrift1 server answers `tables()` (which needs an initialised HBase master)."""
+    if not is_listening(port, host):
+        return False
+    import happybase
+
+    conn = None
+    try:
+        conn = happybase.Connection(host, port, timeout=int(timeout * 1000), autoconnect=True)
+        conn.tables()
+        return True
+    except Exception:  # TTransportException / IOError while the master initialises
+        return False
+    finally:
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+
+def flink_ready(python: Path, connector_jar: Path, env: dict[str, str] | None = None) -> tuple[bool, str]:
+    """The PyFlink runtime is usable: its venv imports pyflink + iotcommon, the connector jar exists."""
+    if not python.exists():
+        return False, f"{python} missing (run `iotpipe local install`)"
+    if not connector_jar.exists():
+        return False, f"{connector_jar} missing (run `iotpipe local install`)"
+    proc = subprocess.run(
+        [str(python), "-c", "import pyflink.version as v, iotcommon; print(v.__version__)"],
+        capture_output=True, text=True, timeout=120, check=False, env=env,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        return False, (proc.stderr.strip().splitlines() or ["import failed"])[-1]
+    return True, f"pyflink {proc.stdout.strip()}"
