@@ -1,0 +1,1 @@
+"""iotpipe device simulators: deterministic building sensors producing readings to Kafka."""

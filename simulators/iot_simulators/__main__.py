@@ -1,0 +1,5 @@
+import sys
+
+from iot_simulators.cli import main
+
+sys.exit(main())

@@ -1,0 +1,78 @@
+"""``python -m iot_simulators``: simulate building sensors and produce their readings to Kafka.
+
+Exit codes: 0 done (end reached or SIGTERM/SIGINT after flushing), 1 Kafka unreachable or readings not delivered,
+2 invalid options.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from types import FrameType
+
+from iot_simulators.config import SimConfig, plan
+from iot_simulators.encoding import Encoder, site_id
+from iot_simulators.engine import Simulation
+from iotcommon.config import describe, load
+from iotcommon.errors import ConfigError, ServiceUnavailable
+
+DESCRIPTION = ("Simulates buildings (sites) with 10 sensors each and produces their readings to Kafka: TH1/TH2 "
+               "temperature, HVAC1/HVAC2/MiAC1/MiAC2 energy and W1 water every 15 minutes, Etot/Wtot cumulative "
+               "meters at local midnight, Mov1 motion events. Some W1 readings are withheld and delivered late.")
+
+log = logging.getLogger("iot_simulators")
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    environ = os.environ if environ is None else environ
+    try:
+        cfg = load(SimConfig, sys.argv[1:] if argv is None else argv, environ, prog="python -m iot_simulators",
+                   description=DESCRIPTION)
+        the_plan = plan(cfg, environ)
+    except ConfigError as exc:
+        print(f"iot-simulators: invalid option: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=cfg.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log.info("starting: %s", describe(cfg))
+    sites = [site_id(n) for n in the_plan.site_numbers]
+    log.info("sites %s .. %s (%d), topic %s, %s, start %s, %s", sites[0], sites[-1], len(sites), the_plan.topic,
+             "as fast as possible" if not the_plan.step_seconds else f"{the_plan.step_seconds:g} s per 15-min step",
+             the_plan.timeline.start.isoformat(),
+             f"{the_plan.stop - 1} steps" if the_plan.stop is not None else "no end")
+
+    from iot_simulators.producer import KafkaSink
+    from iot_simulators.runner import run
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("%s received: stopping after the current step, flushing", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    sink = KafkaSink(cfg)
+    try:
+        partitions = sink.connect(the_plan.topic)
+    except ServiceUnavailable as exc:
+        log.error("giving up: %s", exc)
+        return 1
+    log.info("connected to Kafka at %s; topic %s has %d partition(s)", cfg.bootstrap, the_plan.topic, partitions)
+    sim = Simulation(the_plan.timeline, the_plan.site_numbers, cfg.seed, the_plan.late_rules)
+    res = run(the_plan, sim, Encoder(sites), sink, stop, progress_s=cfg.progress_s,
+              flush_timeout_s=cfg.delivery_timeout_s)
+    summary = (f"sent {res.produced - res.unacknowledged} readings in {res.steps} steps, {res.seconds:.1f} s "
+               f"({(res.produced - res.unacknowledged) / max(res.seconds, 1e-9):.0f}/s), late delivered {res.late}")
+    if res.withheld_unsent:
+        summary += f", {res.withheld_unsent} withheld readings not sent (stopped before their delivery step)"
+    if not res.ok:
+        log.error("failed: %s; %s", res.error, summary)
+        return 1
+    log.info("done%s: %s", " (signal)" if res.stopped_by_signal else "", summary)
+    return 0

@@ -1,0 +1,112 @@
+"""Wire encoding of readings (``iotcommon.messages.Reading``, schema reading.v1.json), made cheap.
+
+A message is compact JSON such as
+``{"v":1,"site":"site-00001","sensor":"TH1","unit":"C","ts":"2020-01-01T00:15:00Z","seq":0,"value":13.812}``
+and its key the device id ``site-00001/TH1``. Values carry three decimals. Everything constant per device is built
+once; per message only the value is formatted (as integer thousandths, which is much cheaper than float formatting).
+The emit functions hand each (key, payload) to a ``produce(topic, payload, key)`` callable: the Kafka producer's own
+method in production, a list in tests.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+
+import numpy as np
+
+from iot_simulators.engine import Block, Event, StepOutput
+from iotcommon.messages import VERSION, Reading
+from iotcommon.sensors import SENSORS
+from iotcommon.topics import device_id
+
+Produce = Callable[[str, bytes, bytes], object]
+_FRACTIONS = [b"%03d}" % i for i in range(1000)]
+
+
+def site_id(number: int) -> str:
+    """Stable site id: site-00001, site-00002, ..."""
+    return f"site-{number:05d}"
+
+
+def _prefix(site: str, sensor: str) -> bytes:
+    head = json.dumps({"v": VERSION, "site": site, "sensor": sensor, "unit": SENSORS[sensor].unit},
+                      separators=(",", ":"))
+    return head[:-1].encode() + b',"ts":"'
+
+
+class Encoder:
+    """Per-device constant parts of messages for a list of sites."""
+
+    def __init__(self, sites: list[str]) -> None:
+        self.sites = sites
+        self.keys = {s: [device_id(site, s).encode() for site in sites] for s in SENSORS}
+        self.prefixes = {s: [_prefix(site, s) for site in sites] for s in SENSORS}
+
+    def emit_block(self, block: Block, topic: str, produce: Produce, on_full: Callable[[], None]) -> int:
+        mid = b'%s","seq":%d,"value":' % (block.ts.encode(), block.seq)
+        milli = np.rint(block.values * 1000.0).astype(np.int64)
+        prefixes, keys = self.prefixes[block.sensor], self.keys[block.sensor]
+        if (milli < 0).any():  # not produced by the models; kept correct anyway
+            payloads = [b"%s%s%s}" % (p, mid, _num(v)) for p, v in zip(prefixes, block.values.tolist(), strict=True)]
+        else:
+            fr = _FRACTIONS
+            payloads = [b"%s%s%d.%s" % (p, mid, m // 1000, fr[m % 1000]) for p, m in
+                        zip(prefixes, milli.tolist(), strict=True)]
+        for key, payload in zip(keys, payloads, strict=True):
+            try:
+                produce(topic, payload, key)
+            except BufferError:
+                on_full()
+                produce(topic, payload, key)
+        return len(payloads)
+
+    def encode_event(self, event: Event) -> tuple[bytes, bytes]:
+        p = self.prefixes[event.sensor][event.site]
+        payload = b'%s%s","seq":%d,"value":%s}' % (p, event.ts.encode(), event.seq, _num(event.value))
+        return self.keys[event.sensor][event.site], payload
+
+    def emit_step(self, out: StepOutput, topic: str, produce: Produce, on_full: Callable[[], None]) -> int:
+        """Send everything of one step: on-time blocks, motion events, then late readings. Returns the count."""
+        sent = 0
+        for block in out.blocks:
+            sent += self.emit_block(block, topic, produce, on_full)
+        for event in out.events:
+            key, payload = self.encode_event(event)
+            try:
+                produce(topic, payload, key)
+            except BufferError:
+                on_full()
+                produce(topic, payload, key)
+            sent += 1
+        for block in out.late:
+            sent += self.emit_block(block, topic, produce, on_full)
+        return sent
+
+    def encode_all(self, outputs: Iterable[StepOutput]) -> list[tuple[bytes, bytes]]:
+        """(key, payload) of every message, in send order (tests and tools)."""
+        sink: list[tuple[bytes, bytes]] = []
+        for out in outputs:
+            self.emit_step(out, "", lambda _t, v, k: sink.append((k, v)), _never)
+        return sink
+
+    def encode_blocks(self, blocks: Iterable[Block]) -> list[tuple[bytes, bytes]]:
+        sink: list[tuple[bytes, bytes]] = []
+        for block in blocks:
+            self.emit_block(block, "", lambda _t, v, k: sink.append((k, v)), _never)
+        return sink
+
+
+def _num(value: float) -> bytes:
+    return b"%.3f" % value
+
+
+def _never() -> None:  # pragma: no cover - lists never fill up
+    raise AssertionError
+
+
+def to_reading(payload: bytes) -> Reading:
+    """Decode a payload (strictly, as the stream job does)."""
+    from iotcommon.messages import decode_reading
+
+    return decode_reading(payload)
