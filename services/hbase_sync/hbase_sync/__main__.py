@@ -1,0 +1,3 @@
+from hbase_sync.cli import main
+
+raise SystemExit(main())

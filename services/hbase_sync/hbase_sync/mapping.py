@@ -1,0 +1,186 @@
+"""Kafka record -> HBase row. Pure: no I/O, no clock (the record's own timestamp dates a rejection).
+
+Every input topic has one mapping; a record that cannot be mapped becomes a row of the ``deadletters`` table keyed by
+where the record was (topic, partition, offset), so the worker writes it and keeps going. Every key is a function of
+the record alone, so a replayed record rewrites the same row.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Protocol
+
+from iotcommon import hbase_layout as layout
+from iotcommon.days import iso_z, parse_iso, to_ms
+from iotcommon.errors import MessageError
+from iotcommon.messages import (
+    DeadLetter,
+    aggregate_from_dict,
+    deadletter_from_dict,
+    late_from_dict,
+    reading_from_dict,
+)
+from iotcommon.topics import Topics
+
+MESSAGE = layout.MESSAGE_COLUMN
+
+_SITE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_AGG_NAME = re.compile(r"^AggDay(Diff|Rest|Mov)?\[[A-Za-z0-9]+\]$")
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class KafkaRecord(Protocol):
+    """What the mapping reads of a record: the accessor methods of confluent_kafka.Message."""
+
+    def topic(self) -> str | None: ...
+    def partition(self) -> int | None: ...
+    def offset(self) -> int | None: ...
+    def key(self) -> bytes | None: ...
+    def value(self) -> bytes | None: ...
+    def timestamp(self) -> tuple[int, int]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One HBase row to put. ``revision`` > 0 marks an aggregate: the store keeps the highest revision per key."""
+
+    table: str
+    key: bytes
+    cells: dict[bytes, bytes]
+    revision: int = 0
+    rejected: str | None = None  # reason code when this row is a dead letter made by this worker
+
+
+def _json(payload: bytes | None) -> dict[str, Any]:
+    if payload is None:
+        raise MessageError("unparsable", "empty message (null value)")
+    try:
+        obj = json.loads(payload)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise MessageError("unparsable", f"not JSON: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise MessageError("schema", f"expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _reading_row_key(site: str, sensor: str, ts: str, seq: int) -> bytes:
+    try:
+        return layout.reading_key(site, sensor, to_ms(parse_iso(ts)), seq)
+    except ValueError as exc:
+        raise MessageError("unmappable", f"no row key for reading {site}/{sensor} at {ts} seq {seq}: {exc}") from exc
+
+
+def map_raw(payload: bytes | None) -> Row:
+    reading = reading_from_dict(_json(payload))
+    key = _reading_row_key(reading.site, reading.sensor, reading.ts, reading.seq)
+    return Row("raw", key, {MESSAGE: payload or b""})
+
+
+def map_late(payload: bytes | None) -> Row:
+    late = late_from_dict(_json(payload))
+    r = late.reading
+    return Row("late", _reading_row_key(r.site, r.sensor, r.ts, r.seq), {MESSAGE: payload or b""})
+
+
+def map_aggregate(payload: bytes | None) -> Row:
+    agg = aggregate_from_dict(_json(payload))
+    if not isinstance(agg.site, str) or not _SITE.match(agg.site):
+        raise MessageError("schema", f"bad aggregate site {agg.site!r}")
+    if not isinstance(agg.name, str) or not _AGG_NAME.match(agg.name):
+        raise MessageError("schema", f"bad aggregate name {agg.name!r}")
+    if not isinstance(agg.day, str) or not _DAY.match(agg.day):
+        raise MessageError("schema", f"bad aggregate day {agg.day!r}")
+    try:
+        date.fromisoformat(agg.day)
+    except ValueError as exc:
+        raise MessageError("schema", f"aggregate day {agg.day!r} is not a date") from exc
+    if not _is_int(agg.revision) or agg.revision < 1:
+        raise MessageError("schema", f"aggregate revision must be an integer >= 1, got {agg.revision!r}")
+    if not isinstance(agg.value, int | float) or isinstance(agg.value, bool) or not math.isfinite(agg.value):
+        raise MessageError("schema", f"aggregate value must be a finite number, got {agg.value!r}")
+    return Row("aggregates", layout.aggregate_key(agg.site, agg.name, agg.day), {MESSAGE: payload or b""},
+               revision=agg.revision)
+
+
+def map_deadletter(payload: bytes | None) -> Row:
+    """A dead letter of the stream job: keyed by where the rejected record was, not where the dead letter is."""
+    dl = deadletter_from_dict(_json(payload))
+    if not isinstance(dl.source_topic, str) or not _TOPIC.match(dl.source_topic):
+        raise MessageError("schema", f"bad dead-letter source_topic {dl.source_topic!r}")
+    if not _is_int(dl.partition) or not _is_int(dl.offset) or dl.partition < 0:
+        raise MessageError("schema", f"bad dead-letter partition/offset {dl.partition!r}/{dl.offset!r}")
+    try:
+        key = layout.deadletter_key(dl.source_topic, dl.partition, dl.offset)
+    except ValueError as exc:
+        raise MessageError("unmappable", f"no row key for dead letter: {exc}") from exc
+    return Row("deadletters", key, {MESSAGE: payload or b""})
+
+
+def stored_revision(message: bytes) -> int:
+    """The revision inside a stored aggregate (d:m). A cell that does not parse counts as revision 0 (replaceable)."""
+    try:
+        revision = json.loads(message).get("revision", 0)
+    except (UnicodeDecodeError, ValueError, AttributeError):
+        return 0
+    return revision if _is_int(revision) else 0
+
+
+def latest_per_key(rows: Iterable[Row]) -> dict[bytes, Row]:
+    """Aggregate rows reduced to the highest revision per row key (on a tie the later row wins)."""
+    latest: dict[bytes, Row] = {}
+    for row in rows:
+        current = latest.get(row.key)
+        if current is None or row.revision >= current.revision:
+            latest[row.key] = row
+    return latest
+
+
+class Mapper:
+    """Routes each record by its topic; anything that fails becomes a dead-letter row with the reason."""
+
+    def __init__(self, topics: Topics) -> None:
+        self.topics = topics
+        self._routes: dict[str, Callable[[bytes | None], Row]] = {
+            topics.raw: map_raw,
+            topics.aggregates: map_aggregate,
+            topics.late: map_late,
+            topics.deadletter: map_deadletter,
+        }
+
+    @property
+    def input_topics(self) -> list[str]:
+        return list(self._routes)
+
+    def map(self, record: KafkaRecord) -> Row:
+        route = self._routes.get(record.topic() or "")
+        try:
+            if route is None:
+                raise MessageError("unmappable", f"{record.topic()!r} is not an input topic of this worker")
+            return route(record.value())
+        except MessageError as exc:
+            return reject(record, exc)
+
+
+def reject(record: KafkaRecord, error: MessageError) -> Row:
+    """The dead-letter row for a record this worker cannot map: deterministic, so a replay rewrites the same row.
+
+    ``at`` is the record's Kafka timestamp (when it entered the topic) rather than the wall clock, so the row's
+    content does not depend on when (or how often) it was processed.
+    """
+    topic, partition, offset = record.topic() or "", record.partition() or 0, record.offset() or 0
+    kind, ts_ms = record.timestamp()
+    at = iso_z(_EPOCH + timedelta(milliseconds=max(ts_ms, 0) if kind else 0))
+    letter = DeadLetter.of(error, topic, partition, offset, record.key(), record.value(), at)
+    return Row("deadletters", layout.deadletter_key(topic, partition, offset), {MESSAGE: letter.encode()},
+               rejected=error.reason)

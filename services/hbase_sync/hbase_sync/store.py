@@ -1,0 +1,213 @@
+"""The HBase edge: idempotent table creation and batch writes through happybase (Thrift1).
+
+* raw, late, deadletters: one ``mutateRows`` per table and flush (a happybase batch). Keys are deterministic, so
+  writing a row again leaves it as it was.
+* aggregates: an upsert that keeps the highest revision. The flush keeps the highest revision per key, reads the
+  stored rows in one call, and writes each newer one with Thrift ``checkAndPut`` against the exact stored cell (or its
+  absence): a replayed or out-of-order lower revision never replaces a higher one, even with two writers racing.
+
+Any Thrift or socket failure drops the connection and raises ServiceUnavailable; the next call reconnects.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import happybase
+from thriftpy2.thrift import TException
+
+from hbase_sync.mapping import MESSAGE, Row, latest_per_key, stored_revision
+from hbase_sync.tables import table_families, ttl_of
+from iotcommon.errors import ServiceUnavailable
+from iotcommon.hbase_layout import TABLES, table_name
+
+log = logging.getLogger("hbase_sync.store")
+
+_FAILURES = (OSError, EOFError, TException)
+_CAS_ATTEMPTS = 8
+_MAX_ROWS_PER_CALL = 10_000
+
+
+@dataclass
+class WriteResult:
+    written: Counter[str] = field(default_factory=Counter)  # rows put, per table
+    stale: int = 0  # aggregates skipped because the table already holds that revision or a higher one
+
+
+class HBaseStore:
+    """Writes rows into one pipeline's tables. Not thread-safe: one per worker thread."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        table_prefix: str,
+        *,
+        timeout_ms: int = 20_000,
+        ttls: Mapping[str, int] | None = None,
+        create_tables: bool = True,
+        idle_reconnect_s: float = 45.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.host, self.port, self.table_prefix = host, port, table_prefix
+        self.timeout_ms = timeout_ms
+        self.ttls = dict(ttls or {})
+        self.create_tables = create_tables
+        self.idle_reconnect_s = idle_reconnect_s  # the Thrift server closes sockets idle for 60 s
+        self._clock = clock
+        self._conn: happybase.Connection | None = None
+        self._last_used = 0.0
+        self._mutation = importlib.import_module("Hbase_thrift").Mutation  # loaded by happybase
+
+    @property
+    def where(self) -> str:
+        return f"HBase Thrift {self.host}:{self.port}"
+
+    # -- connection -------------------------------------------------------------------------------------------------
+
+    def _connection(self) -> happybase.Connection:
+        now = self._clock()
+        if self._conn is not None and now - self._last_used > self.idle_reconnect_s:
+            log.debug("connection idle for %.0f s: reconnecting before use", now - self._last_used)
+            self._drop()
+        if self._conn is None:
+            conn = happybase.Connection(self.host, self.port, timeout=self.timeout_ms, autoconnect=False,
+                                        table_prefix=self.table_prefix)
+            conn.open()
+            self._conn = conn
+            try:
+                self._ensure_tables(conn)
+            except BaseException:
+                self._drop()
+                raise
+        self._last_used = now
+        return self._conn
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(*_FAILURES):
+                self._conn.close()
+            self._conn = None
+
+    def close(self) -> None:
+        self._drop()
+
+    def check(self) -> None:
+        """Reach HBase (connect, ensure the tables) or raise ServiceUnavailable."""
+        try:
+            self._connection()
+        except _FAILURES as exc:
+            self._drop()
+            raise ServiceUnavailable(f"{self.where}: {exc!r}") from exc
+
+    # -- tables -----------------------------------------------------------------------------------------------------
+
+    def ensure_tables(self) -> list[str]:
+        """Create the missing tables (never drop or alter one). Returns the short names created."""
+        try:
+            return self._ensure_tables(self._connection())
+        except _FAILURES as exc:
+            self._drop()
+            raise ServiceUnavailable(f"{self.where}: {exc!r}") from exc
+
+    def _ensure_tables(self, conn: happybase.Connection) -> list[str]:
+        existing = {bytes(t).decode() for t in conn.tables()}  # without the prefix (happybase strips it)
+        missing = [t for t in TABLES if t not in existing]
+        if missing and not self.create_tables:
+            msg = f"{self.where}: missing tables {', '.join(table_name(self.table_prefix, t) for t in missing)}"
+            raise ServiceUnavailable(msg + " (table creation is off)")
+        created: list[str] = []
+        families = table_families(self.ttls)
+        for table in missing:
+            try:
+                conn.create_table(table, families[table])
+                created.append(table)
+                log.info("created table %s (TTL %s)", table_name(self.table_prefix, table),
+                         f"{self.ttls.get(table)} s" if self.ttls.get(table) else "forever")
+            except TException as exc:
+                if type(exc).__name__ != "AlreadyExists":  # another worker created it first: fine
+                    raise
+        for table in TABLES:
+            if table in created or table not in self.ttls:
+                continue
+            ttl = ttl_of(conn.table(table).families().get(b"d", {}))
+            if ttl != self.ttls[table]:
+                log.warning("table %s exists with TTL %s but the setting says %s; existing tables are never altered "
+                            "(Thrift1 cannot): change it with the HBase shell if wanted",
+                            table_name(self.table_prefix, table), ttl or "forever", self.ttls[table] or "forever")
+        return created
+
+    # -- writes -----------------------------------------------------------------------------------------------------
+
+    def write(self, rows: Iterable[Row]) -> WriteResult:
+        """Write every row or raise ServiceUnavailable (then some may be written: rewriting them is harmless)."""
+        by_table: dict[str, list[Row]] = {}
+        for row in rows:
+            by_table.setdefault(row.table, []).append(row)
+        result = WriteResult()
+        try:
+            conn = self._connection()
+            for table, table_rows in by_table.items():
+                if table == "aggregates":
+                    written, stale = self._upsert_aggregates(conn, table_rows)
+                    result.written[table] += written
+                    result.stale += stale
+                else:
+                    self._put_all(conn, table, table_rows)
+                    result.written[table] += len(table_rows)
+        except _FAILURES as exc:
+            self._drop()
+            raise ServiceUnavailable(f"{self.where}: {exc!r}") from exc
+        self._last_used = self._clock()
+        return result
+
+    def _put_all(self, conn: happybase.Connection, table: str, rows: list[Row]) -> None:
+        batch = conn.table(table).batch(batch_size=_MAX_ROWS_PER_CALL)
+        for row in rows:
+            batch.put(row.key, row.cells)
+        batch.send()
+
+    def _upsert_aggregates(self, conn: happybase.Connection, rows: list[Row]) -> tuple[int, int]:
+        latest = latest_per_key(rows)
+        stale = len(rows) - len(latest)
+        written = 0
+        table = conn.table("aggregates")
+        full_name = table_name(self.table_prefix, "aggregates").encode()
+        pending = latest
+        for _ in range(_CAS_ATTEMPTS):
+            stored: dict[bytes, bytes] = {
+                key: data[MESSAGE] for key, data in table.rows(list(pending), columns=[MESSAGE]) if MESSAGE in data
+            }
+            lost: dict[bytes, Row] = {}
+            for key, row in pending.items():
+                current = stored.get(key)
+                if current is not None and stored_revision(current) >= row.revision:
+                    stale += 1
+                    continue
+                mutation = self._mutation(isDelete=False, column=MESSAGE, value=row.cells[MESSAGE])
+                if conn.client.checkAndPut(full_name, key, MESSAGE, current, mutation, {}):
+                    written += 1
+                else:  # someone else changed the row since we read it: read again and decide again
+                    lost[key] = row
+            if not lost:
+                return written, stale
+            pending = lost
+        msg = f"aggregate upsert kept losing the race for {len(pending)} row(s)"
+        raise ServiceUnavailable(msg)
+
+    # -- reads (tests, tools) ---------------------------------------------------------------------------------------
+
+    def scan(self, table: str) -> dict[bytes, dict[bytes, Any]]:
+        """Every row of one table (small tables only: tests and tools)."""
+        try:
+            return dict(self._connection().table(table).scan())
+        except _FAILURES as exc:
+            self._drop()
+            raise ServiceUnavailable(f"{self.where}: {exc!r}") from exc

@@ -1,0 +1,319 @@
+"""The consume -> map -> batch -> write -> commit loop.
+
+Offsets are committed (per partition, synchronously) only after every row they cover is in HBase, so a crash at any
+point loses nothing: the uncommitted records are read again and rewritten onto the same rows. While HBase is down the
+worker pauses its partitions (backpressure: nothing more is fetched), keeps polling so it stays in the group, retries
+with exponential backoff, and resumes by itself once a write succeeds. Partitions revoked meanwhile lose their
+unwritten rows from the batch, uncommitted, so the next owner reads them again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, Protocol
+
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+from hbase_sync.backoff import Backoff
+from hbase_sync.batching import Batch, BatchPolicy
+from hbase_sync.mapping import KafkaRecord, Mapper, Row
+from hbase_sync.metrics import Health, SyncMetrics
+from hbase_sync.store import WriteResult
+from iotcommon.errors import ServiceUnavailable
+
+log = logging.getLogger("hbase_sync.worker")
+
+IDLE_POLL_S = 0.5  # longest blocking poll: bounds how late SIGTERM and the health tick are seen
+PROGRESS_EVERY_S = 10.0
+REJECT_LOGS_PER_INTERVAL = 20
+
+
+class Record(KafkaRecord, Protocol):
+    def error(self) -> KafkaError | None: ...
+
+
+class Consumer(Protocol):
+    """The part of confluent_kafka.Consumer the worker uses (unit tests pass a fake)."""
+
+    def subscribe(self, topics: list[str], on_assign: Any = ..., on_revoke: Any = ..., on_lost: Any = ...) -> None: ...
+    def consume(self, num_messages: int = ..., timeout: float = ...) -> Sequence[Record]: ...
+    def commit(self, *, offsets: list[TopicPartition], asynchronous: Literal[False]) -> list[TopicPartition]: ...
+    def pause(self, partitions: list[TopicPartition]) -> None: ...
+    def resume(self, partitions: list[TopicPartition]) -> None: ...
+    def assignment(self) -> list[TopicPartition]: ...
+    def close(self) -> None: ...
+
+
+class Store(Protocol):
+    def write(self, rows: Sequence[Row]) -> WriteResult: ...
+    def close(self) -> None: ...
+
+
+class Worker:
+    def __init__(
+        self,
+        consumer: Consumer,
+        store: Store,
+        mapper: Mapper,
+        policy: BatchPolicy,
+        backoff: Backoff,
+        *,
+        retries: int,
+        stop: threading.Event,
+        metrics: SyncMetrics | None = None,
+        health: Health | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.consumer, self.store, self.mapper = consumer, store, mapper
+        self.policy, self.backoff, self.retries = policy, backoff, retries
+        self.stop = stop
+        self.metrics = metrics or SyncMetrics()
+        self.health = health or Health()
+        self.clock, self.sleep = clock, sleep
+        self.batch = Batch()
+        self.paused = False
+        self._in_outage = False
+        self._outage_since = 0.0
+        self._written_since = 0
+        self._rejected_logged = 0
+        self._last_progress = clock()
+        self.total_written = 0
+        self.total_committed_batches = 0
+
+    # -- main loop --------------------------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        topics = self.mapper.input_topics
+        self.consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost)
+        log.info("subscribed to %s", ", ".join(topics))
+        self.health.tick("running", "")
+        try:
+            while not self.stop.is_set():
+                timeout = self.policy.wait_s(self.batch.size, self.batch.oldest_at, self.clock(), IDLE_POLL_S)
+                wanted = max(1, self.policy.max_rows - self.batch.size)
+                self._accept(self.consumer.consume(num_messages=wanted, timeout=timeout))
+                if self.policy.due(self.batch.size, self.batch.oldest_at, self.clock()):
+                    self._flush(final=False)
+                self.health.tick()
+                self._progress()
+        finally:
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        self.health.tick("stopping")
+        if self.batch.size:
+            log.info("stopping: flushing %d rows", self.batch.size)
+            self._flush(final=True)
+        self.consumer.close()  # commits nothing by itself (auto-commit is off); leaves the group
+        self.store.close()
+        self._progress(force=True)
+        log.info("stopped: %d rows written in %d batches", self.total_written, self.total_committed_batches)
+
+    # -- records ----------------------------------------------------------------------------------------------------
+
+    def _accept(self, records: Sequence[Record]) -> None:
+        if not records:
+            return
+        now = self.clock()
+        consumed: Counter[str] = Counter()
+        for record in records:
+            err = record.error()
+            if err is not None:
+                self._kafka_error(err)
+                continue
+            row = self.mapper.map(record)
+            if row.rejected is not None:
+                self._rejected(record, row)
+            topic = record.topic() or ""
+            consumed[topic] += 1
+            self.batch.add(topic, record.partition() or 0, record.offset() or 0, row, now)
+        for topic, count in consumed.items():
+            self.metrics.consumed.labels(topic).inc(count)
+
+    def _kafka_error(self, err: KafkaError) -> None:
+        if err.code() == KafkaError._PARTITION_EOF:
+            return
+        self.metrics.errors.labels("kafka").inc()
+        if err.fatal():
+            raise KafkaException(err)
+        log.warning("Kafka: %s", err.str())
+
+    def _rejected(self, record: Record, row: Row) -> None:
+        self.metrics.deadletters.labels(row.rejected or "").inc()
+        if self._rejected_logged < REJECT_LOGS_PER_INTERVAL:
+            self._rejected_logged += 1
+            log.warning("cannot map %s[%s]@%s (%s): written to the deadletters table", record.topic(),
+                        record.partition(), record.offset(), row.rejected)
+
+    # -- flush ------------------------------------------------------------------------------------------------------
+
+    def _flush(self, *, final: bool) -> bool:
+        """Write the batch, then commit its offsets. While HBase fails: pause, back off, retry (forever unless final
+        or stopping, where the quick retries are all there is). Returns True if the batch was written."""
+        attempt = 0
+        self._in_outage = False
+        try:
+            while True:
+                rows, offsets = list(self.batch.rows()), self.batch.offsets()
+                if not rows:
+                    self.batch.clear()
+                    return True
+                started = self.clock()
+                try:
+                    result = self.store.write(rows)
+                except ServiceUnavailable as exc:
+                    attempt += 1
+                    if not self._write_failed(exc, attempt, len(rows), final or self.stop.is_set()):
+                        return False
+                    continue
+                self.metrics.batch_seconds.observe(self.clock() - started)
+                self.metrics.batch_rows.observe(len(rows))
+                self.metrics.hbase_up.set(1)
+                self._written(result)
+                self._commit(offsets)
+                self.batch.clear()
+                if attempt:
+                    self._recovered(attempt, len(rows))
+                return True
+        finally:
+            self._in_outage = False
+
+    def _write_failed(self, exc: ServiceUnavailable, attempt: int, rows: int, stopping: bool) -> bool:
+        """Handle one failed write. Returns False to give up (only when stopping), True to retry after a wait."""
+        self.metrics.errors.labels("hbase").inc()
+        self.metrics.hbase_up.set(0)
+        if attempt == 1:
+            self._outage_since = self.clock()
+            self._pause()
+            log.warning("HBase write of %d rows failed: %s. Consumption paused; nothing committed; retrying",
+                        rows, exc)
+        else:
+            log.info("HBase write retry %d failed: %s", attempt - 1, exc)
+        if attempt == self.retries + 1:
+            log.error("HBase unavailable for %.1f s (%d retries): staying paused with %d unwritten rows, probing every "
+                      "%.1f s until it is back", self.clock() - self._outage_since, self.retries, rows,
+                      self.backoff.max_s)
+            self.health.tick("paused", f"HBase unavailable: {exc}")
+        if stopping and attempt > self.retries:
+            log.error("stopping with %d unwritten rows: their offsets are not committed, so they will be read again",
+                      rows)
+            self.batch.clear()
+            return False
+        self._in_outage = True
+        self._wait(self.backoff.delay(attempt))
+        return True
+
+    def _wait(self, seconds: float) -> None:
+        """Sleep while staying in the group: poll the (paused) consumer. Records still arriving join the batch."""
+        deadline = self.clock() + seconds
+        while True:
+            remaining = deadline - self.clock()
+            if remaining <= 0:
+                return
+            if self.stop.is_set():  # stopping: the group no longer matters, just wait out the backoff
+                self.sleep(remaining)
+                return
+            self._pause()  # a rebalance may have assigned new, unpaused partitions
+            self._accept(self.consumer.consume(num_messages=1000, timeout=min(IDLE_POLL_S, remaining)))
+            self.health.tick()
+
+    def _recovered(self, attempts: int, rows: int) -> None:
+        self._resume()
+        self.health.tick("running", "")
+        log.info("HBase is back after %.1f s (%d attempts): wrote %d rows, committed, consumption resumed",
+                 self.clock() - self._outage_since, attempts + 1, rows)
+
+    def _written(self, result: WriteResult) -> None:
+        for table, count in result.written.items():
+            self.metrics.written.labels(table).inc(count)
+            self.total_written += count
+            self._written_since += count
+        if result.stale:
+            self.metrics.stale.inc(result.stale)
+
+    def _commit(self, offsets: dict[tuple[str, int], int]) -> None:
+        tps = [TopicPartition(topic, partition, offset) for (topic, partition), offset in offsets.items()]
+        try:
+            answer = self.consumer.commit(offsets=tps, asynchronous=False)
+        except KafkaException as exc:
+            self.metrics.errors.labels("commit").inc()
+            log.warning("commit failed (%s): the rows are in HBase; they will be read and rewritten, unchanged", exc)
+            return
+        failed = [tp for tp in answer or () if getattr(tp, "error", None)]
+        if failed:
+            self.metrics.errors.labels("commit").inc()
+            log.warning("commit failed for %s: those rows are in HBase and will be rewritten, unchanged",
+                        ", ".join(f"{tp.topic}[{tp.partition}]: {tp.error}" for tp in failed))
+        self.metrics.batches.inc()
+        self.total_committed_batches += 1
+
+    # -- pause / resume and rebalances ------------------------------------------------------------------------------
+
+    def _pause(self) -> None:
+        assigned = self.consumer.assignment()
+        if assigned:
+            self.consumer.pause(assigned)
+        if not self.paused:
+            self.paused = True
+            self.metrics.paused.set(1)
+
+    def _resume(self) -> None:
+        if self.paused:
+            assigned = self.consumer.assignment()
+            if assigned:
+                self.consumer.resume(assigned)
+            self.paused = False
+            self.metrics.paused.set(0)
+
+    def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        log.info("assigned %s", _names(partitions))
+        self.metrics.assigned.inc(len(partitions))
+
+    def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        log.info("revoked %s", _names(partitions))
+        self.metrics.assigned.dec(len(partitions))
+        revoked = {(tp.topic, tp.partition) for tp in partitions}
+        if not revoked & self.batch.partitions():
+            return
+        if not self._in_outage:  # write what we hold for them now, so the next owner starts after it
+            rows, offsets = list(self.batch.rows()), self.batch.offsets()
+            try:
+                self._written(self.store.write(rows))
+            except ServiceUnavailable as exc:
+                log.warning("could not write before the rebalance: %s", exc)
+            else:
+                self._commit(offsets)
+                self.batch.clear()
+                return
+        dropped = self.batch.drop(revoked)
+        log.warning("dropped %d unwritten rows of revoked partitions (not committed: their next owner reads them)",
+                    dropped)
+
+    def _on_lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        log.warning("lost %s (session expired): their unwritten rows are dropped", _names(partitions))
+        self.metrics.assigned.dec(len(partitions))
+        self.batch.drop({(tp.topic, tp.partition) for tp in partitions})
+
+    # -- progress ---------------------------------------------------------------------------------------------------
+
+    def _progress(self, *, force: bool = False) -> None:
+        now = self.clock()
+        elapsed = now - self._last_progress
+        if elapsed < PROGRESS_EVERY_S and not force:
+            return
+        if self._written_since or force:
+            log.info("wrote %d rows in the last %.0f s (%.0f rows/s); %d written in %d batches since start",
+                     self._written_since, elapsed, self._written_since / max(elapsed, 1e-9), self.total_written,
+                     self.total_committed_batches)
+        self._written_since = 0
+        self._rejected_logged = 0
+        self._last_progress = now
+
+
+def _names(partitions: list[TopicPartition]) -> str:
+    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "nothing"
