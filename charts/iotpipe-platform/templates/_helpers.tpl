@@ -57,14 +57,6 @@ appVersion. Call with (dict "image" .Values.kafka.image "root" .).
 {{- end -}}
 {{- end }}
 
-{{/* imagePullSecrets block of a pod spec (nothing when the list is empty). */}}
-{{- define "iotpipe-platform.imagePullSecrets" -}}
-{{- with .Values.imagePullSecrets }}
-imagePullSecrets:
-  {{- toYaml . | nindent 2 }}
-{{- end }}
-{{- end }}
-
 {{/* Names of the component objects. */}}
 {{- define "iotpipe-platform.kafka.fullname" -}}{{ include "iotpipe-platform.fullname" . }}-kafka{{- end }}
 {{- define "iotpipe-platform.kafka.headless" -}}{{ include "iotpipe-platform.fullname" . }}-kafka-headless{{- end }}
