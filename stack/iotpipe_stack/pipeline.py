@@ -15,10 +15,17 @@ s.connector_jar, s.java_home, s.home, s.logs_dir. Every process also gets StackI
 
 from __future__ import annotations
 
+from hbase_sync.probe import http_ready
 from iotpipe_stack.pipeline_types import PipelineProcess, StackInfo
 
 __all__ = ["PROCESSES", "PipelineProcess", "StackInfo"]
 
 PROCESSES: list[PipelineProcess] = [
+    PipelineProcess(  # Kafka -> HBase sync worker (services/hbase_sync); ready once HBase answers and tables exist
+        name="hbase-sync",
+        argv=lambda s: [str(s.python), "-m", "hbase_sync"],
+        env=lambda s: {"IOTPIPE_SYNC_HTTP_HOST": "127.0.0.1", "IOTPIPE_SYNC_HTTP_PORT": "9464"},
+        ready=lambda s: http_ready("http://127.0.0.1:9464/readyz"),
+    ),
     # simulator, stream job, sync worker, bridge: one entry each
 ]
