@@ -56,9 +56,10 @@ class ComponentStatus:
 
 
 class LocalStack:
-    def __init__(self, settings: StackSettings, progress: Progress = _stderr) -> None:
+    def __init__(self, settings: StackSettings, progress: Progress = _stderr, die_with_parent: bool = False) -> None:
         self.s = settings
         self.progress = progress
+        self.die_with_parent = die_with_parent
         self._installed: installer.Installed | None = None
 
     # ---------------------------------------------------------------- files
@@ -215,7 +216,7 @@ class LocalStack:
         else:
             raise StackError(f"unknown component {name!r}")
         env = {**_base_environ(), "JAVA_HOME": str(inst.java.home)}
-        pid = supervisor.start(self.files(name), argv, env=env, cwd=self.s.home)
+        pid = supervisor.start(self.files(name), argv, env=env, cwd=self.s.home, die_with_parent=self.die_with_parent)
         self.progress(f"started {name} (pid {pid}), log {self.files(name).log_file}")
         return True
 

@@ -72,8 +72,25 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
-def start(files: ProcFiles, argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: Path | None = None) -> int:
-    """Start argv detached in a new session, stdout+stderr appended to the log file; returns the pid."""
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    """Ask the kernel to SIGTERM this child when its parent dies (prctl PR_SET_PDEATHSIG)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM, 0, 0, 0)
+
+
+def start(
+    files: ProcFiles,
+    argv: Sequence[str],
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    die_with_parent: bool = False,
+) -> int:
+    """Start argv in a new session, stdout+stderr appended to the log file; returns the pid.
+
+    die_with_parent: the kernel SIGTERMs the process if the starting process dies (test sessions), so a killed
+    pytest leaves no service behind. Off for `iotpipe local up`, whose services outlive the command."""
     if running_pid(files.pid_file) is not None:
         raise StackError(f"{files.name} is already running (pid file {files.pid_file})")
     files.pid_file.parent.mkdir(parents=True, exist_ok=True)
@@ -90,6 +107,7 @@ def start(files: ProcFiles, argv: Sequence[str], env: Mapping[str, str] | None =
                 env=dict(env) if env is not None else None,
                 cwd=str(cwd) if cwd else None,
                 start_new_session=True,
+                preexec_fn=_die_with_parent if die_with_parent else None,
             )
         except OSError as e:
             raise StackError(f"cannot start {files.name}: {e}") from e
