@@ -1,0 +1,84 @@
+"""Entry point: ``python -m stream_job [--flags]`` (run with the PyFlink venv's python)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from iotcommon.config import describe
+from iotcommon.errors import ConfigError
+from stream_job.config import checkpoint_path, find_connector_jar, latest_checkpoint, load_config
+
+log = logging.getLogger("stream_job")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        config = load_config(sys.argv[1:] if argv is None else argv, os.environ)
+        jar = find_connector_jar(config, os.environ)
+    except ConfigError as exc:
+        print(f"stream_job: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log.info("settings: %s", describe(config))
+
+    checkpoints = checkpoint_path(config, os.environ)
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    restore_from = None
+    if config.restore == "latest":
+        restore_from = latest_checkpoint(checkpoints)
+    elif config.restore != "none":
+        restore_from = Path(config.restore.removeprefix("file://"))
+        if not (restore_from / "_metadata").is_file():
+            print(f"stream_job: --restore {config.restore}: no _metadata there", file=sys.stderr)
+            return 2
+    log.info("checkpoints in %s; %s", checkpoints,
+             f"restoring from {restore_from}" if restore_from else "starting without state")
+
+    from stream_job.job import build, flink_configuration  # PyFlink: imported only after the options are valid
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %d: cancelling the job (checkpoints are retained)", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    result = build(config, flink_configuration(config, checkpoints, restore_from, jar), sys.executable)
+    client = result.get_job_client()
+    job_id = client.get_job_id() if client is not None else "?"
+    log.info("job %s running: %s.readings -> raw, aggregates, late, deadletter", job_id, config.topic_prefix)
+    outcome: list[BaseException | None] = []
+
+    def wait_for_job() -> None:
+        try:
+            result.wait()
+            outcome.append(None)
+        except BaseException as exc:  # the job failed: py4j carries the Java exception
+            outcome.append(exc)
+        finally:
+            stop.set()
+
+    threading.Thread(target=wait_for_job, name="job-waiter", daemon=True).start()
+    stop.wait()
+    if outcome:
+        if outcome[0] is None:
+            log.info("job %s finished", job_id)
+            return 0
+        log.error("job %s failed: %s", job_id, outcome[0])
+        return 1
+    if client is not None:
+        client.cancel().result()
+    log.info("job %s cancelled", job_id)
+    return 0
+
+if __name__ == "__main__":
+    sys.exit(main())

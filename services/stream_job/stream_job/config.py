@@ -1,0 +1,118 @@
+"""Settings of the stream job (iotcommon.config: flag > env var > default). Pure: importable without PyFlink."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from iotcommon.config import load, setting
+from iotcommon.days import DEFAULT_TZ
+from iotcommon.errors import ConfigError
+from iotcommon.topics import DEFAULT_PREFIX
+
+CONNECTOR = "org.apache.flink:flink-sql-connector-kafka:5.0.0-2.2"
+CONNECTOR_JAR = "flink-sql-connector-kafka-5.0.0-2.2.jar"
+STARTUP_MODES = {"earliest": "earliest-offset", "latest": "latest-offset", "group-offsets": "group-offsets"}
+
+
+@dataclass(frozen=True)
+class StreamJobConfig:
+    bootstrap: str = setting("127.0.0.1:9092", "Kafka bootstrap servers", env="IOTPIPE_KAFKA_BOOTSTRAP")
+    topic_prefix: str = setting(DEFAULT_PREFIX, "prefix of every topic (<prefix>.readings in, .raw/.aggregates/"
+                                ".late/.deadletter out)", env="IOTPIPE_TOPIC_PREFIX")
+    site_tz: str = setting(DEFAULT_TZ, "sites' time zone: defines the local day", env="IOTPIPE_SITE_TZ")
+    parallelism: int = setting(1, "parallelism of every operator", env="IOTPIPE_FLINK_PARALLELISM", minimum=1,
+                               maximum=64)
+    lateness_s: int = setting(172800, "allowed lateness after a day's end, seconds (default 2 days)",
+                              env="IOTPIPE_LATENESS_S", minimum=0)
+    watermark_delay_ms: int = setting(1000, "watermark = max event time seen - this delay (bounded out-of-orderness)",
+                                      env="IOTPIPE_WATERMARK_DELAY_MS", minimum=0)
+    idle_timeout_ms: int = setting(5000, "a source partition without data for this long stops holding the watermark "
+                                   "back (0 = never)", env="IOTPIPE_IDLE_TIMEOUT_MS", minimum=0)
+    checkpoint_dir: str = setting("", "checkpoint directory (path or URI); default $IOTPIPE_HOME/stream_job/"
+                                  "checkpoints/<prefix>", env="IOTPIPE_CHECKPOINT_DIR")
+    checkpoint_interval_ms: int = setting(2000, "checkpoint interval; transactional output becomes visible to "
+                                          "read_committed consumers at each checkpoint",
+                                          env="IOTPIPE_CHECKPOINT_INTERVAL_MS", minimum=100)
+    restore: str = setting("latest", "'latest' = resume from the newest retained checkpoint in checkpoint-dir if any, "
+                           "'none' = start fresh, or a checkpoint path", env="IOTPIPE_RESTORE")
+    group_id: str = setting("", "Kafka consumer group (default iotpipe-stream-job-<prefix>)", env="IOTPIPE_GROUP_ID")
+    starting_offsets: str = setting("group-offsets", "where to start without a checkpoint: group-offsets (falls "
+                                    "back to earliest), earliest or latest", env="IOTPIPE_STARTING_OFFSETS",
+                                    choices=tuple(STARTUP_MODES))
+    bounded: bool = setting(False, "stop at the readings' end offsets seen at start (tests, backfills); the final "
+                            "watermark then closes every day", env="IOTPIPE_BOUNDED")
+    transactional_id_prefix: str = setting("", "prefix of the Kafka transactional ids (default iotpipe-sj-<prefix>); "
+                                           "must be unique per running job", env="IOTPIPE_TRANSACTIONAL_ID_PREFIX")
+    connector_jar: str = setting("", "path of the Kafka SQL connector jar (default: found in $IOTPIPE_CACHE or "
+                                 "$FLINK_HOME/lib)", env="IOTPIPE_FLINK_CONNECTOR_JAR")
+    python_mode: str = setting("process", "PyFlink execution mode of the Python functions", env="IOTPIPE_PYTHON_MODE",
+                               choices=("process", "thread"))
+    log_level: str = setting("INFO", "log level", env="IOTPIPE_LOG_LEVEL",
+                             choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+
+    @property
+    def lateness_ms(self) -> int:
+        return self.lateness_s * 1000
+
+    @property
+    def consumer_group(self) -> str:
+        return self.group_id or f"iotpipe-stream-job-{self.topic_prefix}"
+
+    @property
+    def txn_prefix(self) -> str:
+        return self.transactional_id_prefix or f"iotpipe-sj-{self.topic_prefix}"
+
+
+def load_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> StreamJobConfig:
+    config = load(StreamJobConfig, argv, environ, prog="python -m stream_job",
+                  description="iotpipe stream job: readings -> raw, daily aggregates, late readings, dead letters")
+    try:
+        from zoneinfo import ZoneInfo
+
+        ZoneInfo(config.site_tz)
+    except Exception as exc:  # ZoneInfoNotFoundError, ValueError
+        raise ConfigError(f"IOTPIPE_SITE_TZ: unknown time zone {config.site_tz!r}") from exc
+    return config
+
+
+def checkpoint_path(config: StreamJobConfig, environ: Mapping[str, str]) -> Path:
+    """Local checkpoint directory (URIs other than file:// are passed to Flink untouched by the caller)."""
+    if config.checkpoint_dir:
+        raw = config.checkpoint_dir
+        return Path(raw.removeprefix("file://"))
+    home = Path(environ.get("IOTPIPE_HOME", ".iotpipe")).absolute()
+    return home / "stream_job" / "checkpoints" / config.topic_prefix
+
+
+def find_connector_jar(config: StreamJobConfig, environ: Mapping[str, str]) -> Path | None:
+    """The connector jar to add to the job, or None when it is already on Flink's classpath ($FLINK_HOME/lib)."""
+    if config.connector_jar:
+        path = Path(config.connector_jar)
+        if not path.is_file():
+            raise ConfigError(f"IOTPIPE_FLINK_CONNECTOR_JAR: no such file {path}")
+        return path
+    flink_home = environ.get("FLINK_HOME")
+    if flink_home and (Path(flink_home) / "lib" / CONNECTOR_JAR).is_file():
+        return None
+    cache = Path(environ.get("IOTPIPE_CACHE", os.path.expanduser("~/.cache/iotpipe")))
+    for candidate in (cache / "m2/org/apache/flink/flink-sql-connector-kafka/5.0.0-2.2" / CONNECTOR_JAR,
+                      cache / "jars" / CONNECTOR_JAR):
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(f"cannot find {CONNECTOR_JAR}: set IOTPIPE_FLINK_CONNECTOR_JAR (mvn dependency:copy "
+                      f"-Dartifact={CONNECTOR})")
+
+
+def latest_checkpoint(root: Path) -> Path | None:
+    """The newest completed checkpoint (a chk-N directory with _metadata) under root/<job-id>/."""
+    best: tuple[float, Path] | None = None
+    if not root.is_dir():
+        return None
+    for meta in root.glob("*/chk-*/_metadata"):
+        stamp = meta.stat().st_mtime
+        if best is None or stamp > best[0]:
+            best = (stamp, meta.parent)
+    return best[1] if best else None

@@ -1,0 +1,324 @@
+"""Pure daily-aggregation logic of the stream job: no Flink, no I/O. Unit-tested in the main venv.
+
+One ``DayAggregator`` instance serves every site; the per-site state lives in a ``Store`` (in Flink: a keyed
+``MapState`` keyed by site; in unit tests: a dict). Callers feed valid, already-parsed readings with the current
+event-time watermark and get back the messages to emit plus the event-time timers to register; timers call ``on_timer``.
+
+State keys (strings; values are small tuples):
+
+- ``s|<day>``                      -> (end_ms, closed)          one per open day of the site
+- ``a|<day>|<sensor>``             -> (Acc, seen)                running aggregate of one sensor on one day, and the
+                                                                 set of (ts_ms, seq) it holds (dedup; one state entry
+                                                                 per sensor and day keeps PyFlink's state cache hot)
+- ``e|<name>|<day>``               -> (revision, value, count)  last emitted version of one aggregate
+
+Rules (docs/stream-job.md has the reasoning):
+
+- day D of a reading is ``iotcommon.days.day_of_ms`` in the site zone: (D 00:00, D+1 00:00], end = D+1 00:00.
+- a reading is *beyond allowed lateness* iff watermark >= end(D) + lateness: it goes to the late topic, untouched state.
+- (site, sensor, ts, seq) counts once per day.
+- the day closes when the watermark reaches end(D) (timer): every aggregate of the day with at least one reading is
+  emitted with revision 1. After that, each reading that changes an aggregate emits it again with revision + 1.
+- AggDayDiff[total](D) = last reading of D (by event time) - last reading of D-1; emitted only when both exist.
+  AggDayRest[total](D) = Diff(D) - sum of the parts' sums on D (a part without readings contributes 0).
+- state of D is dropped when the watermark reaches end(D) + lateness; the cumulative sensors' last readings survive one
+  more day because Diff(D+1) needs them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from iotcommon.days import day_end, day_start, iso_z
+from iotcommon.messages import VERSION, Aggregate
+from iotcommon.sensors import REST_PARTS, SENSORS, Rule, aggregate_name
+
+LATE_REASON = "beyond-allowed-lateness"
+_CUMULATIVE = tuple(name for name, s in SENSORS.items() if s.rule is Rule.CUMULATIVE)
+
+
+class Store(Protocol):
+    """The per-site keyed map state."""
+
+    def get(self, key: str) -> Any: ...
+
+    def put(self, key: str, value: Any) -> None: ...
+
+    def remove(self, key: str) -> None: ...
+
+    def all_keys(self) -> Iterable[str]: ...
+
+
+class DictStore:
+    """A ``Store`` over a plain dict (unit tests, and the reference for the Flink adapter)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+
+    def get(self, key: str) -> Any:
+        return self.data.get(key)
+
+    def put(self, key: str, value: Any) -> None:
+        self.data[key] = value
+
+    def remove(self, key: str) -> None:
+        self.data.pop(key, None)
+
+    def all_keys(self) -> Iterable[str]:
+        return list(self.data)
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """One message to emit: ``topic`` is "aggregates" or "late"; ``key`` is the Kafka key."""
+
+    topic: str
+    key: str
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DayWindow:
+    day: str
+    start_ms: int
+    end_ms: int
+
+
+class DayIndex:
+    """Maps epoch-ms to local days, caching the boundaries (a day lookup is then two comparisons)."""
+
+    def __init__(self, tz: ZoneInfo) -> None:
+        self.tz = tz
+        self._last: DayWindow | None = None
+        self._by_day: dict[str, DayWindow] = {}
+
+    def window(self, day: str) -> DayWindow:
+        found = self._by_day.get(day)
+        if found is None:
+            d = date.fromisoformat(day)
+            found = DayWindow(day, _ms(day_start(d, self.tz)), _ms(day_end(d, self.tz)))
+            if len(self._by_day) > 4096:
+                self._by_day.clear()
+            self._by_day[day] = found
+        return found
+
+    def of_ms(self, ts_ms: int) -> DayWindow:
+        last = self._last
+        if last is not None and last.start_ms < ts_ms <= last.end_ms:
+            return last
+        local = datetime.fromtimestamp((ts_ms - 1) / 1000, UTC).astimezone(self.tz).date()
+        found = self.window(local.isoformat())
+        self._last = found
+        return found
+
+
+def _ms(ts: datetime) -> int:
+    return int(ts.timestamp()) * 1000
+
+
+def shift(day: str, days: int) -> str:
+    return (date.fromisoformat(day) + timedelta(days=days)).isoformat()
+
+
+def ts_ms_of(ts: str) -> int:
+    """Epoch milliseconds of a reading.v1 ``ts`` (RFC 3339 UTC with Z), truncated to the millisecond."""
+    parsed = datetime.fromisoformat(ts)
+    return int(parsed.replace(tzinfo=UTC).timestamp()) * 1000 + parsed.microsecond // 1000
+
+
+# Accumulators (tuples: cheap to pickle and compare)
+# sum/mean/count sensors: ("s", sum, compensation, count)   Neumaier summation: the result does not depend on order
+# cumulative sensors:     ("c", last_ts_ms, last_seq, last_value, count)
+
+
+def _add(acc: tuple[Any, ...] | None, rule: Rule, ts_ms: int, seq: int, value: float) -> tuple[Any, ...]:
+    if rule is Rule.CUMULATIVE:
+        if acc is None:
+            return ("c", ts_ms, seq, value, 1)
+        _, last_ts, last_seq, last_value, n = acc
+        if (ts_ms, seq) > (last_ts, last_seq):
+            return ("c", ts_ms, seq, value, n + 1)
+        return ("c", last_ts, last_seq, last_value, n + 1)
+    if rule is Rule.COUNT:
+        value = 1.0
+    if acc is None:
+        return ("s", value, 0.0, 1)
+    _, total, comp, n = acc
+    new = total + value
+    if abs(total) >= abs(value):
+        comp += (total - new) + value
+    else:
+        comp += (value - new) + total
+    return ("s", new, comp, n + 1)
+
+
+@dataclass(frozen=True, slots=True)
+class AggValue:
+    name: str
+    kind: str
+    sensor: str
+    value: float
+    unit: str
+    count: int
+
+
+def day_aggregates(accs: dict[str, tuple[Any, ...]], prev_last: dict[str, float]) -> list[AggValue]:
+    """Every aggregate of one day from its accumulators (sensor -> Acc) and the previous day's last cumulative
+    values."""
+    out: list[AggValue] = []
+    sums: dict[str, tuple[float, int]] = {}
+    for sensor, acc in accs.items():
+        spec = SENSORS[sensor]
+        if acc[0] != "s":
+            continue
+        total, n = acc[1] + acc[2], acc[3]
+        sums[sensor] = (total, n)
+        if spec.rule is Rule.MEAN:
+            out.append(AggValue(aggregate_name("AggDay", sensor), "AggDay", sensor, total / n, spec.unit, n))
+        elif spec.rule is Rule.SUM:
+            out.append(AggValue(aggregate_name("AggDay", sensor), "AggDay", sensor, total, spec.unit, n))
+        else:
+            out.append(AggValue(aggregate_name("AggDayMov", sensor), "AggDayMov", sensor, float(n), "count", n))
+    for total_sensor in _CUMULATIVE:
+        last = accs.get(total_sensor)
+        if last is None or total_sensor not in prev_last:
+            continue
+        unit = SENSORS[total_sensor].unit
+        diff = last[3] - prev_last[total_sensor]
+        out.append(AggValue(aggregate_name("AggDayDiff", total_sensor), "AggDayDiff", total_sensor, diff, unit, 2))
+        parts = REST_PARTS.get(total_sensor, ())
+        part_sum = math.fsum(sums[p][0] for p in parts if p in sums)
+        part_n = sum(sums[p][1] for p in parts if p in sums)
+        out.append(AggValue(aggregate_name("AggDayRest", total_sensor), "AggDayRest", total_sensor, diff - part_sum,
+                            unit, 2 + part_n))
+    return out
+
+
+class DayAggregator:
+    """The event-time state machine of one site's days. Stateless itself: all state is in the Store."""
+
+    def __init__(self, tz: ZoneInfo, lateness_ms: int, clock: Callable[[], datetime] | None = None) -> None:
+        self.tz = tz
+        self.lateness_ms = lateness_ms
+        self.days = DayIndex(tz)
+        self._clock = clock or (lambda: datetime.now(UTC))
+
+    # -- readings ---------------------------------------------------------------------------------------------
+
+    def on_reading(self, st: Store, site: str, sensor: str, ts: str, ts_ms: int, value: float, seq: int,
+                   watermark: int) -> tuple[list[Output], list[int]]:
+        """Apply one valid reading. Returns (messages, event-time timers to register)."""
+        win = self.days.of_ms(ts_ms)
+        day = win.day
+        if watermark >= win.end_ms + self.lateness_ms:
+            late = {"v": VERSION, "reading": {"v": VERSION, "site": site, "sensor": sensor, "ts": ts, "value": value,
+                                              "unit": SENSORS[sensor].unit, "seq": seq},
+                    "reason": LATE_REASON, "day": day, "late_by_ms": watermark - (win.end_ms + self.lateness_ms)}
+            return [Output("late", f"{site}/{sensor}", _json(late))], []
+        timers: list[int] = []
+        status_key = "s|" + day
+        status = st.get(status_key)
+        if status is None:
+            closed = watermark >= win.end_ms
+            st.put(status_key, (win.end_ms, closed))
+            timers = [win.end_ms, win.end_ms + self.lateness_ms]
+        else:
+            closed = status[1]
+        acc_key = f"a|{day}|{sensor}"
+        entry = st.get(acc_key)
+        ident = (ts_ms, seq)
+        rule = SENSORS[sensor].rule
+        if entry is None:
+            st.put(acc_key, (_add(None, rule, ts_ms, seq, value), {ident}))
+        else:
+            acc, seen = entry
+            if ident in seen:
+                return [], timers
+            seen.add(ident)
+            st.put(acc_key, (_add(acc, rule, ts_ms, seq, value), seen))
+        if not closed:
+            return [], timers
+        out = self._emit_changes(st, site, day)
+        if rule is Rule.CUMULATIVE:
+            following = st.get("s|" + shift(day, 1))
+            if following is not None and following[1]:
+                out += self._emit_changes(st, site, shift(day, 1))
+        return out, timers
+
+    # -- timers ------------------------------------------------------------------------------------------------
+
+    def on_timer(self, st: Store, site: str, timestamp: int) -> list[Output]:
+        """Event time reached ``timestamp``: close the days that ended, drop those past their lateness."""
+        out: list[Output] = []
+        statuses = sorted(k for k in st.all_keys() if k.startswith("s|"))
+        expired: list[str] = []
+        for key in statuses:
+            end_ms, closed = st.get(key)
+            day = key[2:]
+            if not closed and end_ms <= timestamp:
+                st.put(key, (end_ms, True))
+                out += self._emit_changes(st, site, day)
+            if end_ms + self.lateness_ms <= timestamp:
+                expired.append(day)
+        if expired:
+            self._drop(st, expired)
+        return out
+
+    def _drop(self, st: Store, days: list[str]) -> None:
+        """Forget expired days (and any older leftovers); keep the newest expired day's cumulative accumulators,
+        which Diff of the following day still needs."""
+        newest = max(days)
+        for key in list(st.all_keys()):
+            parts = key.split("|")
+            tag = parts[0]
+            day = parts[2] if tag == "e" else parts[1]
+            if tag == "a" and SENSORS[parts[2]].rule is Rule.CUMULATIVE:
+                if day < newest:
+                    st.remove(key)
+            elif day <= newest:
+                st.remove(key)
+
+    # -- emission ----------------------------------------------------------------------------------------------
+
+    def _emit_changes(self, st: Store, site: str, day: str) -> list[Output]:
+        accs = {}
+        for sensor in SENSORS:
+            entry = st.get(f"a|{day}|{sensor}")
+            if entry is not None:
+                accs[sensor] = entry[0]
+        prev = shift(day, -1)
+        prev_last = {}
+        for sensor in _CUMULATIVE:
+            entry = st.get(f"a|{prev}|{sensor}")
+            if entry is not None:
+                prev_last[sensor] = entry[0][3]
+        win = self.days.window(day)
+        out: list[Output] = []
+        emitted_at: str | None = None
+        for agg in day_aggregates(accs, prev_last):
+            ekey = f"e|{agg.name}|{day}"
+            last = st.get(ekey)
+            if last is not None and last[1] == agg.value and last[2] == agg.count:
+                continue
+            revision = 1 if last is None else last[0] + 1
+            st.put(ekey, (revision, agg.value, agg.count))
+            if emitted_at is None:
+                emitted_at = iso_z(self._clock())
+            message = Aggregate(site, agg.name, agg.kind, agg.sensor, day, agg.value, agg.unit, agg.count, revision,
+                                _iso_ms(win.start_ms), _iso_ms(win.end_ms), emitted_at)
+            out.append(Output("aggregates", message.key, message.encode()))
+        return out
+
+
+def _iso_ms(ms: int) -> str:
+    return iso_z(datetime.fromtimestamp(ms / 1000, UTC))
+
+
+def _json(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()

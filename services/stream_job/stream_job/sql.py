@@ -1,0 +1,141 @@
+"""The Flink SQL of the job, as pure strings (no PyFlink): source, fast-path parsing, sinks.
+
+The hot path stays in the JVM: every reading whose bytes are in the canonical compact form that
+``iotcommon.messages.Reading.encode`` writes (key order, no spaces, finite numbers, a known sensor, the sensor's
+unit) is recognised and split by built-in functions. Anything else (invalid, or valid but formatted differently) takes
+the slow path: a Python UDF running ``iotcommon.messages.decode_reading``, the reference validator, so both paths
+accept exactly the same messages and the dead-letter reason codes are iotcommon's.
+
+The statements are built from configuration values we control (quoted with ``_q``), never from message data.
+"""
+
+from __future__ import annotations
+
+from iotcommon.sensors import SENSORS
+from iotcommon.topics import Topics
+from stream_job.config import STARTUP_MODES, StreamJobConfig
+
+_SENSORS = "|".join(SENSORS)
+_NUMBER = r"-?(0|[1-9][0-9]{0,20})(\.[0-9]+)?([eE][+-]?[0-9]{1,2})?"  # at most 1e120: always finite as a double
+CANONICAL = (
+    r'^\{"v":1,"site":"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}","sensor":"(' + _SENSORS + r')",'
+    r'"ts":"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z",'
+    r'"value":' + _NUMBER + r',"unit":"(C|Wh|l|count)","seq":(0|[1-9][0-9]{0,17})\}$'
+)
+# Positions after splitting a canonical reading on '"':
+# {"v":1,"site":"S","sensor":"X","ts":"T","value":N,"unit":"U","seq":Q}
+#  0 1  2  3   4 5 6  7     8 9 10 11 12 13 14 15  16  17  18 19 20 21 22
+EPOCH = "TIMESTAMP '1970-01-01 00:00:00'"
+_TEXT = "CAST(v AS STRING)"
+
+
+def unit_of(sensor_expr: str) -> str:
+    """SQL: the unit a sensor's readings must carry."""
+    return f"CASE {sensor_expr} " + " ".join(f"WHEN '{n}' THEN '{s.unit}'" for n, s in SENSORS.items()) + " END"
+
+
+def _q(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def rowtime_expr() -> str:
+    """Event time of canonical readings; epoch 0 (never moves the watermark) for everything else."""
+    ts = f"SPLIT_INDEX({_TEXT}, '\"', 13)"
+    cast = f"TRY_CAST(REPLACE(REPLACE({ts}, 'T', ' '), 'Z', '') AS TIMESTAMP(3))"
+    return f"CASE WHEN REGEXP({_TEXT}, {_q(CANONICAL)}) THEN COALESCE({cast}, {EPOCH}) ELSE {EPOCH} END"
+
+
+def _kafka(config: StreamJobConfig, topic: str) -> str:
+    return (f"'connector' = 'kafka', 'topic' = {_q(topic)}, "
+            f"'properties.bootstrap.servers' = {_q(config.bootstrap)}")
+
+
+def _sink_options(config: StreamJobConfig, name: str) -> str:
+    return (f"'sink.delivery-guarantee' = 'exactly-once', "
+            f"'sink.transactional-id-prefix' = {_q(config.txn_prefix + '-' + name)}, "
+            f"'properties.transaction.timeout.ms' = '600000', "
+            f"'properties.linger.ms' = '20', 'properties.compression.type' = 'lz4'")
+
+
+def source_ddl(config: StreamJobConfig) -> str:
+    topics = Topics(config.topic_prefix)
+    options = [
+        _kafka(config, topics.readings),
+        f"'properties.group.id' = {_q(config.consumer_group)}",
+        f"'scan.startup.mode' = {_q(STARTUP_MODES[config.starting_offsets])}",
+        "'properties.auto.offset.reset' = 'earliest'",
+        "'properties.isolation.level' = 'read_committed'",
+        "'key.format' = 'raw'", "'key.fields' = 'k'",
+        "'value.format' = 'raw'", "'value.fields-include' = 'EXCEPT_KEY'",
+    ]
+    if config.bounded:
+        options.append("'scan.bounded.mode' = 'latest-offset'")
+    delay = config.watermark_delay_ms
+    return f"""
+CREATE TEMPORARY TABLE readings_src (
+  k BYTES,
+  v BYTES,
+  src_topic STRING METADATA FROM 'topic' VIRTUAL,
+  src_partition INT METADATA FROM 'partition' VIRTUAL,
+  src_offset BIGINT METADATA FROM 'offset' VIRTUAL,
+  rt AS {rowtime_expr()},
+  WATERMARK FOR rt AS rt - INTERVAL '{delay // 1000}.{delay % 1000:03d}' SECOND
+) WITH ({", ".join(options)})"""
+
+
+def sink_ddl(config: StreamJobConfig) -> list[str]:
+    topics = Topics(config.topic_prefix)
+    keyed = "'key.format' = 'raw', 'key.fields' = 'k', 'value.format' = 'raw', 'value.fields-include' = 'EXCEPT_KEY'"
+    out = []
+    for name, topic, value_type in (("raw", topics.raw, "BYTES"), ("aggregates", topics.aggregates, "BYTES"),
+                                    ("late", topics.late, "BYTES")):
+        out.append(f"CREATE TEMPORARY TABLE {name}_sink (k STRING, v {value_type}) WITH ("
+                   f"{_kafka(config, topic)}, {keyed}, {_sink_options(config, name)})")
+    out.append(f"CREATE TEMPORARY TABLE deadletter_sink (v STRING) WITH ({_kafka(config, topics.deadletter)}, "
+               f"'format' = 'raw', {_sink_options(config, 'deadletter')})")
+    return out
+
+
+def classified_view() -> str:
+    """Every input row with its fast-path verdict: canonical and with a valid instant."""
+    sensor = f"SPLIT_INDEX({_TEXT}, '\"', 9)"
+    return f"""
+CREATE TEMPORARY VIEW classified AS
+SELECT k, v, src_topic, src_partition, src_offset, rt, {_TEXT} AS s,
+       rt > {EPOCH} AND SPLIT_INDEX({_TEXT}, '"', 19) = {unit_of(sensor)} AS fast
+FROM readings_src"""  # noqa: S608
+
+
+def fast_valid_view() -> str:
+    return """
+CREATE TEMPORARY VIEW fast_valid AS
+SELECT SPLIT_INDEX(s, '"', 5) AS site,
+       SPLIT_INDEX(s, '"', 9) AS sensor,
+       SPLIT_INDEX(s, '"', 13) AS ts,
+       CAST(NULL AS BIGINT) AS ts_ms,
+       CAST(SUBSTRING(SPLIT_INDEX(s, '"', 16) FROM 2 FOR CHAR_LENGTH(SPLIT_INDEX(s, '"', 16)) - 2) AS DOUBLE) AS val,
+       CAST(SUBSTRING(SPLIT_INDEX(s, '"', 22) FROM 2 FOR CHAR_LENGTH(SPLIT_INDEX(s, '"', 22)) - 2) AS BIGINT) AS seq,
+       v, rt
+FROM classified WHERE fast"""
+
+
+def slow_view() -> str:
+    return """
+CREATE TEMPORARY VIEW slow AS
+SELECT classify(k, v, src_topic, src_partition, src_offset) AS r, v, rt
+FROM classified WHERE NOT fast"""
+
+
+def valid_view() -> str:
+    return """
+CREATE TEMPORARY VIEW valid AS
+SELECT site, sensor, ts, ts_ms, val, seq, v, rt FROM fast_valid
+UNION ALL
+SELECT r.site, r.sensor, r.ts, r.ts_ms, r.val, r.seq, v, rt FROM slow WHERE r.ok"""
+
+
+def inserts() -> list[str]:
+    return [
+        "INSERT INTO raw_sink SELECT CONCAT(site, '/', sensor), v FROM valid",
+        "INSERT INTO deadletter_sink SELECT r.dl FROM slow WHERE NOT r.ok",
+    ]
