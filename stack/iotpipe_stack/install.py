@@ -201,7 +201,8 @@ def ensure_flink_venv(venv: Path, progress: Progress = _quiet) -> Path:
     python = venv / "bin" / "python"
     if flink_venv_ready(venv):
         return python
-    with file_lock(venv.parent / f".{venv.name}.lock"):
+    lock = Path(tempfile.gettempdir()) / f"iotpipe-venv-{hashlib.sha256(str(venv).encode()).hexdigest()[:12]}.lock"
+    with file_lock(lock):
         if flink_venv_ready(venv):
             return python
         req = flink_requirements()

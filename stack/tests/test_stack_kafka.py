@@ -51,9 +51,7 @@ def consume_all(bootstrap: str, topic: str, expected_count: int, group: str) -> 
     return got
 
 
-def test_produced_records_are_consumed_in_order(
-    kafka_service: KafkaService, unique_name: Callable[[str], str]
-) -> None:
+def test_produced_records_are_consumed_in_order(kafka_service: KafkaService, unique_name: Callable[[str], str]) -> None:
     topic = unique_name("smoke")
     create_topic(kafka_service.bootstrap, topic)
     records = [(f"dev-{i % 3}", f"reading-{i}") for i in range(50)]
