@@ -1,0 +1,68 @@
+# iotpipe: one entry point for developers and CI. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+SETUP_STAMP := $(VENV)/.iotpipe-setup
+# pytest markers that need a real service; `make test-unit` deselects them
+SERVICE_MARKERS := kafka or hbase or flink or kube or helm or browser or e2e
+MYPY_DIRS = $(wildcard libs/iotcommon/iotcommon stack/iotpipe_stack simulators/iot_simulators \
+	services/stream_job/stream_job services/hbase_sync/hbase_sync services/ws_bridge/ws_bridge operator/iot_operator)
+
+.PHONY: help setup run up stop down status logs test test-unit lint bench clean-state
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+# The main venv: rebuilt only when the pins or pyproject change. The .pth puts every source root on sys.path, so
+# packages added later need no reinstall.
+$(SETUP_STAMP): requirements/dev.txt pyproject.toml
+	@test -n "$(PYTHON)" || { echo "Python 3.11 not found (install python3.11)" >&2; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements/dev.txt
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -e .
+	$(BIN)/python -c 'import pathlib, sysconfig, tomllib; root = pathlib.Path.cwd(); \
+	  where = tomllib.load(open("pyproject.toml", "rb"))["tool"]["setuptools"]["packages"]["find"]["where"]; \
+	  pathlib.Path(sysconfig.get_paths()["purelib"], "iotpipe-src.pth").write_text("".join(f"{root / w}\n" for w in where))'
+	@touch $@
+
+setup: $(SETUP_STAMP) ## .venv, .venv-flink, Kafka/HBase/connector jars (jars cached in IOTPIPE_CACHE; fast when done)
+	@$(BIN)/iotpipe local install >/dev/null
+
+run: setup ## start the stack (+ pipeline processes) and stay in the foreground until Ctrl-C; ARGS=--detach to return
+	$(BIN)/iotpipe run $(ARGS)
+
+up: setup ## start the local stack in the background and wait until ready
+	$(BIN)/iotpipe local up
+
+stop: ## stop everything `make run` / `make up` started (no process left)
+	@if [ -x $(BIN)/iotpipe ]; then $(BIN)/iotpipe local down; else echo "nothing to stop (no .venv)"; fi
+
+down: stop
+
+status: ## what runs where (Kafka, HBase, Thrift, Flink runtime, pipeline processes)
+	@$(BIN)/iotpipe local status
+
+logs: ## last log lines of every component (C=kafka for one)
+	@$(BIN)/iotpipe local logs $(C)
+
+# pytest exit 5 = "no tests collected": that must fail, not pass silently
+test: setup ## every test, including the real services (Kafka, HBase, Flink, ...)
+	@set +e; $(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+test-unit: setup ## fast tests only (no services)
+	@set +e; $(BIN)/python -m pytest -m "not ($(SERVICE_MARKERS))" $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test-unit: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+lint: $(SETUP_STAMP) ## ruff + mypy (strict)
+	$(BIN)/ruff check .
+	$(BIN)/mypy $(MYPY_DIRS)
+
+bench: setup ## run every bench/bench_*.py (each prints figures and ends with one JSON line)
+	@set -e; for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
+
+clean-state: stop ## stop and delete the local stack data (IOTPIPE_HOME, default ./.iotpipe)
+	$(BIN)/iotpipe local down --wipe
