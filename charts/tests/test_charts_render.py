@@ -1,0 +1,303 @@
+"""helm lint and helm template of every chart, with the default values and with each non-default values file.
+
+The expected values below are written out by hand from the values files, not derived from the templates.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.helm
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CHARTS = ("iotpipe-operator", "iotpipe-platform")
+Helm = Any  # the `helm` fixture's type (charts/tests/conftest.py); test modules cannot import conftest
+VALUES_DIR = REPO_ROOT / "charts" / "tests" / "values"
+NON_DEFAULT = sorted(VALUES_DIR.glob("*.yaml"))
+
+
+def chart_of(values_file: Path) -> str:
+    """charts/tests/values/<chart>.<case>.yaml -> <chart>."""
+    return values_file.name.split(".")[0]
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def one(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
+    found = [d for d in by_kind(docs, kind) if name is None or d["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind} {name or ''}, got {[d['metadata']['name'] for d in found]}"
+    return found[0]
+
+
+def env_of(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
+
+
+def test_every_values_file_names_an_existing_chart() -> None:
+    assert NON_DEFAULT, "no non-default values files"
+    for f in NON_DEFAULT:
+        assert chart_of(f) in CHARTS, f
+    assert {chart_of(f) for f in NON_DEFAULT} == set(CHARTS), "each chart has non-default values cases"
+
+
+@pytest.mark.parametrize("chart", CHARTS)
+def test_helm_lint_strict_with_defaults(helm: Helm, chart: str) -> None:
+    res = helm.run(["lint", "--strict", str(REPO_ROOT / "charts" / chart)])
+    assert res.returncode == 0, res.output
+    assert "1 chart(s) linted, 0 chart(s) failed" in res.output
+
+
+@pytest.mark.parametrize("values_file", NON_DEFAULT, ids=lambda p: p.stem)
+def test_helm_lint_strict_with_non_default_values(helm: Helm, values_file: Path) -> None:
+    chart = REPO_ROOT / "charts" / chart_of(values_file)
+    res = helm.run(["lint", "--strict", str(chart), "--values", str(values_file)])
+    assert res.returncode == 0, res.output
+
+
+@pytest.mark.parametrize("chart", CHARTS)
+def test_default_render_labels_every_object_and_uses_release_namespace(helm: Helm, chart: str) -> None:
+    docs = helm.render(chart, release="demo", namespace="iot-ns")
+    assert docs
+    for d in docs:
+        labels = d["metadata"]["labels"]
+        assert labels["app.kubernetes.io/instance"] == "demo", d["metadata"]["name"]
+        assert labels["app.kubernetes.io/part-of"] == "iotpipe"
+        assert labels["app.kubernetes.io/managed-by"] == "Helm"
+        assert d["metadata"]["namespace"] == "iot-ns" or d["kind"] in {"ClusterRole", "ClusterRoleBinding"}
+
+
+# ---------------------------------------------------------------------------------------------------- operator chart
+
+
+def operator_container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    dep = one(docs, "Deployment")
+    containers = dep["spec"]["template"]["spec"]["containers"]
+    assert [c["name"] for c in containers] == ["operator"]
+    return containers[0]
+
+
+def test_operator_defaults(helm: Helm) -> None:
+    docs = helm.render("iotpipe-operator", release="demo", namespace="iot")
+    dep = one(docs, "Deployment", "demo-iotpipe-operator")
+    assert dep["spec"]["replicas"] == 1
+    assert dep["spec"]["strategy"] == {"type": "Recreate"}
+    assert dep["spec"]["template"]["spec"]["serviceAccountName"] == "demo-iotpipe-operator"
+    one(docs, "ServiceAccount", "demo-iotpipe-operator")
+    c = operator_container(docs)
+    assert c["image"] == "iotpipe/operator:0.1.0"
+    assert c["args"] == ["--standalone", "--liveness=http://0.0.0.0:8080/healthz", "--namespace=iot"]
+    env = env_of(c)
+    assert env["IOTPIPE_WATCH_NAMESPACES"] == "iot"
+    assert env["IOTPIPE_LOG_LEVEL"] == "INFO"
+    assert env["IOTPIPE_METRICS_PORT"] == "8000"
+    assert env["IOTPIPE_IMAGE_STREAM_JOB"] == "iotpipe/stream-job:0.1.0"
+    assert env["IOTPIPE_IMAGE_HBASE_SYNC"] == "iotpipe/hbase-sync:0.1.0"
+    assert env["IOTPIPE_IMAGE_WS_BRIDGE"] == "iotpipe/ws-bridge:0.1.0"
+    assert env["IOTPIPE_IMAGE_SIMULATOR"] == "iotpipe/simulator:0.1.0"
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    svc = one(docs, "Service", "demo-iotpipe-operator-metrics")
+    assert svc["spec"]["ports"] == [{"name": "metrics", "port": 8000, "targetPort": "metrics", "protocol": "TCP"}]
+    assert svc["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+    assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
+
+
+def test_operator_named_namespaces(helm: Helm) -> None:
+    docs = helm.render("iotpipe-operator", values=[VALUES_DIR / "iotpipe-operator.namespaces.yaml"], namespace="iot")
+    c = operator_container(docs)
+    assert c["image"] == (
+        "registry.example.com/iotpipe/operator@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+    )
+    assert c["imagePullPolicy"] == "Always"
+    assert c["args"] == [
+        "--standalone",
+        "--liveness=http://0.0.0.0:8080/healthz",
+        "--namespace=iot-team-a",
+        "--namespace=iot-team-b",
+        "--verbose",
+    ]
+    env = env_of(c)
+    assert env["IOTPIPE_WATCH_NAMESPACES"] == "iot-team-a,iot-team-b"
+    assert env["IOTPIPE_LOG_LEVEL"] == "DEBUG"
+    assert env["IOTPIPE_RECONCILE_INTERVAL"] == "30"
+    assert env["IOTPIPE_IMAGE_STREAM_JOB"] == "registry.example.com/iotpipe/stream-job:1.2.3"
+    assert env["IOTPIPE_IMAGE_SIMULATOR"] == (
+        "registry.example.com/iotpipe/simulator:1.2.3"
+        "@sha256:89abcdef0123456789abcdef0123456789abcdef0123456789abcdef01234567"
+    )
+    assert c["resources"] == {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
+    pod = one(docs, "Deployment")["spec"]["template"]
+    assert pod["metadata"]["annotations"] == {"example.com/team": "iot"}
+    assert pod["metadata"]["labels"]["example.com/tier"] == "control"
+    assert pod["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
+    svc = one(docs, "Service")
+    assert svc["metadata"]["annotations"]["example.com/scrape-group"] == "operators"
+
+
+def test_operator_cluster_wide(helm: Helm) -> None:
+    docs = helm.render("iotpipe-operator", values=[VALUES_DIR / "iotpipe-operator.cluster-wide.yaml"])
+    assert by_kind(docs, "ServiceAccount") == []
+    assert by_kind(docs, "Service") == [], "metrics disabled: no metrics Service"
+    dep = one(docs, "Deployment", "iot-op")
+    assert dep["spec"]["replicas"] == 0
+    spec = dep["spec"]["template"]["spec"]
+    assert spec["serviceAccountName"] == "iot-op-sa"
+    assert spec["priorityClassName"] == "system-cluster-critical"
+    assert spec["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    c = operator_container(docs)
+    assert c["args"] == ["--standalone", "--liveness=http://0.0.0.0:9000/healthz", "--all-namespaces"]
+    assert env_of(c)["IOTPIPE_WATCH_NAMESPACES"] == ""
+    assert [p["name"] for p in c["ports"]] == ["health"]
+    assert c["livenessProbe"]["periodSeconds"] == 5
+    assert c["livenessProbe"]["failureThreshold"] == 6
+
+
+# ---------------------------------------------------------------------------------------------------- platform chart
+
+
+def test_platform_defaults(helm: Helm) -> None:
+    docs = helm.render("iotpipe-platform", release="demo", namespace="iot")
+    kafka = one(docs, "StatefulSet", "demo-iotpipe-platform-kafka")
+    assert kafka["spec"]["replicas"] == 1
+    assert kafka["spec"]["serviceName"] == "demo-iotpipe-platform-kafka-headless"
+    pod = kafka["spec"]["template"]["spec"]
+    assert pod["enableServiceLinks"] is False
+    (c,) = pod["containers"]
+    assert c["image"] == "apache/kafka:4.1.1"
+    env = env_of(c)
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == (
+        "0@demo-iotpipe-platform-kafka-0.demo-iotpipe-platform-kafka-headless.iot.svc:9093"
+    )
+    assert (
+        env["KAFKA_ADVERTISED_LISTENERS"] == "PLAINTEXT://$(POD_NAME).demo-iotpipe-platform-kafka-headless.iot.svc:9092"
+    )
+    assert env["KAFKA_NODE_ID"] == {"fieldRef": {"fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}}
+    assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "1"
+    assert env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"] == "1"
+    assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+    assert env["KAFKA_HEAP_OPTS"] == "-Xmx512m -Xms512m"
+    assert kafka["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "10Gi"
+    one(docs, "Service", "demo-iotpipe-platform-kafka")
+    assert one(docs, "Service", "demo-iotpipe-platform-kafka-headless")["spec"]["clusterIP"] == "None"
+
+    hbase = one(docs, "StatefulSet", "demo-iotpipe-platform-hbase")
+    containers = {c["name"]: c for c in hbase["spec"]["template"]["spec"]["containers"]}
+    assert set(containers) == {"hbase", "thrift"}
+    assert containers["hbase"]["image"] == containers["thrift"]["image"] == "iotpipe/hbase:0.1.0"
+    assert containers["thrift"]["args"] == ["start", "-p", "9090"]
+    thrift_svc = one(docs, "Service", "demo-iotpipe-platform-hbase-thrift")
+    assert thrift_svc["spec"]["ports"][0]["port"] == 9090
+    site = one(docs, "ConfigMap", "demo-iotpipe-platform-hbase-conf")["data"]["hbase-site.xml"]
+    assert "<name>hbase.rootdir</name><value>file:///data/hbase</value>" in site
+    assert "<name>hbase.regionserver.thrift.port</name><value>9090</value>" in site
+
+    grafana = one(docs, "Deployment", "demo-iotpipe-platform-grafana")
+    (g,) = grafana["spec"]["template"]["spec"]["containers"]
+    assert g["image"] == "grafana/grafana:12.2.0"
+    assert env_of(g)["GF_SERVER_ROOT_URL"] == "http://grafana.iotpipe.local/"
+    ingress = one(docs, "Ingress", "demo-iotpipe-platform-grafana")
+    rule = ingress["spec"]["rules"][0]
+    assert rule["host"] == "grafana.iotpipe.local"
+    assert rule["http"]["paths"][0]["backend"]["service"] == {
+        "name": "demo-iotpipe-platform-grafana",
+        "port": {"name": "http"},
+    }
+    datasources = one(docs, "ConfigMap", "demo-iotpipe-platform-grafana-datasources")["data"]["iotpipe.yaml"]
+    assert "url: http://demo-bridge.iot.svc:8080" in datasources
+    secret = one(docs, "Secret", "demo-iotpipe-platform-grafana-admin")
+    assert set(secret["data"]) == {"admin-user", "admin-password"}
+
+
+def test_platform_ha(helm: Helm) -> None:
+    docs = helm.render("iotpipe-platform", values=[VALUES_DIR / "iotpipe-platform.ha.yaml"], release="p", namespace="n")
+    kafka = one(docs, "StatefulSet", "p-iotpipe-platform-kafka")
+    assert kafka["spec"]["replicas"] == 3
+    assert kafka["spec"]["podManagementPolicy"] == "Parallel"
+    env = env_of(kafka["spec"]["template"]["spec"]["containers"][0])
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == ",".join(
+        f"{i}@p-iotpipe-platform-kafka-{i}.p-iotpipe-platform-kafka-headless.n.svc:9093" for i in range(3)
+    )
+    assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "3"
+    assert env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"] == "2"
+    assert env["KAFKA_NUM_PARTITIONS"] == "6"
+    assert env["KAFKA_HEAP_OPTS"] == "-Xmx1g -Xms1g"
+    # the apache/kafka image maps KAFKA_A_B__C___D back to a.b_c-d
+    assert env["KAFKA_LOG_RETENTION_HOURS"] == "72"
+    assert env["KAFKA_MIN_INSYNC_REPLICAS"] == "2"
+    assert env["KAFKA_LOG_CLEANER_DEDUPE__BUFFER___X"] == "1"
+    claim = kafka["spec"]["volumeClaimTemplates"][0]["spec"]
+    assert claim["storageClassName"] == "fast-ssd"
+    assert claim["resources"]["requests"]["storage"] == "50Gi"
+    assert kafka["metadata"]["labels"]["example.com/env"] == "staging"
+    assert kafka["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
+
+    hbase = one(docs, "StatefulSet", "p-iotpipe-platform-hbase")
+    containers = {c["name"]: c for c in hbase["spec"]["template"]["spec"]["containers"]}
+    assert containers["hbase"]["image"] == "registry.example.com/iotpipe/hbase:2.6.1-iot1"
+    assert env_of(containers["hbase"])["JAVA_TOOL_OPTIONS"] == "-Xmx2g"
+    assert env_of(containers["thrift"])["JAVA_TOOL_OPTIONS"] == "-Xmx512m"
+    assert containers["thrift"]["args"] == ["start", "-p", "9191"]
+    thrift_svc = one(docs, "Service", "p-iotpipe-platform-hbase-thrift")
+    assert thrift_svc["spec"]["type"] == "NodePort"
+    assert thrift_svc["spec"]["ports"][0]["port"] == 9191
+    site = one(docs, "ConfigMap", "p-iotpipe-platform-hbase-conf")["data"]["hbase-site.xml"]
+    assert "<name>hbase.rootdir</name><value>file:///data/hbase-root</value>" in site  # user value wins
+    assert "<name>hbase.regionserver.handler.count</name><value>30</value>" in site
+
+    assert by_kind(docs, "Secret") == [], "an existing admin Secret is used, none is generated"
+    grafana = one(docs, "Deployment", "p-iotpipe-platform-grafana")
+    g = grafana["spec"]["template"]["spec"]["containers"][0]
+    env = env_of(g)
+    assert env["GF_SECURITY_ADMIN_PASSWORD"] == {
+        "secretKeyRef": {"name": "grafana-admin-creds", "key": "admin-password"}
+    }
+    assert env["GF_SERVER_ROOT_URL"] == "https://grafana.iot.example.com/grafana/"
+    assert env["GF_SERVER_SERVE_FROM_SUB_PATH"] == "true"
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "true"
+    volumes = {v["name"]: v for v in grafana["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["storage"]["persistentVolumeClaim"]["claimName"] == "p-iotpipe-platform-grafana"
+    one(docs, "PersistentVolumeClaim", "p-iotpipe-platform-grafana")
+    ingress = one(docs, "Ingress")
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    assert ingress["spec"]["tls"] == [{"secretName": "grafana-tls", "hosts": ["grafana.iot.example.com"]}]
+    assert ingress["spec"]["rules"][0]["http"]["paths"][0]["path"] == "/grafana"
+    assert ingress["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "letsencrypt"}
+    datasources = one(docs, "ConfigMap", "p-iotpipe-platform-grafana-datasources")["data"]["iotpipe.yaml"]
+    assert "url: http://factory-a-bridge.iot-team-a.svc:8081" in datasources
+
+
+def test_platform_kafka_only(helm: Helm) -> None:
+    docs = helm.render("iotpipe-platform", values=[VALUES_DIR / "iotpipe-platform.kafka-only.yaml"])
+    assert {d["metadata"]["labels"]["app.kubernetes.io/component"] for d in docs} == {"kafka"}
+    kafka = one(docs, "StatefulSet")
+    assert "volumeClaimTemplates" not in kafka["spec"]
+    assert kafka["spec"]["template"]["spec"]["volumes"] == [{"name": "data", "emptyDir": {}}]
+    assert env_of(kafka["spec"]["template"]["spec"]["containers"][0])["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "true"
+
+
+def test_platform_grafana_only(helm: Helm) -> None:
+    docs = helm.render("iotpipe-platform", values=[VALUES_DIR / "iotpipe-platform.grafana-only.yaml"])
+    assert {d["metadata"]["labels"]["app.kubernetes.io/component"] for d in docs} == {"grafana"}
+    assert by_kind(docs, "Ingress") == []
+    assert one(docs, "Service")["spec"]["type"] == "NodePort"
+    names = {d["metadata"]["name"] for d in by_kind(docs, "ConfigMap")}
+    assert not any(n.endswith("-dashboards") for n in names), "dashboards not provisioned"
+    g = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert env_of(g)["GF_PLUGINS_PREINSTALL"] == ""
+    assert "GF_SERVER_ROOT_URL" not in env_of(g)
+
+
+def test_platform_dashboards_configmap_carries_every_dashboard_file(helm: Helm) -> None:
+    files = sorted((REPO_ROOT / "charts" / "iotpipe-platform" / "files" / "grafana" / "dashboards").glob("*.json"))
+    docs = helm.render("iotpipe-platform", release="demo")
+    cm = one(docs, "ConfigMap", "demo-iotpipe-platform-grafana-dashboards")
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    data = cm.get("data") or {}
+    assert sorted(data) == [f.name for f in files]
+    for f in files:
+        assert json.loads(data[f.name]) == json.loads(f.read_text(encoding="utf-8"))
