@@ -11,7 +11,7 @@ SERVICE_MARKERS := kafka or hbase or flink or kube or helm or browser or e2e
 MYPY_DIRS = $(wildcard libs/iotcommon/iotcommon stack/iotpipe_stack simulators/iot_simulators \
 	services/stream_job/stream_job services/hbase_sync/hbase_sync services/ws_bridge/ws_bridge operator/iot_operator)
 
-.PHONY: help setup run up stop down status logs test test-unit lint bench clean-state
+.PHONY: help setup run up stop down status logs test test-unit lint bench clean-state kube-tools
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -63,6 +63,9 @@ lint: $(SETUP_STAMP) ## ruff + mypy (strict)
 
 bench: setup ## run every bench/bench_*.py (each prints figures and ends with one JSON line)
 	@set -e; for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
+
+kube-tools: ## build kube-apiserver, kubectl, etcd from the Go module proxy into IOTPIPE_CACHE/bin (cached per version)
+	bash stack/kube/build.sh
 
 clean-state: stop ## stop and delete the local stack data (IOTPIPE_HOME, default ./.iotpipe)
 	$(BIN)/iotpipe local down --wipe
