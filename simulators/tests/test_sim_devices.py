@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import statistics
 from collections import Counter, defaultdict
@@ -62,7 +63,7 @@ def test_quarter_sensors_report_every_15_minutes_after_the_start(year: dict[str,
         assert stamps[0] == START + timedelta(minutes=15)
         assert stamps[-1] == datetime(2021, 1, 1, tzinfo=TZ)
         assert len(stamps) == 366 * 96
-        assert all(b - a == timedelta(minutes=15) for a, b in zip(stamps, stamps[1:], strict=False))
+        assert all(b - a == timedelta(minutes=15) for a, b in itertools.pairwise(stamps))
 
 
 def test_temperature_stays_in_12_to_35_and_follows_the_day_and_the_seasons(year: dict[str, list[dict]]) -> None:
@@ -113,8 +114,9 @@ def test_hvac_follows_the_temperature(year: dict[str, list[dict]], sensor: str, 
 
 @pytest.mark.parametrize(("sensor", "top", "first_full", "last_full"),
                          [("MiAC1", 150.0, (19, 15), (0, 0)), ("MiAC2", 200.0, (13, 15), (16, 0))])
-def test_appliances_run_at_full_power_during_their_hours(year: dict[str, list[dict]], sensor: str, top: float,
-                                                        first_full: tuple[int, int], last_full: tuple[int, int]) -> None:
+def test_appliances_run_at_full_power_during_their_hours(
+        year: dict[str, list[dict]], sensor: str, top: float, first_full: tuple[int, int],
+        last_full: tuple[int, int]) -> None:
     full_quarters = Counter()
     for m in year[sensor]:
         assert 0.0 <= m["value"] <= top
@@ -150,7 +152,7 @@ def test_cumulative_meters_report_at_local_midnight_and_grow_by_a_day(year: dict
             assert len(msgs) == 367  # 2020-01-01 00:00 (base) .. 2021-01-01 00:00
             assert [m["seq"] for m in msgs] == list(range(367))
             assert msgs[0]["value"] == base
-            for prev, cur in zip(msgs, msgs[1:], strict=False):
+            for prev, cur in itertools.pairwise(msgs):
                 lt = local(cur)
                 assert (lt.hour, lt.minute, lt.second) == (0, 0, 0)
                 closed = days.day_of(cur["t"], TZ)

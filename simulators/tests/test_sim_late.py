@@ -20,7 +20,8 @@ START = datetime(2020, 1, 1, tzinfo=TZ)
 STEPS = 25 * 96  # steps 0 .. 2399
 
 
-def sent_by_step(late: tuple[str, ...], steps: int = STEPS, sites: int = 2, drain: bool = True) -> list[tuple[int, dict]]:
+def sent_by_step(late: tuple[str, ...], steps: int = STEPS, sites: int = 2,
+                 drain: bool = True) -> list[tuple[int, dict]]:
     """(step at which it was sent, message) in send order; drained readings get step = steps."""
     sim = Simulation(Timeline(START, TZ), list(range(1, sites + 1)), 11, parse_rules(late))
     enc = Encoder([site_id(n) for n in sim.site_numbers])
@@ -69,7 +70,8 @@ def test_late_readings_arrive_2_days_late_every_20_steps_and_10_days_late_every_
 
 
 def test_withheld_readings_are_not_sent_on_time(default_run: list[tuple[int, dict]]) -> None:
-    sent_late = {(m["site"], m["ts"]) for step, m in default_run if m["sensor"] == "W1" and at(step) != datetime.fromisoformat(m["ts"])}
+    sent_late = {(m["site"], m["ts"]) for step, m in default_run
+                 if m["sensor"] == "W1" and at(step) != datetime.fromisoformat(m["ts"])}
     on_time = Counter((m["site"], m["ts"]) for step, m in default_run
                       if m["sensor"] == "W1" and at(step) == datetime.fromisoformat(m["ts"]))
     assert sent_late
