@@ -11,7 +11,7 @@ SERVICE_MARKERS := kafka or hbase or flink or kube or helm or browser or e2e
 MYPY_DIRS = $(wildcard libs/iotcommon/iotcommon stack/iotpipe_stack simulators/iot_simulators \
 	services/stream_job/stream_job services/hbase_sync/hbase_sync services/ws_bridge/ws_bridge operator/iot_operator)
 
-.PHONY: help setup run up stop down status logs test test-unit lint bench clean-state kube-tools
+.PHONY: help setup run up stop down status logs test test-unit lint bench clean-state kube-tools helm charts
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -66,6 +66,12 @@ bench: setup ## run every bench/bench_*.py (each prints figures and ends with on
 
 kube-tools: ## build kube-apiserver, kubectl, etcd from the Go module proxy into IOTPIPE_CACHE/bin (cached per version)
 	bash stack/kube/build.sh
+
+helm: ## build helm from the Go module proxy into IOTPIPE_CACHE/bin (cached per version)
+	bash stack/kube/build-helm.sh
+
+charts: setup helm ## chart, image and skaffold checks: helm lint/template, schemas, hadolint, dry-run apply (kube)
+	@$(BIN)/python -m pytest charts/tests $(PYTEST_ARGS)
 
 clean-state: stop ## stop and delete the local stack data (IOTPIPE_HOME, default ./.iotpipe)
 	$(BIN)/iotpipe local down --wipe
