@@ -1,0 +1,76 @@
+"""The bridge's settings: one frozen dataclass read by iotcommon.config (flag > env var > default)."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from iotcommon.config import setting
+from iotcommon.errors import ConfigError
+
+DESCRIPTION = (
+    "iotpipe websocket/HTTP bridge: tails the stream job's output topics (read_committed) and pushes them to websocket "
+    "clients, serves history and range queries from HBase, and the built-in live dashboard at /."
+)
+
+
+@dataclass(frozen=True)
+class BridgeConfig:
+    host: str = setting("127.0.0.1", "address to bind", env="IOTPIPE_BRIDGE_HOST")
+    port: int = setting(8765, "TCP port to bind (0 = any free port)", env="IOTPIPE_BRIDGE_PORT", minimum=0,
+                        maximum=65535)
+    kafka_bootstrap: str = setting("127.0.0.1:9092", "Kafka bootstrap servers", env="IOTPIPE_KAFKA_BOOTSTRAP")
+    topic_prefix: str = setting("iotpipe", "prefix of every topic", env="IOTPIPE_TOPIC_PREFIX")
+    hbase_host: str = setting("127.0.0.1", "HBase Thrift1 host", env="IOTPIPE_HBASE_HOST")
+    hbase_port: int = setting(9090, "HBase Thrift1 port", env="IOTPIPE_HBASE_PORT", minimum=1, maximum=65535)
+    table_prefix: str = setting("iotpipe", "prefix of the pipeline's HBase tables", env="IOTPIPE_TABLE_PREFIX")
+    site_tz: str = setting("Europe/Athens", "sites' time zone (local day of aggregates)", env="IOTPIPE_SITE_TZ")
+    token: str = setting("", "bearer token required on the websocket and HTTP APIs (empty = none)",
+                         env="IOTPIPE_BRIDGE_TOKEN", secret=True)
+    auth: str = setting("auto", "auto: require the token when binding beyond loopback; on: always; off: never",
+                        env="IOTPIPE_BRIDGE_AUTH", choices=("auto", "on", "off"))
+    max_connections: int = setting(1000, "websocket connections accepted at once (more get close code 1013)",
+                                   env="IOTPIPE_BRIDGE_MAX_CONNECTIONS", minimum=1)
+    max_subscriptions: int = setting(32, "subscriptions per connection", env="IOTPIPE_BRIDGE_MAX_SUBSCRIPTIONS",
+                                     minimum=1)
+    queue_records: int = setting(20000, "records buffered per client before the oldest are dropped",
+                                 env="IOTPIPE_BRIDGE_QUEUE_RECORDS", minimum=1)
+    heartbeat_s: float = setting(10.0, "seconds between heartbeat frames (and websocket pings)",
+                                 env="IOTPIPE_BRIDGE_HEARTBEAT_S", minimum=0.05)
+    send_timeout_s: float = setting(30.0, "a client whose socket accepts nothing for this long is closed (1008)",
+                                    env="IOTPIPE_BRIDGE_SEND_TIMEOUT_S", minimum=0.05)
+    history_limit: int = setting(20000, "most rows one history request or HTTP query returns",
+                                 env="IOTPIPE_BRIDGE_HISTORY_LIMIT", minimum=1)
+    consumer_group: str = setting("", "Kafka group id (only a label: partitions are assigned manually from the end; "
+                                  "empty = unique per process)", env="IOTPIPE_BRIDGE_CONSUMER_GROUP")
+    batch_wait_ms: int = setting(20, "how long the Kafka tail waits to fill a batch (ms)",
+                                 env="IOTPIPE_BRIDGE_BATCH_WAIT_MS", minimum=1, maximum=1000)
+    log_level: str = setting("INFO", "log level", env="IOTPIPE_LOG_LEVEL",
+                             choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+
+    @property
+    def auth_required(self) -> bool:
+        """Whether requests must carry the bearer token."""
+        if self.auth == "on":
+            return True
+        if self.auth == "off":
+            return False
+        return bool(self.token) or not is_loopback(self.host)
+
+    def check(self) -> BridgeConfig:
+        """Cross-field rules; raises ConfigError."""
+        if self.auth_required and not self.token:
+            why = "--auth on" if self.auth == "on" else f"binding to {self.host} (beyond loopback)"
+            msg = (f"{why} requires a bearer token: set IOTPIPE_BRIDGE_TOKEN (or --token), "
+                   "or pass --auth off to serve without authentication")
+            raise ConfigError(msg)
+        return self
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

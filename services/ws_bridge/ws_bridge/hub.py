@@ -1,0 +1,185 @@
+"""Fan-out: live records -> every matching subscription, each client behind its own bounded queue.
+
+Everything here runs on the event loop thread (the Kafka tail hands batches over with ``call_soon_threadsafe``), so
+there are no locks. ``Hub.publish`` never awaits: a slow client only fills its own ``Session`` queue.
+
+Overflow policy (docs/bridge-protocol.md): a session holds at most ``limit`` records. When a new batch would exceed
+it, the *oldest* queued data frames are dropped (control frames never are) and the client next receives an
+``overflow`` frame with the number of records it missed, before the newer data. It can re-subscribe with ``since`` to
+fill the gap from HBase. A client that accepts nothing for ``send_timeout_s`` is closed (see app.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ws_bridge import protocol
+from ws_bridge.protocol import Filter, Subscribe
+from ws_bridge.records import STREAMS, Record
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Queued after the last frame to send: close the connection with this code."""
+
+    code: int
+    reason: str
+
+
+class Session:
+    """The outbound side of one connection: a bounded queue of frames (text, records in it)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._frames: deque[tuple[str, int]] = deque()
+        self._close: Close | None = None
+        self._pending = 0
+        self._dropped = 0
+        self.dropped_total = 0
+        self.sent_records = 0
+        self._wake = asyncio.Event()
+        self.subscriptions: dict[str, Subscription] = {}
+
+    @property
+    def pending_records(self) -> int:
+        return self._pending
+
+    def offer(self, frame: str, records: int = 0) -> int:
+        """Queue a frame (``records`` = 0: a control frame, never dropped). Returns the records dropped now."""
+        self._frames.append((frame, records))
+        self._pending += records
+        dropped = 0
+        while self._pending > self.limit:
+            dropped += self._drop_oldest_data()
+        if dropped:
+            self._dropped += dropped
+            self.dropped_total += dropped
+        self._wake.set()
+        return dropped
+
+    def note_dropped(self, records: int) -> None:
+        """Records lost before they reached the queue (a history-first subscription's overfull buffer)."""
+        if records:
+            self._dropped += records
+            self.dropped_total += records
+            self._wake.set()
+
+    @property
+    def closing(self) -> bool:
+        return self._close is not None
+
+    def close_after_queued(self, code: int, reason: str) -> None:
+        """Send what is queued, then close."""
+        self._close = Close(code, reason)
+        self._wake.set()
+
+    def _drop_oldest_data(self) -> int:
+        for index, (_, count) in enumerate(self._frames):
+            if count:
+                del self._frames[index]
+                self._pending -= count
+                return count
+        raise AssertionError("pending records without a data frame")  # pragma: no cover
+
+    async def next_frame(self) -> tuple[str, int] | Close:
+        """The next (frame, records in it); an ``overflow`` notice comes first after drops; Close at the end."""
+        while not self._frames and not self._dropped and self._close is None:
+            self._wake.clear()
+            await self._wake.wait()
+        if self._dropped:
+            dropped, self._dropped = self._dropped, 0
+            return protocol.overflow(dropped, self.dropped_total), 0
+        if not self._frames:
+            assert self._close is not None
+            return self._close
+        frame, count = self._frames.popleft()
+        self._pending -= count
+        self.sent_records += count
+        return frame, count
+
+
+@dataclass(eq=False)
+class Subscription:
+    session: Session
+    sub: Subscribe
+    live: bool
+    buffered: list[Record] = field(default_factory=list)  # live records that arrived while history was loading
+    buffer_dropped: int = 0
+    handle: int = -1
+
+
+class Hub:
+    """Routes published records to subscriptions. One per bridge process."""
+
+    def __init__(self) -> None:
+        self._subs: dict[str, dict[int, Subscription]] = {stream: {} for stream in STREAMS}
+        self._ids = itertools.count()
+        self.latest_ms: dict[str, int] = {}
+        self.published = 0
+
+    def subscribe(self, session: Session, sub: Subscribe) -> Subscription:
+        """Register a subscription: live at once, or buffering live records until ``go_live`` (history first)."""
+        entry = Subscription(session, sub, live=not sub.wants_history, handle=next(self._ids))
+        self._subs[sub.stream][entry.handle] = entry
+        session.subscriptions[sub.id] = entry
+        return entry
+
+    def go_live(self, entry: Subscription) -> list[Record]:
+        """Switch a history-first subscription to live; returns the records buffered meanwhile (in arrival order)."""
+        buffered, entry.buffered = entry.buffered, []
+        entry.live = True
+        return buffered
+
+    def unsubscribe(self, session: Session, sub_id: str) -> bool:
+        entry = session.subscriptions.pop(sub_id, None)
+        if entry is None:
+            return False
+        self._subs[entry.sub.stream].pop(entry.handle, None)
+        return True
+
+    def drop_session(self, session: Session) -> None:
+        for sub_id in list(session.subscriptions):
+            self.unsubscribe(session, sub_id)
+
+    @property
+    def subscription_count(self) -> int:
+        return sum(len(subs) for subs in self._subs.values())
+
+    def publish(self, records: Iterable[Record]) -> None:
+        """Fan a batch out. Each distinct filter is matched once and each distinct frame is encoded once."""
+        by_stream: dict[str, list[Record]] = {}
+        for record in records:
+            by_stream.setdefault(record.stream, []).append(record)
+            if record.event_ms > self.latest_ms.get(record.stream, -1):
+                self.latest_ms[record.stream] = record.event_ms
+        for stream, batch in by_stream.items():
+            self.published += len(batch)
+            subs = self._subs[stream]
+            if subs:
+                self._fan_out(stream, batch, list(subs.values()))
+
+    def _fan_out(self, stream: str, batch: list[Record], subs: list[Subscription]) -> None:
+        matched: dict[Filter, list[Record]] = {}
+        frames: dict[tuple[Filter, str], tuple[str, int]] = {}
+        for entry in subs:
+            filt = entry.sub.filter
+            selected = matched.get(filt)
+            if selected is None:
+                selected = matched[filt] = [r for r in batch if filt.matches(r)]
+            if not selected:
+                continue
+            if not entry.live:
+                room = entry.session.limit - len(entry.buffered)
+                entry.buffered.extend(selected[:max(room, 0)])
+                entry.buffer_dropped += max(len(selected) - max(room, 0), 0)
+                continue
+            key = (filt, entry.sub.id)
+            frame = frames.get(key)
+            if frame is None:
+                frame = frames[key] = (protocol.data(entry.sub.id, stream, "live", [r.item for r in selected]),
+                                       len(selected))
+            entry.session.offer(*frame)

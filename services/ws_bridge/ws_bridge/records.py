@@ -1,0 +1,184 @@
+"""Pure: what the bridge knows about the records of each stream (no I/O).
+
+A ``Record`` is one message of one stream, decoded once, with the fields the bridge filters, orders and deduplicates
+on, and its wire form (``item``: the JSON text of one element of a data frame's ``records`` list) encoded once and
+shared by every client that receives it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from iotcommon.errors import MessageError
+from iotcommon.sensors import SENSORS, Rule
+from iotcommon.topics import Topics
+
+STREAMS = ("raw", "aggregates", "late", "deadletters")
+_TABLE_OF_STREAM = {"raw": "raw", "aggregates": "aggregates", "late": "late", "deadletters": "deadletters"}
+
+# Which aggregate kinds exist for a sensor (the stream job's outputs, as named by iotcommon.sensors.aggregate_name).
+_KINDS_OF_RULE: dict[Rule, tuple[str, ...]] = {
+    Rule.MEAN: ("AggDay",),
+    Rule.SUM: ("AggDay",),
+    Rule.CUMULATIVE: ("AggDayDiff", "AggDayRest"),
+    Rule.COUNT: ("AggDayMov",),
+}
+
+
+def table_of(stream: str) -> str:
+    return _TABLE_OF_STREAM[stream]
+
+
+def topic_of(topics: Topics, stream: str) -> str:
+    return {"raw": topics.raw, "aggregates": topics.aggregates, "late": topics.late,
+            "deadletters": topics.deadletter}[stream]
+
+
+def aggregate_names(sensor: str) -> tuple[str, ...]:
+    """The aggregate series of one sensor, e.g. Etot -> (AggDayDiff[Etot], AggDayRest[Etot])."""
+    return tuple(f"{kind}[{sensor}]" for kind in _KINDS_OF_RULE[SENSORS[sensor].rule])
+
+
+def iso_to_ms(ts: str) -> int:
+    """RFC 3339 with zone (Z or offset) -> epoch ms."""
+    parsed = datetime.fromisoformat(ts)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp() * 1000)
+
+
+def ms_to_iso(ms: int) -> str:
+    ts = datetime.fromtimestamp(ms / 1000, UTC)
+    if ms % 1000:
+        return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    stream: str
+    site: str | None
+    sensor: str | None
+    event_ms: int  # event time: reading ts, aggregate window end, dead letter's rejection time
+    ident: str  # identity for de-duplication between history and live
+    data: dict[str, Any]
+    item: str  # JSON text of the element sent to clients
+
+
+def _need(obj: Any, key: str, kind: type | tuple[type, ...]) -> Any:
+    if not isinstance(obj, dict) or key not in obj or not isinstance(obj[key], kind):
+        raise MessageError("schema", f"missing or bad field {key!r}")
+    return obj[key]
+
+
+def _fields(stream: str, data: Any) -> tuple[str | None, str | None, int, str]:
+    """(site, sensor, event_ms, ident) of a decoded message."""
+    try:
+        if stream == "raw":
+            ts = _need(data, "ts", str)
+            site, sensor = _need(data, "site", str), _need(data, "sensor", str)
+            return site, sensor, iso_to_ms(ts), f"{site}/{sensor}/{ts}/{_need(data, 'seq', int)}"
+        if stream == "late":
+            reading = _need(data, "reading", dict)
+            ts = _need(reading, "ts", str)
+            site, sensor = _need(reading, "site", str), _need(reading, "sensor", str)
+            return site, sensor, iso_to_ms(ts), f"{site}/{sensor}/{ts}/{_need(reading, 'seq', int)}"
+        if stream == "aggregates":
+            site, name, day = _need(data, "site", str), _need(data, "name", str), _need(data, "day", str)
+            revision = _need(data, "revision", int)
+            return (site, _need(data, "sensor", str), iso_to_ms(_need(data, "window_end", str)),
+                    f"{site}/{name}/{day}#{revision}")
+        if stream == "deadletters":
+            at = _need(data, "at", str)
+            site, sensor = _dead_letter_origin(data)
+            return site, sensor, iso_to_ms(at), f"{_need(data, 'source_topic', str)}/{data.get('partition')}/" \
+                f"{data.get('offset')}"
+    except ValueError as exc:
+        raise MessageError("schema", f"bad timestamp: {exc}") from exc
+    raise MessageError("schema", f"unknown stream {stream!r}")
+
+
+def _dead_letter_origin(data: dict[str, Any]) -> tuple[str | None, str | None]:
+    """Best effort: the site/sensor a dead letter's original payload names, if it is JSON that names them."""
+    try:
+        original = json.loads(base64.b64decode(data.get("payload_b64") or ""))
+    except (ValueError, TypeError):
+        return None, None
+    if not isinstance(original, dict):
+        return None, None
+    site, sensor = original.get("site"), original.get("sensor")
+    return (site if isinstance(site, str) else None), (sensor if isinstance(sensor, str) else None)
+
+
+def decode(stream: str, value: bytes | None, *, kafka_ts: int | None = None,
+           tracker: OrderTracker | None = None) -> Record:
+    """Kafka value (or HBase ``d:m`` cell) -> Record; raises MessageError when it is not a message of that stream.
+
+    With a ``tracker`` (live records), raw and late readings older than their device's newest are marked out of order.
+    """
+    if value is None:
+        raise MessageError("unparsable", "empty value")
+    try:
+        data = json.loads(value)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise MessageError("unparsable", f"not JSON: {exc}") from exc
+    site, sensor, event_ms, ident = _fields(stream, data)
+    out_of_order = (tracker is not None and stream in ("raw", "late")
+                    and tracker.is_out_of_order(stream, f"{site}/{sensor}", event_ms))
+    text = value.decode() if _is_compact(value) else json.dumps(data, separators=(",", ":"))
+    return Record(stream, site, sensor, event_ms, ident, data, encode_item(text, stream, data, kafka_ts, out_of_order))
+
+
+def _is_compact(value: bytes) -> bool:
+    return b"\n" not in value
+
+
+def encode_item(data_json: str, stream: str, data: dict[str, Any], kafka_ts: int | None, out_of_order: bool) -> str:
+    """One element of a data frame: the message itself under "data", plus what the bridge knows about it."""
+    head = f'{{"kafka_ts":{"null" if kafka_ts is None else int(kafka_ts)}'
+    if stream == "aggregates":
+        revision = data.get("revision")
+        head += f',"revision":{"true" if isinstance(revision, int) and revision > 1 else "false"}'
+    if stream in ("raw", "late"):
+        head += f',"out_of_order":{"true" if out_of_order else "false"}'
+    return f'{head},"data":{data_json}}}'
+
+
+class OrderTracker:
+    """Marks readings older than the newest one already seen of the same device (per stream): out-of-order rows."""
+
+    def __init__(self) -> None:
+        self._newest: dict[tuple[str, str], int] = {}
+
+    def is_out_of_order(self, stream: str, device: str, event_ms: int) -> bool:
+        key = (stream, device)
+        newest = self._newest.get(key)
+        if newest is None or event_ms >= newest:
+            self._newest[key] = event_ms
+            return False
+        return True
+
+
+def row_of(record: Record) -> dict[str, Any]:
+    """A flat row for the HTTP API (one JSON object per record; ``time`` = event time in epoch ms)."""
+    data = record.data
+    if record.stream == "raw":
+        return {"time": record.event_ms, **{k: data[k] for k in ("ts", "site", "sensor", "value", "unit", "seq")}}
+    if record.stream == "late":
+        reading = data["reading"]
+        return {"time": record.event_ms, **{k: reading[k] for k in ("ts", "site", "sensor", "value", "unit", "seq")},
+                "reason": data.get("reason"), "day": data.get("day"), "late_by_ms": data.get("late_by_ms")}
+    if record.stream == "aggregates":
+        return {"time": record.event_ms, **{k: data.get(k) for k in ("day", "site", "name", "kind", "sensor", "value",
+                                                                    "unit", "count", "revision", "emitted_at")}}
+    try:
+        payload = base64.b64decode(data.get("payload_b64") or "").decode("utf-8", "replace")
+    except ValueError:
+        payload = ""
+    return {"time": record.event_ms, **{k: data.get(k) for k in ("at", "reason", "detail", "source_topic",
+                                                                "partition", "offset")},
+            "site": record.site, "sensor": record.sensor, "payload": payload}

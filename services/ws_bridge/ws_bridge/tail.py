@@ -1,0 +1,169 @@
+"""Tails the stream job's output topics and hands decoded batches to the event loop.
+
+One confluent-kafka consumer in a thread, ``isolation.level=read_committed`` (the job writes transactionally).
+Partitions are *assigned manually from the end* (no group membership, no commits), so every bridge replica sees every
+record and a restart never replays old ones. Topics or partitions that appear later are assigned from their beginning
+(everything in them is new). Metadata is re-read every few seconds for that.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    IsolationLevel,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
+
+from iotcommon.errors import MessageError
+from iotcommon.topics import Topics
+from ws_bridge.records import STREAMS, OrderTracker, Record, decode, topic_of
+
+log = logging.getLogger(__name__)
+
+METADATA_REFRESH_S = 3.0
+
+
+def default_group_id() -> str:
+    return f"ws-bridge-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+class KafkaTail:
+    """Start with ``start(deliver)``; ``deliver(records)`` is called from the tail thread with each batch."""
+
+    def __init__(self, bootstrap: str, topics: Topics, *, group_id: str = "", batch_wait_ms: int = 20,
+                 on_bad: Callable[[str, MessageError], None] | None = None) -> None:
+        self._bootstrap = bootstrap
+        self._stream_of = {topic_of(topics, stream): stream for stream in STREAMS}
+        self._group_id = group_id or default_group_id()
+        self._batch_wait = batch_wait_ms / 1000
+        self._on_bad = on_bad
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._assigned: dict[tuple[str, int], bool] = {}
+        self._tracker = OrderTracker()
+        self.connected = False
+        self.records = 0
+        self.ready = threading.Event()  # set once the first assignment (from the end) is in place
+
+    def start(self, deliver: Callable[[list[Record]], None]) -> None:
+        self._thread = threading.Thread(target=self._run, args=(deliver,), name="kafka-tail", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _consumer(self) -> Consumer:
+        return Consumer({
+            "bootstrap.servers": self._bootstrap,
+            "group.id": self._group_id,
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "auto.offset.reset": "latest",
+            "fetch.wait.max.ms": 10,
+            "fetch.min.bytes": 1,
+            "enable.partition.eof": False,
+            "client.id": self._group_id,
+            "socket.keepalive.enable": True,
+        })
+
+    def _refresh(self, consumer: Consumer, first: bool) -> None:
+        """Assign partitions not yet assigned: from the end at start, from the beginning when new later."""
+        try:
+            meta = consumer.list_topics(timeout=5)
+        except KafkaException as exc:
+            self.connected = False
+            log.warning("Kafka metadata from %s failed: %s", self._bootstrap, exc)
+            return
+        self.connected = True
+        new: list[TopicPartition] = []
+        for topic in self._stream_of:
+            info = meta.topics.get(topic)
+            if info is None or info.error is not None:
+                continue
+            for partition in info.partitions:
+                if (topic, partition) not in self._assigned:
+                    self._assigned[(topic, partition)] = True
+                    new.append(TopicPartition(topic, partition, OFFSET_BEGINNING))
+        if new and first:
+            new = self._ends(new)
+        if new:
+            consumer.incremental_assign(new)
+            log.info("tailing %s", ", ".join(f"{tp.topic}[{tp.partition}]"
+                                             f"{' from the end' if first else ' from the start'}" for tp in new))
+
+    def _ends(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        """The read_committed end (last stable offset) of each partition, resolved now: records produced after
+        ``ready`` is set are never missed, and records of transactions still open are not skipped."""
+        admin = AdminClient({"bootstrap.servers": self._bootstrap})
+        latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+        futures = admin.list_offsets({TopicPartition(tp.topic, tp.partition): latest for tp in partitions},
+                                     isolation_level=IsolationLevel.READ_COMMITTED, request_timeout=10)
+        resolved = []
+        for tp, future in futures.items():
+            resolved.append(TopicPartition(tp.topic, tp.partition, future.result().offset))
+        return resolved
+
+    def _run(self, deliver: Callable[[list[Record]], None]) -> None:
+        consumer = self._consumer()
+        try:
+            self._refresh(consumer, first=True)
+            missing = [t for t in self._stream_of if not any(k[0] == t for k in self._assigned)]
+            if missing:
+                log.info("waiting for topic(s) %s to appear", ", ".join(missing))
+            self.ready.set()
+            refreshed = time.monotonic()
+            while not self._stop.is_set():
+                if time.monotonic() - refreshed > METADATA_REFRESH_S:
+                    self._refresh(consumer, first=False)
+                    refreshed = time.monotonic()
+                if not self._assigned:
+                    self._stop.wait(0.2)
+                    continue
+                messages = consumer.consume(num_messages=2000, timeout=self._batch_wait)
+                batch = self._decode(messages)
+                if batch:
+                    self.records += len(batch)
+                    deliver(batch)
+        except Exception:
+            log.exception("Kafka tail crashed")
+            raise
+        finally:
+            consumer.close()
+
+    def _decode(self, messages: list[Message]) -> list[Record]:
+        batch: list[Record] = []
+        for message in messages:
+            err = message.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    log.warning("Kafka: %s", err)
+                continue
+            topic = message.topic()
+            stream = self._stream_of.get(topic or "")
+            if stream is None:
+                continue
+            kind, kafka_ts = message.timestamp()
+            try:
+                batch.append(decode(stream, message.value(), kafka_ts=kafka_ts if kind else None,
+                                    tracker=self._tracker))
+            except MessageError as exc:
+                log.warning("skipping a %s record at %s[%s]@%s: %s", stream, topic,
+                            message.partition(), message.offset(), exc)
+                if self._on_bad is not None:
+                    self._on_bad(stream, exc)
+        return batch
