@@ -1,0 +1,284 @@
+"""One idempotent reconcile of an IoTPipeline: observe -> validate -> apply -> report (status is written by the caller).
+
+Run on create, update (incl. scale), resume and by the drift timer. Each part (topics, tables, children) is
+reconciled on its own: an unreachable Kafka does not stop the tables or the Deployments; the caller retries with
+backoff when ``outcome.unavailable`` is not empty. The I/O edges come in through ``Deps`` (fakes in unit tests).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from iot_operator import builders
+from iot_operator import status as st
+from iot_operator.config import OperatorConfig
+from iot_operator.kube import PLURALS, Kube
+from iot_operator.spec import InvalidSpec, PipelineSpec, parse
+from iot_operator.tables import HBaseAdmin, table_status
+from iot_operator.tables import plan as table_plan
+from iot_operator.topics import KafkaAdmin, topic_status
+from iot_operator.topics import plan as topic_plan
+from iotcommon.errors import ServiceUnavailable
+
+log = logging.getLogger(__name__)
+_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+
+#: condition type -> the child that reports it (component label)
+_WORKLOADS = {st.SYNC: "sync", st.BRIDGE: "bridge", st.SIMULATORS: "simulator"}
+
+
+class Emit(Protocol):
+    def __call__(self, reason: str, message: str, warning: bool = False) -> None: ...
+
+
+@dataclass
+class Deps:
+    kube: Kube
+    kafka: Callable[[PipelineSpec], KafkaAdmin]
+    hbase: Callable[[PipelineSpec], HBaseAdmin]
+
+
+def real_deps(cfg: OperatorConfig) -> Deps:
+    timeout = cfg.dependency_timeout_seconds
+    return Deps(
+        kube=Kube(),
+        kafka=lambda p: KafkaAdmin(p.bootstrap, timeout),
+        hbase=lambda p: HBaseAdmin(p.thrift_host, p.thrift_port, p.thrift_transport, p.thrift_protocol, timeout),
+    )
+
+
+def reconcile(body: Mapping[str, Any], cfg: OperatorConfig, deps: Deps, emit: Emit) -> st.Outcome:
+    """Bring the world in line with one IoTPipeline; report what was found. Serialised per object."""
+    uid = str(body.get("metadata", {}).get("uid", ""))
+    with _locks[uid]:
+        out = st.Outcome()
+        try:
+            p = parse(body, cfg)
+        except InvalidSpec as exc:
+            out.invalid = str(exc)
+            return out
+        out.suspended = p.suspend
+        _topics(p, deps, emit, out)
+        _tables(p, deps, emit, out)
+        _children(p, body, deps, emit, out)
+        return out
+
+
+def _topics(p: PipelineSpec, deps: Deps, emit: Emit, out: st.Outcome) -> None:
+    try:
+        admin = deps.kafka(p)
+        names = [t.name for t in p.topics]
+        actual = admin.observe(names)
+        pl = topic_plan(p.topics, actual)
+        done, errors = admin.apply(pl)
+        for what in done:
+            reason = ("TopicCreated" if what.startswith("created") else
+                      "PartitionsIncreased" if what.startswith("grew") else "TopicConfigDrift")
+            emit(reason, what)
+        if done:
+            actual = admin.observe(names)
+    except ServiceUnavailable as exc:
+        out.unavailable.append(f"kafka: {exc}")
+        out.add(st.Condition(st.KAFKA, False, st.DEPENDENCY_UNAVAILABLE, str(exc)))
+        return
+    problems = dict(errors)
+    for t, msg in pl.unsupported:
+        problems.setdefault(t.name, msg)
+    out.details["topics"] = topic_status(p.topics, actual, problems)
+    if errors:
+        out.add(st.Condition(st.KAFKA, False, "KafkaError", "; ".join(errors.values())))
+    elif pl.unsupported:
+        out.add(st.Condition(st.KAFKA, False, st.NOT_SUPPORTED, "; ".join(m for _, m in pl.unsupported)))
+    else:
+        out.add(st.Condition(st.KAFKA, True, st.RECONCILED, f"{len(p.topics)} topics with prefix {p.topic_prefix}"))
+
+
+def _tables(p: PipelineSpec, deps: Deps, emit: Emit, out: st.Outcome) -> None:
+    try:
+        admin = deps.hbase(p)
+        try:
+            actual = admin.observe(p.tables)
+            pl = table_plan(p.tables, actual)
+            done, errors = admin.create(pl.create)
+            for what in done:
+                emit("HBaseTableCreated", what)
+            existing = admin.existing()
+        finally:
+            admin.close()
+    except ServiceUnavailable as exc:
+        out.unavailable.append(f"hbase: {exc}")
+        out.add(st.Condition(st.HBASE, False, st.DEPENDENCY_UNAVAILABLE, str(exc)))
+        return
+    problems = dict(errors)
+    for t, msg in pl.drift:
+        problems.setdefault(t.name, msg)
+    out.details["hbase"] = {"tables": table_status(p.tables, existing, problems)}
+    if errors:
+        reason = "NamespaceNotFound" if any("NamespaceNotFound" in e for e in errors.values()) else "HBaseError"
+        out.add(st.Condition(st.HBASE, False, reason, "; ".join(errors.values())))
+    elif pl.drift:
+        out.add(st.Condition(st.HBASE, False, st.NOT_SUPPORTED, "; ".join(m for _, m in pl.drift)))
+    else:
+        out.add(st.Condition(st.HBASE, True, st.RECONCILED, f"{len(p.tables)} tables with prefix {p.table_prefix}"))
+
+
+def _owned(obj: Mapping[str, Any], uid: str) -> bool:
+    return any(ref.get("uid") == uid for ref in obj.get("metadata", {}).get("ownerReferences") or [])
+
+
+def _ready(obj: Mapping[str, Any] | None) -> tuple[int, int]:
+    """(desired, ready) replicas of a Deployment/StatefulSet."""
+    if not obj:
+        return 0, 0
+    return int(obj.get("spec", {}).get("replicas") or 0), int(obj.get("status", {}).get("readyReplicas") or 0)
+
+
+def _children(p: PipelineSpec, body: Mapping[str, Any], deps: Deps, emit: Emit, out: st.Outcome) -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    kube = deps.kube
+    flink_operator = kube.serves("flink.apache.org/v1beta1", "flinkdeployments")
+    desired = builders.desired_children(p, flink_operator)
+    selector = f"{builders.PIPELINE_LABEL}={p.name}"
+    existing: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for api_version, kind in PLURALS:
+        if kind == "FlinkDeployment" and not flink_operator:
+            continue
+        for obj in kube.list(api_version, kind, p.namespace, selector):
+            if _owned(obj, p.uid):
+                existing[builders.key(obj)] = obj
+
+    live: dict[tuple[str, str, str], dict[str, Any]] = {}
+    failed: dict[str, str] = {}  # component -> message
+    for obj in desired:
+        k = builders.key(obj)
+        component = obj["metadata"]["labels"][builders.COMPONENT_LABEL]
+        try:
+            live[k], created = kube.apply(obj)
+        except ApiException as exc:
+            if exc.status is None or exc.status >= 500:
+                raise ServiceUnavailable(f"the Kubernetes API failed applying {k[1]} {k[2]}: {exc.reason}") from exc
+            failed[component] = f"applying {k[1]} {k[2]} was refused ({exc.status}): {_api_message(exc)}"
+            continue
+        if created:
+            was = "recreated" if _was_reported(body, component) else "created"
+            emit("ChildCreated" if was == "created" else "ChildRecreated", f"{was} {k[1]} {k[2]}")
+        if k[1] == "StatefulSet" and k in existing:
+            before, after = _ready(existing[k])[0], _ready(live[k])[0]
+            if before != after:
+                emit("ScaledSimulators", f"simulators scaled from {before} to {after} replicas ({p.simulators.sites} "
+                                         f"sites)")
+    for k, obj in existing.items():
+        if k not in live and not any(builders.key(d) == k for d in desired) and kube.delete(obj):
+            emit("ChildDeleted", f"deleted {k[1]} {k[2]} (no longer in the spec)")
+
+    def by(kind: str, component: str) -> dict[str, Any] | None:
+        return live.get(("apps/v1", kind, builders.child_name(p, component)))
+
+    for ctype, component in _WORKLOADS.items():
+        if component in failed:
+            out.add(st.Condition(ctype, False, "ApplyFailed", failed[component]))
+            continue
+        kind = "StatefulSet" if component == "simulator" else "Deployment"
+        desired_n, ready_n = _ready(by(kind, component))
+        out.add(st.replicas_condition(ctype, desired_n, ready_n, p.suspend))
+    sync_n, sync_ready = _ready(by("Deployment", "sync"))
+    bridge_n, bridge_ready = _ready(by("Deployment", "bridge"))
+    sim_n, sim_ready = _ready(by("StatefulSet", "simulator"))
+    out.details["sync"] = {"replicas": sync_n, "readyReplicas": sync_ready}
+    bridge: dict[str, Any] = {"replicas": bridge_n, "readyReplicas": bridge_ready,
+                              "service": f"{builders.child_name(p, 'bridge')}.{p.namespace}.svc:"
+                                         f"{p.bridge.service_port}"}
+    if p.bridge.ingress.enabled:
+        scheme = "https" if p.bridge.ingress.tls_secret_name else "http"
+        bridge["url"] = f"{scheme}://{p.bridge.ingress.host}{p.bridge.ingress.path}"
+    out.details["bridge"] = bridge
+    out.details["simulators"] = {"replicas": p.simulators.replicas, "readyReplicas": sim_ready,
+                                 "sites": p.simulators.sites if sim_n else 0,
+                                 "labelSelector": builders.label_selector(p, "simulator")}
+    _flink(p, live, failed, flink_operator, out)
+    if "grafana" in failed:
+        out.add(st.Condition(st.GRAFANA, False, "ApplyFailed", failed["grafana"]))
+    elif p.grafana.enabled:
+        name = builders.child_name(p, "grafana-dashboard")
+        out.details["grafana"] = {"configMap": name}
+        out.add(st.Condition(st.GRAFANA, True, "Provisioned", f"ConfigMap {name} (label {p.grafana.dashboard_label})"))
+    else:
+        out.details["grafana"] = {}
+        out.add(st.Condition(st.GRAFANA, True, "Disabled", "grafana.enabled is false"))
+
+
+def _flink(p: PipelineSpec, live: Mapping[tuple[str, str, str], dict[str, Any]], failed: Mapping[str, str],
+           flink_operator: bool, out: st.Outcome) -> None:
+    for component in ("flink", "flink-jobmanager", "flink-taskmanager"):
+        if component in failed:
+            out.add(st.Condition(st.FLINK, False, "ApplyFailed", failed[component]))
+            return
+    if flink_operator:
+        name = builders.child_name(p, "flink")
+        fd = live.get((builders.FLINK_DEPLOYMENT_API, "FlinkDeployment", name)) or {}
+        state = str(fd.get("status", {}).get("jobStatus", {}).get("state") or "")
+        out.details["flink"] = {"mode": "FlinkDeployment", "deploymentName": name, "jobState": state or "UNKNOWN",
+                                "suspended": p.suspend}
+        if p.suspend:
+            out.add(st.Condition(st.FLINK, True, st.SUSPENDED, "job.state is suspended"))
+        elif state == "RUNNING":
+            out.add(st.Condition(st.FLINK, True, "Running", f"FlinkDeployment {name}: job RUNNING"))
+        else:
+            out.add(st.Condition(st.FLINK, False, "JobNotRunning",
+                                 f"FlinkDeployment {name}: job state {state or 'not reported yet'}"))
+        return
+    jm = live.get(("apps/v1", "Deployment", builders.child_name(p, "flink-jobmanager")))
+    tm = live.get(("apps/v1", "Deployment", builders.child_name(p, "flink-taskmanager")))
+    (jm_n, jm_ready), (tm_n, tm_ready) = _ready(jm), _ready(tm)
+    out.details["flink"] = {"mode": "Deployments", "deploymentName": builders.child_name(p, "flink-jobmanager"),
+                            "jobState": "SUSPENDED" if p.suspend else ("DEPLOYED" if jm_ready >= 1 else "PENDING"),
+                            "suspended": p.suspend}
+    if p.suspend:
+        out.add(st.Condition(st.FLINK, True, st.SUSPENDED, "JobManager and TaskManagers scaled to 0"))
+    elif jm_ready >= jm_n and tm_ready >= tm_n:
+        out.add(st.Condition(st.FLINK, True, "Running", f"JobManager ready, {tm_ready}/{tm_n} TaskManagers ready"))
+    else:
+        out.add(st.Condition(st.FLINK, False, "ReplicasNotReady",
+                             f"JobManager {jm_ready}/{jm_n} ready, TaskManagers {tm_ready}/{tm_n} ready"))
+
+
+def _was_reported(body: Mapping[str, Any], component: str) -> bool:
+    """Whether an earlier pass already reported this component (so a creation now is a re-creation)."""
+    key = {"sync": "sync", "bridge": "bridge", "simulator": "simulators", "grafana": "grafana"}.get(component, "flink")
+    return key in (body.get("status") or {})
+
+
+def _api_message(exc: Any) -> str:
+    import json
+
+    try:
+        return str(json.loads(exc.body).get("message"))
+    except (TypeError, ValueError, AttributeError):
+        return str(exc.reason)
+
+
+def cleanup(body: Mapping[str, Any], cfg: OperatorConfig, deps: Deps, emit: Emit) -> list[str]:
+    """On deletion: drop topics / tables whose deletion policy is Delete. Raises ServiceUnavailable to be retried."""
+    try:
+        p = parse(body, cfg)
+    except InvalidSpec:
+        return []  # nothing was ever created from an invalid spec
+    done: list[str] = []
+    if p.topic_deletion_policy == "Delete":
+        deleted = deps.kafka(p).delete([t.name for t in p.topics])
+        done += [f"deleted topic {n}" for n in deleted]
+    if p.table_deletion_policy == "Delete":
+        admin = deps.hbase(p)
+        try:
+            done += [f"deleted table {n}" for n in admin.delete([t.name for t in p.tables])]
+        finally:
+            admin.close()
+    for what in done:
+        emit("Cleanup", what)
+    return done
