@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 pytestmark = pytest.mark.helm
 
@@ -93,7 +94,6 @@ def test_operator_defaults(helm: Helm) -> None:
     assert c["image"] == "iotpipe/operator:0.1.0"
     assert c["args"] == ["--standalone", "--liveness=http://0.0.0.0:8080/healthz", "--namespace=iot"]
     env = env_of(c)
-    assert env["IOTPIPE_WATCH_NAMESPACES"] == "iot"
     assert env["IOTPIPE_LOG_LEVEL"] == "INFO"
     assert env["IOTPIPE_METRICS_PORT"] == "8000"
     assert env["IOTPIPE_IMAGE_STREAM_JOB"] == "iotpipe/stream-job:0.1.0"
@@ -122,7 +122,6 @@ def test_operator_named_namespaces(helm: Helm) -> None:
         "--verbose",
     ]
     env = env_of(c)
-    assert env["IOTPIPE_WATCH_NAMESPACES"] == "iot-team-a,iot-team-b"
     assert env["IOTPIPE_LOG_LEVEL"] == "DEBUG"
     assert env["IOTPIPE_RECONCILE_INTERVAL"] == "30"
     assert env["IOTPIPE_IMAGE_STREAM_JOB"] == "registry.example.com/iotpipe/stream-job:1.2.3"
@@ -151,7 +150,7 @@ def test_operator_cluster_wide(helm: Helm) -> None:
     assert spec["nodeSelector"] == {"kubernetes.io/os": "linux"}
     c = operator_container(docs)
     assert c["args"] == ["--standalone", "--liveness=http://0.0.0.0:9000/healthz", "--all-namespaces"]
-    assert env_of(c)["IOTPIPE_WATCH_NAMESPACES"] == ""
+    assert env_of(c)["IOTPIPE_METRICS_ENABLED"] == "false"
     assert [p["name"] for p in c["ports"]] == ["health"]
     assert c["livenessProbe"]["periodSeconds"] == 5
     assert c["livenessProbe"]["failureThreshold"] == 6
@@ -197,8 +196,27 @@ def test_platform_defaults(helm: Helm) -> None:
     assert "<name>hbase.regionserver.thrift.port</name><value>9090</value>" in site
 
     grafana = one(docs, "Deployment", "demo-iotpipe-platform-grafana")
-    (g,) = grafana["spec"]["template"]["spec"]["containers"]
+    pod = grafana["spec"]["template"]["spec"]
+    containers = {c["name"]: c for c in pod["containers"]}
+    assert set(containers) == {"grafana", "dashboard-sidecar"}
+    g = containers["grafana"]
     assert g["image"] == "grafana/grafana:12.2.0"
+    sidecar = containers["dashboard-sidecar"]
+    assert env_of(sidecar)["LABEL"] == "grafana_dashboard"
+    assert env_of(sidecar)["NAMESPACE"] == "iot"
+    assert env_of(sidecar)["FOLDER_ANNOTATION"] == "grafana_folder"
+    # only the sidecar gets an API token, through its own projected volume
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["serviceAccountName"] == "demo-iotpipe-platform-grafana"
+    assert {m["name"] for m in sidecar["volumeMounts"]} == {"sidecar-dashboards", "sidecar-token"}
+    assert "sidecar-token" not in {m["name"] for m in g["volumeMounts"]}
+    role = one(docs, "Role", "demo-iotpipe-platform-grafana-dashboards")
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]}]
+    binding = one(docs, "RoleBinding", "demo-iotpipe-platform-grafana-dashboards")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "demo-iotpipe-platform-grafana", "namespace": "iot"}
+    ]
+    assert by_kind(docs, "ClusterRole") == []
     assert env_of(g)["GF_SERVER_ROOT_URL"] == "http://grafana.iotpipe.local/"
     ingress = one(docs, "Ingress", "demo-iotpipe-platform-grafana")
     rule = ingress["spec"]["rules"][0]
@@ -208,7 +226,7 @@ def test_platform_defaults(helm: Helm) -> None:
         "port": {"name": "http"},
     }
     datasources = one(docs, "ConfigMap", "demo-iotpipe-platform-grafana-datasources")["data"]["iotpipe.yaml"]
-    assert "url: http://demo-bridge.iot.svc:8080" in datasources
+    assert "url: http://demo-bridge.iot.svc:80" in datasources
     secret = one(docs, "Secret", "demo-iotpipe-platform-grafana-admin")
     assert set(secret["data"]) == {"admin-user", "admin-password"}
 
@@ -251,8 +269,15 @@ def test_platform_ha(helm: Helm) -> None:
 
     assert by_kind(docs, "Secret") == [], "an existing admin Secret is used, none is generated"
     grafana = one(docs, "Deployment", "p-iotpipe-platform-grafana")
-    g = grafana["spec"]["template"]["spec"]["containers"][0]
+    g = next(c for c in grafana["spec"]["template"]["spec"]["containers"] if c["name"] == "grafana")
     env = env_of(g)
+    assert env["IOTPIPE_BRIDGE_TOKEN"] == {"secretKeyRef": {"name": "factory-a-bridge-token", "key": "token"}}
+    sidecar = next(c for c in grafana["spec"]["template"]["spec"]["containers"] if c["name"] == "dashboard-sidecar")
+    assert env_of(sidecar)["NAMESPACE"] == "ALL"
+    assert by_kind(docs, "Role") == []
+    cluster_role = one(docs, "ClusterRole", "n-p-iotpipe-platform-grafana")
+    assert cluster_role["rules"][0]["verbs"] == ["get", "list", "watch"]
+    one(docs, "ClusterRoleBinding", "n-p-iotpipe-platform-grafana")
     assert env["GF_SECURITY_ADMIN_PASSWORD"] == {
         "secretKeyRef": {"name": "grafana-admin-creds", "key": "admin-password"}
     }
@@ -269,6 +294,13 @@ def test_platform_ha(helm: Helm) -> None:
     assert ingress["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "letsencrypt"}
     datasources = one(docs, "ConfigMap", "p-iotpipe-platform-grafana-datasources")["data"]["iotpipe.yaml"]
     assert "url: http://factory-a-bridge.iot-team-a.svc:8081" in datasources
+    assert "httpHeaderValue1: Bearer $IOTPIPE_BRIDGE_TOKEN" in datasources
+    prometheus = yaml.safe_load(
+        one(docs, "ConfigMap", "p-iotpipe-platform-grafana-datasources")["data"]["prometheus.yaml"]
+    )
+    assert prometheus["datasources"] == [{"name": "Prometheus", "uid": "prometheus", "type": "prometheus",
+                                          "access": "proxy", "url": "http://prometheus-operated.monitoring.svc:9090",
+                                          "editable": False}]  # fmt: skip
 
 
 def test_platform_kafka_only(helm: Helm) -> None:
@@ -287,7 +319,10 @@ def test_platform_grafana_only(helm: Helm) -> None:
     assert one(docs, "Service")["spec"]["type"] == "NodePort"
     names = {d["metadata"]["name"] for d in by_kind(docs, "ConfigMap")}
     assert not any(n.endswith("-dashboards") for n in names), "dashboards not provisioned"
-    g = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    (g,) = pod["containers"]  # no sidecar
+    assert "serviceAccountName" not in pod
+    assert by_kind(docs, "ServiceAccount") == [] and by_kind(docs, "Role") == []
     assert env_of(g)["GF_PLUGINS_PREINSTALL"] == ""
     assert "GF_SERVER_ROOT_URL" not in env_of(g)
 
@@ -297,6 +332,7 @@ def test_platform_dashboards_configmap_carries_every_dashboard_file(helm: Helm) 
     docs = helm.render("iotpipe-platform", release="demo")
     cm = one(docs, "ConfigMap", "demo-iotpipe-platform-grafana-dashboards")
     assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert cm["metadata"]["annotations"]["grafana_folder"] == "iotpipe"
     data = cm.get("data") or {}
     assert sorted(data) == [f.name for f in files]
     for f in files:
