@@ -109,7 +109,8 @@ class HBaseHistory:
         for site in query.sites:
             for sensor in sensors:
                 if query.stream == "aggregates":
-                    from_day = day_of_ms(max(lo, 1), self._tz).isoformat() if lo > 0 else "0000-00-00"
+                    # a reverse scan's stop row is exclusive and aggregate keys end with the day: start a day early
+                    from_day = (day_of_ms(lo, self._tz) - timedelta(days=1)).isoformat() if lo > 0 else "0000"
                     to_day = (day_of_ms(hi, self._tz) + timedelta(days=1)).isoformat() if hi < MAX_MS else "9999"
                     ranges.extend(layout.aggregate_range(site, name, from_day, to_day)
                                   for name in aggregate_names(sensor))
