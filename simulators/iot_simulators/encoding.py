@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 
-import numpy as np
-
 from iot_simulators.engine import Block, Event, StepOutput
 from iotcommon.messages import VERSION, Reading
 from iotcommon.sensors import SENSORS
@@ -45,21 +43,16 @@ class Encoder:
 
     def emit_block(self, block: Block, topic: str, produce: Produce, on_full: Callable[[], None]) -> int:
         mid = b'%s","seq":%d,"value":' % (block.ts.encode(), block.seq)
-        milli = np.rint(block.values * 1000.0).astype(np.int64)
-        prefixes, keys = self.prefixes[block.sensor], self.keys[block.sensor]
-        if (milli < 0).any():  # not produced by the models; kept correct anyway
-            payloads = [b"%s%s%s}" % (p, mid, _num(v)) for p, v in zip(prefixes, block.values.tolist(), strict=True)]
-        else:
-            fr = _FRACTIONS
-            payloads = [b"%s%s%d.%s" % (p, mid, m // 1000, fr[m % 1000]) for p, m in
-                        zip(prefixes, milli.tolist(), strict=True)]
-        for key, payload in zip(keys, payloads, strict=True):
+        fr = _FRACTIONS
+        for key, p, m in zip(self.keys[block.sensor], self.prefixes[block.sensor], block.milli, strict=True):
+            payload = b"%s%s%d.%s" % (p, mid, m // 1000, fr[m % 1000]) if m >= 0 else b"%s%s-%d.%s" % (
+                p, mid, -m // 1000, fr[-m % 1000])
             try:
                 produce(topic, payload, key)
             except BufferError:
                 on_full()
                 produce(topic, payload, key)
-        return len(payloads)
+        return len(block.milli)
 
     def encode_event(self, event: Event) -> tuple[bytes, bytes]:
         p = self.prefixes[event.sensor][event.site]

@@ -32,12 +32,32 @@ MAX_CHUNK_VALUES = 250_000  # steps x sites computed at once
 
 @dataclass(frozen=True, slots=True)
 class Block:
-    """One reading per site: same sensor, timestamp and seq; ``values[i]`` belongs to site i."""
+    """One reading per site: same sensor, timestamp and seq; ``milli[i]`` belongs to site i.
+
+    Values are kept in thousandths of the unit (the wire precision: three decimals) as Python ints, converted once
+    per chunk, so that encoding needs no per-step numpy work.
+    """
 
     sensor: str
     ts: str
     seq: int
-    values: F64
+    milli: list[int]
+
+    @property
+    def values(self) -> list[float]:
+        return [m / 1000 for m in self.milli]
+
+
+def to_milli(values: F64) -> list[int]:
+    """One row of values rounded to thousandths (three decimals)."""
+    out: list[int] = np.rint(values * 1000.0).astype(np.int64).tolist()
+    return out
+
+
+def rows_to_milli(values: F64) -> list[list[int]]:
+    """``to_milli`` for every row of a (steps, sites) array at once."""
+    out: list[list[int]] = np.rint(values * 1000.0).astype(np.int64).tolist()
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +145,7 @@ class Simulation:
         }
         increments = {"Etot": devices.meter_increments(f, s, Stream.ETOT),
                       "Wtot": devices.meter_increments(f, s, Stream.WTOT)}
+        milli = {sensor: rows_to_milli(v) for sensor, v in values.items()}
         motion = self._motion(f)
         for i in range(n):
             k = first + i
@@ -132,7 +153,7 @@ class Simulation:
             blocks: list[Block] = []
             if k >= 1:
                 for sensor in QUARTER_SENSORS:
-                    block = Block(sensor, ts, k - 1, values[sensor][i])
+                    block = Block(sensor, ts, k - 1, milli[sensor][i])
                     if sensor == LATE_SENSOR and withheld_delay(k, self.late_rules):
                         self.withheld[k] = block
                     else:
@@ -142,7 +163,7 @@ class Simulation:
                     state = self._meters[meter]
                     if state.seq > 0:  # the first midnight reports the base value
                         state.value = state.value + increments[meter][i]
-                    blocks.append(Block(meter, ts, state.seq, state.value))
+                    blocks.append(Block(meter, ts, state.seq, to_milli(state.value)))
                     state.seq += 1
             late = [self.withheld.pop(j) for j in delivered_at(k, self.late_rules) if j in self.withheld]
             yield StepOutput(k, int(f.epoch_s[i]), blocks, motion.get(k, []), late)

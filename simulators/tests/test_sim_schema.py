@@ -46,3 +46,12 @@ def test_every_message_validates_against_the_schema_and_the_shared_decoder() -> 
         sensors.add(reading.sensor)
     assert len(sensors) == 10
     assert len({k for k, _ in msgs}) == 30
+
+
+def test_values_are_encoded_exactly_with_three_decimals() -> None:
+    from iot_simulators.engine import Block
+
+    enc = Encoder(["a", "b", "c", "d"])
+    block = Block("TH1", "2020-01-01T00:15:00Z", 3, [12345, 0, 7, -1500])  # not made by the models: encoder only
+    values = [decode_reading(p).value for _, p in enc.encode_blocks([block])]
+    assert values == [12.345, 0.0, 0.007, -1.5]
