@@ -27,5 +27,11 @@ PROCESSES: list[PipelineProcess] = [
         env=lambda s: {"IOTPIPE_SYNC_HTTP_HOST": "127.0.0.1", "IOTPIPE_SYNC_HTTP_PORT": "9464"},
         ready=lambda s: http_ready("http://127.0.0.1:9464/readyz"),
     ),
+    PipelineProcess(  # device simulators (simulators/): 5 sites, one 15-min step per second = 1 simulated day / 96 s
+        name="simulator",
+        argv=lambda s: [str(s.python), "-m", "iot_simulators"],
+        env=lambda s: {"IOTPIPE_SIM_SITES": "5", "IOTPIPE_SIM_SPEED": "900", "IOTPIPE_SIM_PROGRESS_S": "30"},
+        ready=None,
+    ),
     # simulator, stream job, sync worker, bridge: one entry each
 ]
