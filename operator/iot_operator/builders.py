@@ -20,7 +20,6 @@ COMPONENT_LABEL = "app.kubernetes.io/component"
 INSTANCE_LABEL = "app.kubernetes.io/instance"
 FLINK_DEPLOYMENT_API = "flink.apache.org/v1beta1"
 SYNC_HTTP_PORT = 9464
-POD_INDEX_LABEL = "apps.kubernetes.io/pod-index"  # set on StatefulSet pods since Kubernetes 1.28
 
 _POD_SECURITY: Manifest = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
 _CONTAINER_SECURITY: Manifest = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
@@ -179,11 +178,12 @@ def simulator_statefulset(p: PipelineSpec) -> Manifest:
     env = _env({
         **shared_env(p),
         "IOTPIPE_SIM_SITES": str(s.sites_per_replica),
-        "IOTPIPE_SIM_SITE_PREFIX": s.site_prefix,
+        # the StatefulSet ordinal from the pod's host name (<name>-<i>); sites start at offset i * sites
+        "IOTPIPE_REPLICA_INDEX": "hostname",
+        "IOTPIPE_SIM_SITE_OFFSET": "-1",
         "IOTPIPE_SIM_SPEED": f"{s.speed:g}",
+        "IOTPIPE_SIM_CREATE_TOPIC": "false",  # the operator owns the topics
     })
-    env.append({"name": "IOTPIPE_SIM_REPLICA_INDEX",
-                "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{POD_INDEX_LABEL}']"}}})
     container = _container("simulator", s.image, env, s.resources)
     return _workload(p, "StatefulSet", "simulator", 0 if p.suspend else s.replicas, [container],
                      podManagementPolicy="Parallel")
@@ -206,12 +206,16 @@ def _flink_conf(p: PipelineSpec) -> dict[str, str]:
 
 
 def stream_job_env(p: PipelineSpec) -> dict[str, str]:
-    return {
+    """services/stream_job/stream_job/config.py settings."""
+    env = {
         **shared_env(p),
-        "IOTPIPE_JOB_PARALLELISM": str(p.flink.parallelism),
-        "IOTPIPE_JOB_ALLOWED_LATENESS_MIN": str(p.flink.allowed_lateness_minutes),
-        "IOTPIPE_JOB_CHECKPOINT_MS": str(p.flink.checkpoint_interval_seconds * 1000),
+        "IOTPIPE_FLINK_PARALLELISM": str(p.flink.parallelism),
+        "IOTPIPE_LATENESS_S": str(p.flink.allowed_lateness_minutes * 60),
+        "IOTPIPE_CHECKPOINT_INTERVAL_MS": str(p.flink.checkpoint_interval_seconds * 1000),
     }
+    if p.flink.checkpoint_storage_uri:
+        env["IOTPIPE_CHECKPOINT_DIR"] = p.flink.checkpoint_storage_uri
+    return env
 
 
 def flink_deployment(p: PipelineSpec) -> Manifest:

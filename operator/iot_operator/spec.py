@@ -64,7 +64,7 @@ class FlinkSpec:
     py_module: str = "stream_job"
     parallelism: int = 1
     time_zone: str = "Europe/Athens"
-    allowed_lateness_minutes: int = 60
+    allowed_lateness_minutes: int = 2880
     checkpoint_interval_seconds: int = 30
     checkpoint_mode: str = "EXACTLY_ONCE"
     checkpoint_storage_uri: str | None = None
@@ -117,8 +117,7 @@ class SimulatorSpec:
     image: str
     replicas: int = 1
     sites_per_replica: int = 10
-    speed: float = 1.0
-    site_prefix: str = "site"
+    speed: float = 900.0
     resources: Resources = field(default_factory=Resources)
 
     @property
@@ -280,7 +279,7 @@ def parse(body: Mapping[str, Any], images: OperatorConfig) -> PipelineSpec:
         py_module=str(flink_raw.get("pyModule", "stream_job")),
         parallelism=int(flink_raw.get("parallelism", 1)),
         time_zone=str(flink_raw.get("timeZone", "Europe/Athens")),
-        allowed_lateness_minutes=int(flink_raw.get("allowedLatenessMinutes", 60)),
+        allowed_lateness_minutes=int(flink_raw.get("allowedLatenessMinutes", 2880)),
         checkpoint_interval_seconds=int(ckpt.get("intervalSeconds", 30)),
         checkpoint_mode=str(ckpt.get("mode", "EXACTLY_ONCE")),
         checkpoint_storage_uri=ckpt.get("storageUri"),
@@ -341,8 +340,7 @@ def parse(body: Mapping[str, Any], images: OperatorConfig) -> PipelineSpec:
         image=str(sim_raw.get("image") or images.image_simulator),
         replicas=int(sim_raw.get("replicas", 1)),
         sites_per_replica=int(sim_raw.get("sitesPerReplica", 10)),
-        speed=float(sim_raw.get("speed", 1.0)),
-        site_prefix=str(sim_raw.get("sitePrefix", "site")),
+        speed=float(sim_raw.get("speed", 900.0)),
         resources=_resources(sim_raw.get("resources"), "simulators.resources"),
     )
     graf = _obj(spec.get("grafana"), "spec.grafana")

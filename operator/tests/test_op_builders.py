@@ -98,9 +98,9 @@ def test_images_and_component_settings() -> None:
     env = env_of(c)
     assert env["IOTPIPE_SIM_SITES"] == "7"
     assert env["IOTPIPE_SIM_SPEED"] == "60"
-    # the pod's ordinal (StatefulSet pod-index label) selects its site range
-    assert env["IOTPIPE_SIM_REPLICA_INDEX"] == {
-        "fieldRef": {"fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}}
+    # the pod's StatefulSet ordinal (from its host name) selects its site range: offset = index * sites
+    assert (env["IOTPIPE_REPLICA_INDEX"], env["IOTPIPE_SIM_SITE_OFFSET"]) == ("hostname", "-1")
+    assert env["IOTPIPE_SIM_CREATE_TOPIC"] == "false"
 
     bridge = kids[("Deployment", "p1-bridge")]["spec"]["template"]["spec"]["containers"][0]
     assert bridge["image"] == "reg/bridge:1"
@@ -110,6 +110,8 @@ def test_images_and_component_settings() -> None:
     assert jm["image"] == "reg/job:1"
     assert jm["args"][:1] == ["standalone-job"]
     assert "jobmanager.rpc.address: p1-flink-jobmanager" in env_of(jm)["FLINK_PROPERTIES"]
+    assert (env_of(jm)["IOTPIPE_FLINK_PARALLELISM"], env_of(jm)["IOTPIPE_LATENESS_S"],
+            env_of(jm)["IOTPIPE_CHECKPOINT_INTERVAL_MS"]) == ("1", "172800", "30000")
 
 
 def test_bridge_ingress_and_token_secret() -> None:
