@@ -89,7 +89,8 @@ build_etcd() {
 
 if [ -x "$APISERVER" ] && [ -x "$KUBECTL" ]; then log "cached: $APISERVER, $KUBECTL"; else build_k8s; fi
 if [ -x "$ETCD" ]; then log "cached: $ETCD"; else build_etcd; fi
+# (no `| head` here: with pipefail, SIGPIPE would fail a good build)
 "$APISERVER" --version
-"$KUBECTL" version --client 2>/dev/null | head -1
-"$ETCD" --version | head -1
+"$KUBECTL" version --client
+"$ETCD" --version
 log "done in $(( $(date +%s) - START )) s: $BIN"
