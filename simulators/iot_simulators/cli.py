@@ -67,8 +67,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     sim = Simulation(the_plan.timeline, the_plan.site_numbers, cfg.seed, the_plan.late_rules)
     res = run(the_plan, sim, Encoder(sites), sink, stop, progress_s=cfg.progress_s,
               flush_timeout_s=cfg.delivery_timeout_s)
-    summary = (f"sent {res.produced - res.unacknowledged} readings in {res.steps} steps, {res.seconds:.1f} s "
-               f"({(res.produced - res.unacknowledged) / max(res.seconds, 1e-9):.0f}/s), late delivered {res.late}")
+    summary = (f"sent {res.delivered} readings in {res.steps} steps, {res.seconds:.1f} s "
+               f"({res.delivered / max(res.seconds, 1e-9):.0f}/s), late delivered {res.late}")
+    if res.failed or res.unacknowledged:
+        summary += f", {res.failed} failed, {res.unacknowledged} unacknowledged"
     if res.withheld_unsent:
         summary += f", {res.withheld_unsent} withheld readings not sent (stopped before their delivery step)"
     if not res.ok:

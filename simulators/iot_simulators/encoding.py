@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable, Iterable
 
 from iot_simulators.engine import Block, Event, StepOutput
-from iotcommon.messages import VERSION, Reading
+from iotcommon.messages import VERSION
 from iotcommon.sensors import SENSORS
 from iotcommon.topics import device_id
 
@@ -97,9 +97,3 @@ def _num(value: float) -> bytes:
 def _never() -> None:  # pragma: no cover - lists never fill up
     raise AssertionError
 
-
-def to_reading(payload: bytes) -> Reading:
-    """Decode a payload (strictly, as the stream job does)."""
-    from iotcommon.messages import decode_reading
-
-    return decode_reading(payload)

@@ -79,9 +79,6 @@ class StepOutput:
     events: list[Event]
     late: list[Block]  # withheld readings delivered at this step (older timestamps)
 
-    def count(self, sites: int) -> int:
-        return (len(self.blocks) + len(self.late)) * sites + len(self.events)
-
 
 @dataclass
 class _MeterState:

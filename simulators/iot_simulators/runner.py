@@ -21,6 +21,9 @@ class Sink(Protocol):
     @property
     def produce(self) -> Produce: ...
 
+    @property
+    def failed(self) -> int: ...
+
     def on_full(self) -> None: ...
     def poll(self) -> None: ...
     def in_flight(self) -> int: ...
@@ -37,6 +40,7 @@ class Result:
     late: int = 0
     withheld_unsent: int = 0
     unacknowledged: int = 0
+    failed: int = 0
     stopped_by_signal: bool = False
     error: str | None = None
     seconds: float = 0.0
@@ -44,6 +48,11 @@ class Result:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def delivered(self) -> int:
+        """Readings acknowledged by Kafka."""
+        return self.produced - self.unacknowledged - self.failed
 
 
 def run(plan: Plan, sim: Simulation, encoder: Encoder, sink: Sink, stop: threading.Event, *,
@@ -72,9 +81,9 @@ def run(plan: Plan, sim: Simulation, encoder: Encoder, sink: Sink, stop: threadi
             break
         now = clock()
         if now >= next_progress:
-            sent = res.produced - sink.in_flight()
+            sent = res.produced - sink.in_flight() - sink.failed
             log.info("progress: simulated %s (step %d) | sent %d | failed %d | in flight %d | %.0f readings/s | "
-                     "late delivered %d", _local(sim_now, plan), out.step, sent, getattr(sink, "failed", 0),
+                     "late delivered %d", _local(sim_now, plan), out.step, sent, sink.failed,
                      sink.in_flight(), (sent - last_sent) / max(now - last_t, 1e-9), res.late)
             last_t, last_sent = now, sent
             next_progress = now + progress_s
@@ -88,7 +97,8 @@ def run(plan: Plan, sim: Simulation, encoder: Encoder, sink: Sink, stop: threadi
             log.info("end of run: delivered %d withheld W1 step(s) early", len(pending))
     res.withheld_unsent = len(sim.withheld) * sites
     res.unacknowledged = sink.flush(flush_timeout_s)
-    if res.error is None and sink.broken:
+    res.failed = sink.failed
+    if sink.broken:  # (again) after the flush: it may have failed more
         res.error = sink.error_text()
     if res.error is None and res.unacknowledged:
         res.error = f"{res.unacknowledged} reading(s) still unacknowledged after {flush_timeout_s:.0f} s"

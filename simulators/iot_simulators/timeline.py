@@ -9,7 +9,6 @@ Everything here is pure: no I/O, no wall clock.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
@@ -66,17 +65,6 @@ class Timeline:
     @property
     def start_s(self) -> int:
         return int(self.start.timestamp())
-
-    def instant(self, k: int) -> datetime:
-        return datetime.fromtimestamp(self.start_s + k * STEP_S, UTC)
-
-    def step_at_or_after(self, t: datetime) -> int:
-        """The first step whose instant is >= t."""
-        return max(0, math.ceil((t.timestamp() - self.start_s) / STEP_S))
-
-    def is_midnight(self, k: int) -> bool:
-        t = self.instant(k)
-        return _day_end(days.day_of(t, self.tz), self.tz) == t
 
     def features(self, first: int, n: int) -> StepFeatures:
         tz = self.tz

@@ -163,6 +163,26 @@ def test_sigterm_flushes_what_was_produced_and_exits_0(kafka_service: KafkaServi
     assert len({(k, json.loads(v)["seq"]) for k, v in got}) == sent
 
 
+@pytest.mark.kafka
+def test_a_broker_that_stays_away_fails_the_run_after_the_delivery_timeout(
+        kafka_service: KafkaService, unique_name: Callable[[str], str], tmp_path: Path) -> None:
+    prefix = unique_name("sim_gone")
+    log = tmp_path / "sim.log"
+    proc = simulator(["--topic-prefix", prefix, "--sites", "5", "--speed", "9000", "--delivery-timeout-s", "5"], log,
+                     kafka_service.bootstrap)
+    try:
+        wait_for("iot_simulators: progress:", log, proc)
+        kafka_service.stop()
+        assert proc.wait(timeout=300) == 1, read_log(log)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        kafka_service.start()
+    text = read_log(log)
+    assert "could not be delivered within 5 s" in text
+    assert "failed:" in text
+
+
 def test_broker_down_at_start_retries_visibly_then_fails(tmp_path: Path) -> None:
     (port,) = free_ports(1)  # nothing listens there
     log = tmp_path / "sim.log"
