@@ -279,15 +279,17 @@ class LocalStack:
                     raise StackError(f"Flink runtime not usable: {detail}")
                 self.progress(f"flink runtime ready ({detail})")
 
-    def down(self, wipe: bool = False) -> list[str]:
-        """Stop every process of this home (pipeline processes first). Returns the names stopped."""
+    def down(self, wipe: bool = False, timeout: float | None = None) -> list[str]:
+        """Stop every process of this home (pipeline processes first). Returns the names stopped.
+
+        timeout: seconds per process before SIGKILL (default: per component, long enough for a clean shutdown)."""
         if not self.s.run_dir.exists():
             return []
         with self.locked():
             pipeline = [n for n in self.process_names() if n not in SERVICES]
-            stopped = [n for n in pipeline if self.stop_service(n)]
+            stopped = [n for n in pipeline if self.stop_service(n, timeout)]
             with concurrent.futures.ThreadPoolExecutor(max_workers=len(SERVICES)) as pool:
-                results = list(pool.map(self.stop_service, ["thrift", "hbase", "kafka"]))
+                results = list(pool.map(lambda n: self.stop_service(n, timeout), ["thrift", "hbase", "kafka"]))
             stopped += [n for n, ok in zip(["thrift", "hbase", "kafka"], results, strict=True) if ok]
             if wipe:
                 import shutil

@@ -81,7 +81,8 @@ class TestStack:
         pytest.fail(f"{what} could not start (home {self.stack.s.home}):\n{last}", pytrace=False)
 
     def close(self) -> None:
-        self.stack.down()
+        # the data is thrown away: no need to wait for a clean HBase shutdown
+        self.stack.down(timeout=5.0)
 
 
 @dataclass
