@@ -81,15 +81,23 @@ def restricted_ns(cluster: Any) -> str:
 
 
 def pod_from(workload: dict[str, Any]) -> dict[str, Any]:
+    """The Pod the workload's controller would create (a StatefulSet adds one PVC volume per claim template)."""
     template = workload["spec"]["template"]
     meta = workload["metadata"]
+    name = f"{meta['name']}-0"[:63]
+    spec = dict(template["spec"])
+    claims = workload["spec"].get("volumeClaimTemplates", [])
+    if claims:
+        spec["volumes"] = [*spec.get("volumes", []), *(
+            {"name": c["metadata"]["name"], "persistentVolumeClaim": {"claimName": f"{c['metadata']['name']}-{name}"}}
+            for c in claims
+        )]  # fmt: skip
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": f"{meta['name']}-0"[:63], "namespace": meta["namespace"],
-                     "labels": template["metadata"].get("labels", {})},
-        "spec": template["spec"],
-    }  # fmt: skip
+        "metadata": {"name": name, "namespace": meta["namespace"], "labels": template["metadata"].get("labels", {})},
+        "spec": spec,
+    }
 
 
 def dry_run_apply(api: Any, docs: list[dict[str, Any]]) -> Any:
