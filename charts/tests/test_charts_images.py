@@ -190,3 +190,77 @@ def test_entrypoint_starts_with_help(image: str) -> None:
     assert expected.lower() in out.lower(), f"{' '.join(local)} (exit {proc.returncode}):\n{out[-3000:]}"
     if image != "iotpipe/hbase":  # HMaster prints its usage for any unknown option and exits 1
         assert proc.returncode == 0, out[-3000:]
+
+
+# --------------------------------------------------------------------------------- build context (.dockerignore)
+
+
+def dockerignore_rules() -> list[tuple[bool, re.Pattern[str]]]:
+    """(.dockerignore) patterns as (excluded?, regex) in file order: `**` any depth, `*`/`?` within one segment."""
+    rules = []
+    for raw in (REPO_ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        negate = line.startswith("!")
+        pattern = line.lstrip("!").strip("/")
+        rx = ""
+        i = 0
+        while i < len(pattern):
+            if pattern.startswith("**/", i):
+                rx, i = rx + "(?:.*/)?", i + 3
+            elif pattern.startswith("**", i):
+                rx, i = rx + ".*", i + 2
+            elif pattern[i] == "*":
+                rx, i = rx + "[^/]*", i + 1
+            elif pattern[i] == "?":
+                rx, i = rx + "[^/]", i + 1
+            else:
+                rx, i = rx + re.escape(pattern[i]), i + 1
+        rules.append((not negate, re.compile(rx)))
+    return rules
+
+
+def ignored(rel: str, rules: list[tuple[bool, re.Pattern[str]]]) -> bool:
+    """Docker semantics: the last matching rule wins; a rule matching a parent directory covers its contents."""
+    parts = rel.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    verdict = False
+    for excluded, rx in rules:
+        if any(rx.fullmatch(p) for p in prefixes):
+            verdict = excluded
+    return verdict
+
+
+def test_dockerignore_matcher_follows_docker_semantics() -> None:
+    rules = dockerignore_rules()
+    assert ignored(".git/config", rules)
+    assert ignored("services/hbase_sync/tests/test_x.py", rules)
+    assert ignored("charts/iotpipe-operator/Chart.yaml", rules)
+    assert ignored("libs/iotcommon/iotcommon/__pycache__/x.pyc", rules)
+    assert not ignored("libs/iotcommon/iotcommon/config.py", rules)
+    assert not ignored("README.md", rules)
+    assert ignored("simulators/README.md", rules)
+    assert not ignored("stack/iotpipe_stack/maven/hbase/pom.xml", rules)
+
+
+@pytest.mark.parametrize("dockerfile", all_dockerfiles(), ids=lambda p: str(p.relative_to(REPO_ROOT)))
+def test_copy_sources_are_in_the_build_context(dockerfile: Path) -> None:
+    """Every COPY/ADD source (not --from a stage) exists in the repo and survives .dockerignore."""
+    rules = dockerignore_rules()
+    for stage in parse(dockerfile):
+        for instr, rest in stage.instructions:
+            if instr not in {"COPY", "ADD"}:
+                continue
+            words = rest.split()
+            if any(w.startswith("--from") for w in words):
+                continue
+            args = [w for w in words if not w.startswith("--")]
+            if args and args[0].startswith("["):
+                args = json.loads(rest[rest.index("[") :])
+            for src in args[:-1]:
+                matches = [p for p in REPO_ROOT.glob(src.rstrip("/")) if p.exists()]
+                assert matches, f"{dockerfile.relative_to(REPO_ROOT)}: COPY {src}: no such path"
+                files = [f for m in matches for f in ([m] if m.is_file() else m.rglob("*")) if f.is_file()]
+                kept = [f for f in files if not ignored(str(f.relative_to(REPO_ROOT)), rules)]
+                assert kept, f"{dockerfile.relative_to(REPO_ROOT)}: COPY {src}: everything is excluded by .dockerignore"
