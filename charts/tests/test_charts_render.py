@@ -323,7 +323,7 @@ def test_platform_grafana_only(helm: Helm) -> None:
     (g,) = pod["containers"]  # no sidecar
     assert "serviceAccountName" not in pod
     assert by_kind(docs, "ServiceAccount") == [] and by_kind(docs, "Role") == []
-    assert env_of(g)["GF_PLUGINS_PREINSTALL"] == ""
+    assert env_of(g)["GF_PLUGINS_PREINSTALL_SYNC"] == ""
     assert "GF_SERVER_ROOT_URL" not in env_of(g)
 
 
