@@ -59,10 +59,13 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
     sink = KafkaSink(cfg)
     try:
-        partitions = sink.connect(the_plan.topic)
+        partitions = sink.connect(the_plan.topic, stop)
     except ServiceUnavailable as exc:
         log.error("giving up: %s", exc)
         return 1
+    if stop.is_set():
+        log.info("stopped by a signal while waiting for Kafka: nothing was sent")
+        return 0
     log.info("connected to Kafka at %s; topic %s has %d partition(s)", cfg.bootstrap, the_plan.topic, partitions)
     sim = Simulation(the_plan.timeline, the_plan.site_numbers, cfg.seed, the_plan.late_rules)
     res = run(the_plan, sim, Encoder(sites), sink, stop, progress_s=cfg.progress_s,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 import time
 from typing import Any
 
@@ -75,11 +76,13 @@ class KafkaSink:
 
     # -- operations ----------------------------------------------------------------------------------------------
 
-    def connect(self, topic: str) -> int:
+    def connect(self, topic: str, stop: threading.Event | None = None) -> int:
         """Wait (bounded, with visible retries) until the cluster answers; create the topic if asked.
 
-        Returns the topic's partition count. Raises ServiceUnavailable after ``connect_timeout_s``.
+        Returns the topic's partition count (0 if ``stop`` was set while waiting). Raises ServiceUnavailable after
+        ``connect_timeout_s``.
         """
+        stop = stop or threading.Event()
         deadline = time.monotonic() + self.cfg.connect_timeout_s
         attempt = 0
         while True:
@@ -96,7 +99,8 @@ class KafkaSink:
                     raise ServiceUnavailable(msg) from exc
                 log.warning("waiting for Kafka at %s (attempt %d, %.0f s left): %s", self.cfg.bootstrap, attempt, left,
                             exc.args[0] if exc.args else exc)
-                time.sleep(min(1.0, max(left, 0)))
+                if stop.wait(min(1.0, max(left, 0))):
+                    return 0
         found = meta.topics.get(topic)
         if found is not None and found.error is None:
             return len(found.partitions)
