@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -149,7 +150,8 @@ def main() -> int:
     finally:
         if stack is not None:
             stack.down()
-            log("private broker stopped")
+            shutil.rmtree(stack.s.home, ignore_errors=True)
+            log("private broker stopped, its home removed")
     best_sim, best_raw = max(sim_rates), max(raw_rates)
     ratio = best_sim / best_raw
     ok = best_sim >= TARGET_RATE and ratio >= TARGET_RATIO
