@@ -6,9 +6,12 @@ Server-side apply with one field manager makes every write idempotent: applying 
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Sequence
 from typing import Any
+
+import urllib3
 
 from iot_operator import FIELD_MANAGER
 from iotcommon.errors import ServiceUnavailable
@@ -70,15 +73,18 @@ class Kube:
         if content_type:
             headers["Content-Type"] = content_type
         try:
-            data, status, _ = self.client.call_api(
-                path, method, query_params=list(query), header_params=headers, body=body, response_type="object",
-                auth_settings=["BearerToken"], _return_http_data_only=False, _preload_content=True,
-                _request_timeout=30)
-        except ApiException:
-            raise
-        except OSError as exc:
+            method, url, headers, body, post = self.client.param_serialize(
+                method=method, resource_path=path, query_params=list(query), header_params=headers, body=body,
+                auth_settings=["BearerToken"])
+            resp = self.client.call_api(method, url, header_params=headers, body=body, post_params=post,
+                                        _request_timeout=30)
+            raw = resp.read()
+        except (OSError, urllib3.exceptions.HTTPError) as exc:
             raise ServiceUnavailable(f"the Kubernetes API is unreachable: {exc}") from exc
-        return data, int(status)
+        text = raw.decode() if isinstance(raw, bytes) else str(raw or "")
+        if resp.status >= 400:
+            raise ApiException(status=resp.status, reason=resp.reason, body=text)
+        return (json.loads(text) if text else {}), int(resp.status)
 
     def apply(self, obj: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """Server-side apply (force: the operator owns these fields). Returns (live object, created)."""
