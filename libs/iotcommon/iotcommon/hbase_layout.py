@@ -15,6 +15,7 @@ deterministic, so writing the same message twice leaves the same row (replays ar
 
 from __future__ import annotations
 
+import functools
 import zlib
 
 FAMILY = "d"
@@ -36,6 +37,7 @@ def salt(site: str, series: str) -> str:
     return f"{zlib.crc32(f'{site}/{series}'.encode()) % SALT_BUCKETS:02x}"
 
 
+@functools.lru_cache(maxsize=65_536)
 def series_prefix(site: str, series: str) -> bytes:
     """Prefix of every row of one series (a sensor, or an aggregate name such as AggDay[TH1])."""
     return SEP.join((salt(site, series), site, series, "")).encode()
