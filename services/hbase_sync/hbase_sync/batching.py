@@ -72,6 +72,18 @@ class Batch:
             self.oldest_at = None
         return dropped
 
+    def absorb(self, later: Batch) -> Batch:
+        """Append a later batch's rows after this one's (per partition) and return self: a failed batch takes the
+        rows read since back in, so one write and one commit cover both, in order."""
+        for tp, rows in later._rows.items():
+            self._rows.setdefault(tp, []).extend(rows)
+        for tp, offset in later._next.items():
+            self._next[tp] = max(self._next.get(tp, 0), offset)
+        self.size += later.size
+        if self.oldest_at is None:
+            self.oldest_at = later.oldest_at
+        return self
+
     def clear(self) -> None:
         self._rows.clear()
         self._next.clear()

@@ -18,7 +18,7 @@ from hbase_sync.batching import BatchPolicy
 from hbase_sync.config import SyncConfig
 from hbase_sync.mapping import Mapper
 from hbase_sync.metrics import Health, SyncMetrics, serve, stop_server
-from hbase_sync.store import HBaseStore
+from hbase_sync.store import HBaseStore, ShardedStore
 from hbase_sync.worker import Worker
 from iotcommon.config import describe, load
 from iotcommon.errors import ConfigError, ServiceUnavailable
@@ -49,7 +49,7 @@ def consumer_settings(config: SyncConfig, metrics: SyncMetrics) -> dict[str, obj
     }
 
 
-def wait_for_hbase(store: HBaseStore, backoff: Backoff, stop: threading.Event, health: Health) -> bool:
+def wait_for_hbase(store: ShardedStore, backoff: Backoff, stop: threading.Event, health: Health) -> bool:
     """Connect and create missing tables, retrying until it works or we are asked to stop."""
     attempt = 0
     while not stop.is_set():
@@ -89,8 +89,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     server = serve(config.http_host, config.http_port, metrics, health)
     log.info("http: /healthz /readyz /metrics on %s:%d", *server.server_address[:2])
     backoff = Backoff(config.backoff_ms / 1000, config.backoff_max_ms / 1000)
-    store = HBaseStore(config.hbase_host, config.hbase_port, config.table_prefix, timeout_ms=config.hbase_timeout_ms,
-                       ttls=config.ttls, create_tables=config.create_tables)
+    store = ShardedStore([
+        HBaseStore(config.hbase_host, config.hbase_port, config.table_prefix, timeout_ms=config.hbase_timeout_ms,
+                   ttls=config.ttls, create_tables=config.create_tables and i == 0)
+        for i in range(config.writers)
+    ])
     try:
         if not wait_for_hbase(store, backoff, stop, health):
             return 0

@@ -22,6 +22,8 @@ class SyncConfig:
                               minimum=1, maximum=1_000_000)
     batch_ms: int = setting(500, "longest a row waits in a batch before the flush (time bound)",
                             env="IOTPIPE_SYNC_BATCH_MS", minimum=1)
+    writers: int = setting(2, "Thrift connections one batch is written over in parallel", env="IOTPIPE_SYNC_WRITERS",
+                           minimum=1, maximum=16)
     retries: int = setting(5, "quick write retries (exponential backoff) before consumption is paused",
                            env="IOTPIPE_SYNC_RETRIES", minimum=0)
     backoff_ms: int = setting(200, "first retry delay", env="IOTPIPE_SYNC_BACKOFF_MS", minimum=1)

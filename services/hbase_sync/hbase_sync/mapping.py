@@ -11,9 +11,10 @@ import json
 import math
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
+
+import orjson
 
 from iotcommon import hbase_layout as layout
 from iotcommon.days import iso_z, parse_iso, to_ms
@@ -47,9 +48,10 @@ class KafkaRecord(Protocol):
     def timestamp(self) -> tuple[int, int]: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One HBase row to put. ``revision`` > 0 marks an aggregate: the store keeps the highest revision per key."""
+class Row(NamedTuple):
+    """One HBase row to put. ``revision`` > 0 marks an aggregate: the store keeps the highest revision per key.
+
+    A tuple rather than a dataclass: one is made per record on the hot path."""
 
     table: str
     key: bytes
@@ -62,9 +64,12 @@ def _json(payload: bytes | None) -> dict[str, Any]:
     if payload is None:
         raise MessageError("unparsable", "empty message (null value)")
     try:
-        obj = json.loads(payload)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise MessageError("unparsable", f"not JSON: {exc}") from exc
+        obj = orjson.loads(payload)  # fast path; same Python values as the json module for valid JSON
+    except orjson.JSONDecodeError:
+        try:  # the json module decides what is wrong (and accepts NaN, which is then refused as non-finite)
+            obj = json.loads(payload)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise MessageError("unparsable", f"not JSON: {exc}") from exc
     if not isinstance(obj, dict):
         raise MessageError("schema", f"expected a JSON object, got {type(obj).__name__}")
     return obj
@@ -74,9 +79,22 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+_TS_CACHE: dict[str, int] = {}  # readings of one step share timestamps: parse each once
+_TS_CACHE_MAX = 100_000
+
+
+def _epoch_ms(ts: str) -> int:
+    ms = _TS_CACHE.get(ts)
+    if ms is None:
+        if len(_TS_CACHE) >= _TS_CACHE_MAX:
+            _TS_CACHE.clear()
+        ms = _TS_CACHE[ts] = to_ms(parse_iso(ts))
+    return ms
+
+
 def _reading_row_key(site: str, sensor: str, ts: str, seq: int) -> bytes:
     try:
-        return layout.reading_key(site, sensor, to_ms(parse_iso(ts)), seq)
+        return layout.reading_key(site, sensor, _epoch_ms(ts), seq)
     except ValueError as exc:
         raise MessageError("unmappable", f"no row key for reading {site}/{sensor} at {ts} seq {seq}: {exc}") from exc
 

@@ -16,7 +16,8 @@ import importlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -211,3 +212,56 @@ class HBaseStore:
         except _FAILURES as exc:
             self._drop()
             raise ServiceUnavailable(f"{self.where}: {exc!r}") from exc
+
+
+class ShardedStore:
+    """One batch written over several Thrift connections at once: the rows are split into ``len(stores)`` shards
+    written in parallel (HBase serves them on different handler threads). Aggregates all go to the first shard, so
+    every revision of a key is decided in one place. A failure of any shard fails the whole write (rewriting the
+    shards that did succeed is harmless)."""
+
+    def __init__(self, stores: list[HBaseStore]) -> None:
+        if not stores:
+            msg = "at least one store"
+            raise ValueError(msg)
+        self.stores = stores
+        self._pool = ThreadPoolExecutor(len(stores) - 1, thread_name_prefix="hbase-shard") if len(stores) > 1 else None
+
+    def check(self) -> None:
+        for store in self.stores:
+            store.check()
+
+    def write(self, rows: Sequence[Row]) -> WriteResult:
+        if self._pool is None:
+            return self.stores[0].write(rows)
+        n = len(self.stores)
+        aggregates = [r for r in rows if r.table == "aggregates"]
+        plain = [r for r in rows if r.table != "aggregates"] if aggregates else list(rows)
+        shards = [plain[i::n] for i in range(n)]
+        shards[0].extend(aggregates)
+        futures = [self._pool.submit(store.write, shard) for store, shard in zip(self.stores[1:], shards[1:],
+                                                                                  strict=True) if shard]
+        errors: list[ServiceUnavailable] = []
+        result = WriteResult()
+        try:
+            results = [self.stores[0].write(shards[0])]
+        except ServiceUnavailable as exc:
+            errors.append(exc)
+            results = []
+        for future in futures:
+            try:
+                results.append(future.result())
+            except ServiceUnavailable as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+        for part in results:
+            result.written.update(part.written)
+            result.stale += part.stale
+        return result
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        for store in self.stores:
+            store.close()

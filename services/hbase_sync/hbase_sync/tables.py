@@ -16,7 +16,7 @@ def family_options(ttl_s: int) -> dict[str, Any]:
     One version: every row is written by one deterministic mapping (same key -> same content, or a higher aggregate
     revision), so older versions carry nothing worth keeping and would only cost space.
     """
-    options: dict[str, Any] = {"max_versions": 1, "bloom_filter_type": "ROW"}
+    options: dict[str, Any] = {"max_versions": 1, "bloom_filter_type": "ROW", "block_cache_enabled": True}
     if ttl_s > 0:
         options["time_to_live"] = ttl_s
     return options

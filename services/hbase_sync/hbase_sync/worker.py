@@ -14,6 +14,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Literal, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
@@ -84,6 +85,8 @@ class Worker:
         self._last_progress = clock()
         self.total_written = 0
         self.total_committed_batches = 0
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hbase-write")
+        self._inflight: tuple[Future[WriteResult], Batch] | None = None
 
     # -- main loop --------------------------------------------------------------------------------------------------
 
@@ -98,7 +101,9 @@ class Worker:
                 wanted = max(1, self.policy.max_rows - self.batch.size)
                 self._accept(self.consumer.consume(num_messages=wanted, timeout=timeout))
                 if self.policy.due(self.batch.size, self.batch.oldest_at, self.clock()):
-                    self._flush(final=False)
+                    self._dispatch()
+                elif self._inflight is not None and self._inflight[0].done():
+                    self._settle(retry=True, final=False)  # commit as soon as the write is done
                 self.health.tick()
                 self._progress()
         finally:
@@ -106,9 +111,11 @@ class Worker:
 
     def _shutdown(self) -> None:
         self.health.tick("stopping")
+        self._settle(retry=True, final=True)
         if self.batch.size:
             log.info("stopping: flushing %d rows", self.batch.size)
             self._flush(final=True)
+        self._writer.shutdown(wait=True)
         self.consumer.close()  # commits nothing by itself (auto-commit is off); leaves the group
         self.store.close()
         self._progress(force=True)
@@ -150,36 +157,71 @@ class Worker:
             log.warning("cannot map %s[%s]@%s (%s): written to the deadletters table", record.topic(),
                         record.partition(), record.offset(), row.rejected)
 
-    # -- flush ------------------------------------------------------------------------------------------------------
+    # -- writes: one batch in flight while the next one fills -------------------------------------------------------
 
-    def _flush(self, *, final: bool) -> bool:
-        """Write the batch, then commit its offsets. While HBase fails: pause, back off, retry (forever unless final
-        or stopping, where the quick retries are all there is). Returns True if the batch was written."""
+    def _dispatch(self) -> None:
+        """Hand the full batch to the writer thread, after the previous one is written and committed. HBase works on
+        one batch while this thread reads and maps the next (the socket wait releases the GIL)."""
+        self._settle(retry=True, final=False)
+        if self.batch.size == 0:
+            return
+        batch, self.batch = self.batch, Batch()
+        self._inflight = (self._writer.submit(self._timed_write, list(batch.rows())), batch)
+
+    def _timed_write(self, rows: list[Row]) -> WriteResult:
+        started = self.clock()
+        result = self.store.write(rows)
+        self.metrics.batch_seconds.observe(self.clock() - started)
+        self.metrics.batch_rows.observe(len(rows))
+        return result
+
+    def _settle(self, *, retry: bool, final: bool) -> None:
+        """Wait for the batch in flight. Written: commit its offsets. Failed: take its rows back in front of the
+        current batch, then (``retry``) write both synchronously with backoff, paused, until HBase is back."""
+        if self._inflight is None:
+            return
+        future, batch = self._inflight
+        self._inflight = None
+        try:
+            result = future.result()
+        except ServiceUnavailable as exc:
+            self.batch = batch.absorb(self.batch)
+            if retry:
+                self._flush(final=final, failed=exc)
+            return
+        self.metrics.hbase_up.set(1)
+        self._written(result)
+        self._commit(batch.offsets())
+
+    def _flush(self, *, final: bool, failed: ServiceUnavailable | None = None) -> bool:
+        """Write the current batch in this thread, then commit. While HBase fails: pause, back off, retry (until it
+        is back, unless final or stopping: then the quick retries are all). Returns True if the batch was written."""
         attempt = 0
         self._in_outage = False
         try:
             while True:
-                rows, offsets = list(self.batch.rows()), self.batch.offsets()
-                if not rows:
-                    self.batch.clear()
-                    return True
-                started = self.clock()
-                try:
-                    result = self.store.write(rows)
-                except ServiceUnavailable as exc:
-                    attempt += 1
-                    if not self._write_failed(exc, attempt, len(rows), final or self.stop.is_set()):
-                        return False
-                    continue
-                self.metrics.batch_seconds.observe(self.clock() - started)
-                self.metrics.batch_rows.observe(len(rows))
-                self.metrics.hbase_up.set(1)
-                self._written(result)
-                self._commit(offsets)
-                self.batch.clear()
-                if attempt:
-                    self._recovered(attempt, len(rows))
-                return True
+                if failed is not None:  # the write that failed in the writer thread counts as attempt 1
+                    exc, failed = failed, None
+                else:
+                    rows, offsets = list(self.batch.rows()), self.batch.offsets()
+                    if not rows:
+                        self.batch.clear()
+                        return True
+                    try:
+                        result = self._timed_write(rows)
+                    except ServiceUnavailable as error:
+                        exc = error
+                    else:
+                        self.metrics.hbase_up.set(1)
+                        self._written(result)
+                        self._commit(offsets)
+                        self.batch.clear()
+                        if attempt:
+                            self._recovered(attempt, len(rows))
+                        return True
+                attempt += 1
+                if not self._write_failed(exc, attempt, self.batch.size, final or self.stop.is_set()):
+                    return False
         finally:
             self._in_outage = False
 
@@ -278,12 +320,13 @@ class Worker:
         log.info("revoked %s", _names(partitions))
         self.metrics.assigned.dec(len(partitions))
         revoked = {(tp.topic, tp.partition) for tp in partitions}
+        self._settle(retry=False, final=False)  # the batch in flight: committed, or its rows back in self.batch
         if not revoked & self.batch.partitions():
             return
         if not self._in_outage:  # write what we hold for them now, so the next owner starts after it
             rows, offsets = list(self.batch.rows()), self.batch.offsets()
             try:
-                self._written(self.store.write(rows))
+                self._written(self._timed_write(rows))
             except ServiceUnavailable as exc:
                 log.warning("could not write before the rebalance: %s", exc)
             else:
@@ -297,6 +340,7 @@ class Worker:
     def _on_lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         log.warning("lost %s (session expired): their unwritten rows are dropped", _names(partitions))
         self.metrics.assigned.dec(len(partitions))
+        self._settle(retry=False, final=False)
         self.batch.drop({(tp.topic, tp.partition) for tp in partitions})
 
     # -- progress ---------------------------------------------------------------------------------------------------

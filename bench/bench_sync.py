@@ -1,0 +1,215 @@
+"""Benchmark: rows/s from Kafka into HBase with ONE sync worker, against a row-at-a-time baseline in the same run.
+
+Both read the same pre-produced readings (a ``<prefix>.raw`` topic, 4 partitions) from the same Kafka and write into
+the same HBase through Thrift, each into its own tables:
+  * worker:   hbase_sync's Worker (batched happybase mutations, commit after the write), in this process;
+  * baseline: what the original did: one ``put`` per message, auto-commit, polling one message at a time.
+The baseline reads only the first ``--baseline-rows`` messages (it is slow); rates are rows / elapsed from the first
+record received to the last row written. Both results are checked by counting the rows in HBase.
+
+Starts its own Kafka + HBase (free loopback ports, temporary home) unless --bootstrap/--thrift-port are given.
+Prints figures and the ratio, then ONE JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import happybase
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from hbase_sync.backoff import Backoff
+from hbase_sync.batching import BatchPolicy
+from hbase_sync.mapping import Mapper
+from hbase_sync.store import HBaseStore, ShardedStore
+from hbase_sync.worker import Worker
+from iotcommon.days import iso_z
+from iotcommon.hbase_layout import reading_key
+from iotcommon.messages import Reading
+from iotcommon.sensors import SENSORS
+from iotcommon.topics import Topics
+
+PARTITIONS = 4
+SITES = 50
+TARGET_ROWS_S = 20_000
+TARGET_RATIO = 20.0
+
+
+@contextmanager
+def services(args: argparse.Namespace) -> Iterator[tuple[str, str, int]]:
+    if args.bootstrap and args.thrift_port:
+        yield args.bootstrap, args.thrift_host, args.thrift_port
+        return
+    from iotpipe_stack.ports import free_ports
+    from iotpipe_stack.settings import resolve
+    from iotpipe_stack.stack import LocalStack
+
+    with tempfile.TemporaryDirectory(prefix="bench-sync-") as home:
+        kafka, controller, zk, thrift = free_ports(4)
+        environ = {k: v for k, v in os.environ.items() if k in ("IOTPIPE_CACHE",)}
+        settings = resolve(environ, {"home": home}).replace(kafka_port=kafka, kafka_controller_port=controller,
+                                                            zk_port=zk, thrift_port=thrift)
+        stack = LocalStack(settings, progress=lambda m: print(f"[stack] {m}", flush=True), die_with_parent=True)
+        try:
+            stack.up(["kafka", "hbase", "thrift"], flink=False)
+            yield settings.bootstrap, settings.host, settings.thrift_port
+        finally:
+            stack.down()
+
+
+def produce(bootstrap: str, topics: Topics, rows: int) -> list[bytes]:
+    topic = topics.raw
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for fut in admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in topics.all()]).values():
+        fut.result()
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.size": 1_000_000,
+                         "compression.type": "lz4", "queue.buffering.max.messages": 1_000_000})
+    sensors = [s for s in SENSORS.values() if s.every_15_min]
+    payloads = []
+    start = 1_577_836_800_000
+    for i in range(rows):
+        # i -> (sensor, site, step) is one-to-one: every reading is a distinct row
+        sensor = sensors[i % len(sensors)]
+        site = f"site{i // len(sensors) % SITES:02d}"
+        step = i // (len(sensors) * SITES)
+        ts = iso_z(datetime.fromtimestamp((start + step * 900_000) / 1000, UTC))
+        payload = Reading(site, sensor.name, ts, float(i % 997) / 10, sensor.unit, step).encode()
+        payloads.append(payload)
+        while True:
+            try:
+                producer.produce(topic, payload, key=f"{site}/{sensor.name}".encode())
+                break
+            except BufferError:
+                producer.poll(0.1)
+    producer.flush(60)
+    return payloads
+
+
+def count_rows(host: str, port: int, prefix: str) -> int:
+    conn = happybase.Connection(host, port, table_prefix=prefix, timeout=120_000)
+    try:
+        return sum(1 for _ in conn.table("raw").scan(filter=b"KeyOnlyFilter()", batch_size=5000))
+    finally:
+        conn.close()
+
+
+def run_worker(bootstrap: str, host: str, port: int, topics: Topics, table_prefix: str, rows: int,
+               batch_size: int, writers: int) -> dict[str, Any]:
+    stop = threading.Event()
+    store = ShardedStore([HBaseStore(host, port, table_prefix, timeout_ms=60_000) for _ in range(writers)])
+    store.check()
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex[:8]}",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                         "isolation.level": "read_committed", "partition.assignment.strategy": "cooperative-sticky"})
+    worker = Worker(consumer, store, Mapper(topics), BatchPolicy(batch_size, 0.5), Backoff(0.2, 5.0),
+                    retries=5, stop=stop)
+    marks: dict[str, float] = {}
+    consume = consumer.consume
+
+    def timed_consume(num_messages: int = 1, timeout: float = -1) -> Any:
+        got = consume(num_messages=num_messages, timeout=timeout)
+        if got and "first" not in marks:
+            marks["first"] = time.perf_counter()
+        return got
+
+    commit = worker._commit
+
+    def timed_commit(offsets: dict[tuple[str, int], int]) -> None:
+        commit(offsets)
+        if worker.total_written >= rows:
+            marks["last"] = time.perf_counter()
+            stop.set()
+
+    worker.consumer = type("Timed", (), {})()  # a thin proxy: the real consumer with a timestamping consume()
+    for name in ("subscribe", "commit", "pause", "resume", "assignment", "close"):
+        setattr(worker.consumer, name, getattr(consumer, name))
+    worker.consumer.consume = timed_consume
+    worker._commit = timed_commit  # type: ignore[method-assign]
+    cpu0 = time.process_time()
+    worker.run()
+    cpu = time.process_time() - cpu0
+    elapsed = marks["last"] - marks["first"]
+    return {"rows": worker.total_written, "seconds": elapsed, "rows_per_s": worker.total_written / elapsed,
+            "batches": worker.total_committed_batches, "cpu_s": cpu}
+
+
+def run_baseline(bootstrap: str, host: str, port: int, topic: str, table_prefix: str, rows: int) -> dict[str, Any]:
+    """The original's loop: poll one message, one put, auto-commit (librdkafka's default 5 s interval)."""
+    conn = happybase.Connection(host, port, table_prefix=table_prefix, timeout=60_000)
+    conn.create_table("raw", {"d": {"max_versions": 1}})
+    table = conn.table("raw")
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"baseline-{uuid.uuid4().hex[:8]}",
+                         "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    done, first = 0, None
+    while done < rows:
+        msg = consumer.poll(1.0)
+        if msg is None or msg.error():
+            continue
+        if first is None:
+            first = time.perf_counter()
+        obj = json.loads(msg.value())
+        ts_ms = int(datetime.fromisoformat(obj["ts"]).timestamp() * 1000)
+        table.put(reading_key(obj["site"], obj["sensor"], ts_ms, obj["seq"]), {b"d:m": msg.value()})
+        done += 1
+    elapsed = time.perf_counter() - (first or 0.0)
+    consumer.close()
+    conn.close()
+    return {"rows": done, "seconds": elapsed, "rows_per_s": done / elapsed}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=300_000, help="readings for the worker run")
+    parser.add_argument("--baseline-rows", type=int, default=15_000, help="readings for the baseline run")
+    parser.add_argument("--batch-size", type=int, default=5000, help="worker rows per flush")
+    parser.add_argument("--writers", type=int, default=2, help="worker Thrift connections per batch")
+    parser.add_argument("--bootstrap", default="", help="use this Kafka instead of starting one")
+    parser.add_argument("--thrift-host", default="127.0.0.1")
+    parser.add_argument("--thrift-port", type=int, default=0, help="use this HBase Thrift server")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    run_id = uuid.uuid4().hex[:8]
+    topics = Topics(f"bench{run_id}")
+    with services(args) as (bootstrap, host, port):
+        print(f"producing {args.rows} readings to {topics.raw} ({PARTITIONS} partitions) ...", flush=True)
+        produce(bootstrap, topics, args.rows)
+        print("worker (one process, batched) ...", flush=True)
+        worker = run_worker(bootstrap, host, port, topics, f"bench{run_id}w", args.rows, args.batch_size,
+                            args.writers)
+        worker["rows_in_hbase"] = count_rows(host, port, f"bench{run_id}w")
+        print(f"  {worker['rows']} rows in {worker['seconds']:.2f} s = {worker['rows_per_s']:,.0f} rows/s "
+              f"({worker['batches']} batches; {worker['rows_in_hbase']} rows in HBase; worker CPU {worker['cpu_s']:.1f} s)", flush=True)
+        print("baseline (one put per message, auto-commit) ...", flush=True)
+        base = run_baseline(bootstrap, host, port, topics.raw, f"bench{run_id}b", args.baseline_rows)
+        base["rows_in_hbase"] = count_rows(host, port, f"bench{run_id}b")
+        print(f"  {base['rows']} rows in {base['seconds']:.2f} s = {base['rows_per_s']:,.0f} rows/s "
+              f"({base['rows_in_hbase']} rows in HBase)", flush=True)
+    ratio = worker["rows_per_s"] / base["rows_per_s"]
+    ok = worker["rows_per_s"] >= TARGET_ROWS_S and ratio >= TARGET_RATIO
+    print(f"worker {worker['rows_per_s']:,.0f} rows/s vs baseline {base['rows_per_s']:,.0f} rows/s: ratio {ratio:.1f}x "
+          f"(targets >= {TARGET_ROWS_S:,} rows/s and >= {TARGET_RATIO:.0f}x: {'met' if ok else 'NOT met'})", flush=True)
+    print(json.dumps({"bench": "sync", "worker_rows": worker["rows"], "worker_rows_in_hbase": worker["rows_in_hbase"],
+                      "worker_rows_per_s": round(worker["rows_per_s"]), "worker_seconds": round(worker["seconds"], 3),
+                      "baseline_rows": base["rows"], "baseline_rows_in_hbase": base["rows_in_hbase"],
+                      "baseline_rows_per_s": round(base["rows_per_s"]), "ratio": round(ratio, 2),
+                      "batch_size": args.batch_size, "writers": args.writers, "targets_met": ok}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
