@@ -39,6 +39,7 @@ class Batch:
 
     _rows: dict[TopicPartition, list[Row]] = field(default_factory=dict)
     _next: dict[TopicPartition, int] = field(default_factory=dict)
+    _positions: dict[TopicPartition, int] = field(default_factory=dict)
     oldest_at: float | None = None
     size: int = 0
 
@@ -55,8 +56,15 @@ class Batch:
             yield from rows
 
     def offsets(self) -> dict[TopicPartition, int]:
-        """Offsets to commit once every row is written."""
-        return dict(self._next)
+        """Offsets to commit once every row is written: after the last row of each partition, or the consumer's
+        position if it is further (it skips transaction markers, which are never delivered as records)."""
+        return {tp: max(offset, self._positions.get(tp, 0)) for tp, offset in self._next.items()}
+
+    def stamp(self, positions: dict[TopicPartition, int]) -> None:
+        """Record the consumer's positions while this batch holds every record consumed so far."""
+        for tp, position in positions.items():
+            if tp in self._next and position >= self._next[tp]:
+                self._positions[tp] = position
 
     def partitions(self) -> set[TopicPartition]:
         return set(self._next)
@@ -67,6 +75,7 @@ class Batch:
         for tp in partitions:
             dropped += len(self._rows.pop(tp, ()))
             self._next.pop(tp, None)
+            self._positions.pop(tp, None)
         self.size -= dropped
         if self.size == 0:
             self.oldest_at = None
@@ -79,6 +88,8 @@ class Batch:
             self._rows.setdefault(tp, []).extend(rows)
         for tp, offset in later._next.items():
             self._next[tp] = max(self._next.get(tp, 0), offset)
+        for tp, position in later._positions.items():
+            self._positions[tp] = max(self._positions.get(tp, 0), position)
         self.size += later.size
         if self.oldest_at is None:
             self.oldest_at = later.oldest_at
@@ -87,5 +98,6 @@ class Batch:
     def clear(self) -> None:
         self._rows.clear()
         self._next.clear()
+        self._positions.clear()
         self.size = 0
         self.oldest_at = None

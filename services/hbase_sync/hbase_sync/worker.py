@@ -31,6 +31,7 @@ log = logging.getLogger("hbase_sync.worker")
 IDLE_POLL_S = 0.5  # longest blocking poll: bounds how late SIGTERM and the health tick are seen
 PROGRESS_EVERY_S = 10.0
 REJECT_LOGS_PER_INTERVAL = 20
+IDLE_COMMIT_EVERY_S = 2.0
 
 
 class Record(KafkaRecord, Protocol):
@@ -46,6 +47,7 @@ class Consumer(Protocol):
     def pause(self, partitions: list[TopicPartition]) -> None: ...
     def resume(self, partitions: list[TopicPartition]) -> None: ...
     def assignment(self) -> list[TopicPartition]: ...
+    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]: ...
     def close(self) -> None: ...
 
 
@@ -87,6 +89,8 @@ class Worker:
         self.total_committed_batches = 0
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hbase-write")
         self._inflight: tuple[Future[WriteResult], Batch] | None = None
+        self._committed: dict[tuple[str, int], int] = {}
+        self._last_idle_commit = clock()
 
     # -- main loop --------------------------------------------------------------------------------------------------
 
@@ -104,6 +108,8 @@ class Worker:
                     self._dispatch()
                 elif self._inflight is not None and self._inflight[0].done():
                     self._settle(retry=True, final=False)  # commit as soon as the write is done
+                elif self._inflight is None and self.batch.size == 0:
+                    self._commit_idle_positions()
                 self.health.tick()
                 self._progress()
         finally:
@@ -165,6 +171,7 @@ class Worker:
         self._settle(retry=True, final=False)
         if self.batch.size == 0:
             return
+        self._stamp(self.batch)
         batch, self.batch = self.batch, Batch()
         self._inflight = (self._writer.submit(self._timed_write, list(batch.rows())), batch)
 
@@ -203,6 +210,7 @@ class Worker:
                 if failed is not None:  # the write that failed in the writer thread counts as attempt 1
                     exc, failed = failed, None
                 else:
+                    self._stamp(self.batch)
                     rows, offsets = list(self.batch.rows()), self.batch.offsets()
                     if not rows:
                         self.batch.clear()
@@ -278,7 +286,33 @@ class Worker:
         if result.stale:
             self.metrics.stale.inc(result.stale)
 
-    def _commit(self, offsets: dict[tuple[str, int], int]) -> None:
+    def _stamp(self, batch: Batch) -> None:
+        """Give the batch the consumer's positions of its partitions (taken while it holds every consumed record)."""
+        tps = [TopicPartition(topic, partition) for topic, partition in batch.partitions()]
+        if not tps:
+            return
+        try:
+            positions = self.consumer.position(tps)
+        except KafkaException:
+            return  # the offsets after the last rows are enough
+        batch.stamp({(tp.topic, tp.partition): tp.offset for tp in positions if tp.error is None and tp.offset >= 0})
+
+    def _commit_idle_positions(self) -> None:
+        """Nothing pending: commit positions that moved past transaction markers only, so the group's lag reaches 0."""
+        now = self.clock()
+        if now - self._last_idle_commit < IDLE_COMMIT_EVERY_S or self.paused:
+            return
+        self._last_idle_commit = now
+        try:
+            positions = self.consumer.position(self.consumer.assignment())
+        except KafkaException:
+            return
+        moved = {(tp.topic, tp.partition): tp.offset for tp in positions if tp.error is None and tp.offset >= 0
+                 and tp.offset > self._committed.get((tp.topic, tp.partition), -1)}
+        if moved:
+            self._commit(moved, count=False)
+
+    def _commit(self, offsets: dict[tuple[str, int], int], *, count: bool = True) -> None:
         tps = [TopicPartition(topic, partition, offset) for (topic, partition), offset in offsets.items()]
         try:
             answer = self.consumer.commit(offsets=tps, asynchronous=False)
@@ -291,8 +325,11 @@ class Worker:
             self.metrics.errors.labels("commit").inc()
             log.warning("commit failed for %s: those rows are in HBase and will be rewritten, unchanged",
                         ", ".join(f"{tp.topic}[{tp.partition}]: {tp.error}" for tp in failed))
-        self.metrics.batches.inc()
-        self.total_committed_batches += 1
+        bad = {(tp.topic, tp.partition) for tp in failed}
+        self._committed.update({tp: offset for tp, offset in offsets.items() if tp not in bad})
+        if count:
+            self.metrics.batches.inc()
+            self.total_committed_batches += 1
 
     # -- pause / resume and rebalances ------------------------------------------------------------------------------
 
@@ -320,6 +357,8 @@ class Worker:
         log.info("revoked %s", _names(partitions))
         self.metrics.assigned.dec(len(partitions))
         revoked = {(tp.topic, tp.partition) for tp in partitions}
+        for tp in revoked:
+            self._committed.pop(tp, None)
         self._settle(retry=False, final=False)  # the batch in flight: committed, or its rows back in self.batch
         if not revoked & self.batch.partitions():
             return

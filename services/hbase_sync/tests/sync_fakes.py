@@ -107,6 +107,10 @@ class FakeConsumer:
     def assignment(self) -> list[TopicPartition]:
         return [TopicPartition(t, p) for t, p in self._assigned]
 
+    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        return [TopicPartition(tp.topic, tp.partition, self._pos.get((tp.topic, tp.partition), -1001))
+                for tp in partitions]
+
     def close(self) -> None:
         self.closed = True
 

@@ -61,3 +61,11 @@ def test_backoff_jitter_stays_within_its_band_and_under_the_cap() -> None:
     assert all(0.8 <= d <= 1.2 for d in firsts)
     assert len(set(firsts)) > 1
     assert all(2.4 <= backoff.delay(9) <= 3.0 for _ in range(200))
+
+
+def test_the_committed_offset_skips_transaction_markers_when_the_consumer_is_past_them() -> None:
+    batch = Batch()
+    batch.add("a", 0, 4, row(4), now=1.0)
+    batch.add("a", 1, 9, row(9), now=1.0)
+    batch.stamp({("a", 0): 6, ("a", 1): 3, ("b", 0): 50})  # a[1]: behind the batch (stale), b[0]: not in the batch
+    assert batch.offsets() == {("a", 0): 6, ("a", 1): 10}
