@@ -1,0 +1,211 @@
+"""Live tailing against the REAL Kafka broker (and, in the last test, real HBase too).
+
+The stream job writes its output topics transactionally; these tests do the same with a transactional producer, so
+read_committed is exercised: an aborted transaction never reaches a client. History comes from a FAKE in-memory
+source except in test_history_from_hbase_then_live_from_kafka, which uses both real services.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+from starlette.testclient import TestClient, WebSocketTestSession
+
+from iotcommon import hbase_layout as layout
+from iotcommon.topics import Topics
+from ws_bridge.app import create_app
+from ws_bridge.config import BridgeConfig
+
+pytestmark = pytest.mark.kafka
+
+
+def create_topics(bootstrap: str, names: list[str]) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics([NewTopic(n, num_partitions=2, replication_factor=1) for n in names]).values():
+        future.result(30)
+
+
+def transactional(bootstrap: str) -> Producer:
+    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": f"test-{uuid.uuid4().hex}",
+                         "enable.idempotence": True})
+    producer.init_transactions(30)
+    return producer
+
+
+def produce(producer: Producer, topic: str, items: list[tuple[str | None, bytes]], *, commit: bool = True) -> None:
+    producer.begin_transaction()
+    for key, value in items:
+        producer.produce(topic, value=value, key=key)
+    producer.flush(30)
+    if commit:
+        producer.commit_transaction(30)
+    else:
+        producer.abort_transaction(30)
+
+
+@contextlib.contextmanager
+def bridge(config: BridgeConfig, **kwargs: Any) -> Iterator[TestClient]:
+    app = create_app(config, **kwargs)
+    with TestClient(app) as client:
+        live = app.state.bridge.live
+        assert live.ready.wait(60), "the Kafka tail did not assign its partitions"
+        client.opened = []  # type: ignore[attr-defined]
+        try:
+            yield client
+        finally:
+            for ws in client.opened:  # type: ignore[attr-defined]
+                with contextlib.suppress(Exception):
+                    ws.__exit__(None, None, None)
+
+
+def connect(client: TestClient) -> WebSocketTestSession:
+    ws = client.websocket_connect("/ws").__enter__()
+    client.opened.append(ws)  # type: ignore[attr-defined]
+    assert ws.receive_json()["type"] == "hello"
+    return ws
+
+
+def subscribe(ws: WebSocketTestSession, **fields: Any) -> None:
+    ws.send_json({"type": "subscribe", **fields})
+    assert ws.receive_json()["type"] == "subscribed"
+
+
+def collect(ws: WebSocketTestSession, count: int) -> list[dict[str, Any]]:
+    """Records of data frames until `count` have arrived."""
+    records: list[dict[str, Any]] = []
+    while len(records) < count:
+        frame = ws.receive_json()
+        if frame["type"] == "data":
+            records.extend(frame["records"])
+    return records
+
+
+@pytest.fixture
+def topics(kafka_service: Any) -> Topics:
+    t = Topics(f"bt{uuid.uuid4().hex[:8]}")
+    create_topics(kafka_service.bootstrap, [t.raw, t.aggregates, t.late, t.deadletter])
+    return t
+
+
+def config_for(kafka_service: Any, topics: Topics, **extra: Any) -> BridgeConfig:
+    return BridgeConfig(port=0, kafka_bootstrap=kafka_service.bootstrap, topic_prefix=topics.prefix,
+                        heartbeat_s=3600.0, **extra)
+
+
+class NoHistory:
+    """FAKE history: empty (these tests are about live tailing)."""
+
+    def query(self, query: Any) -> Any:
+        from ws_bridge.history import Result
+
+        return Result([], False)
+
+    def sites(self) -> list[str]:
+        return []
+
+    def ping(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+def test_committed_records_are_pushed_aborted_ones_never(kafka_service: Any, topics: Topics,
+                                                         msg: SimpleNamespace) -> None:
+    producer = transactional(kafka_service.bootstrap)
+    with bridge(config_for(kafka_service, topics), history=NoHistory()) as client:
+        ws = connect(client)
+        subscribe(ws, id="th1", stream="raw", sites=["site1"], sensors=["TH1"])
+        produce(producer, topics.raw, [("site1/TH1", msg.reading("TH1", "2020-01-01T00:15:00Z", 1.0, seq=1))])
+        produce(producer, topics.raw, [("site1/TH1", msg.reading("TH1", "2020-01-01T00:30:00Z", 666.0, seq=2))],
+                commit=False)
+        produce(producer, topics.raw, [("site1/TH2", msg.reading("TH2", "2020-01-01T00:30:00Z", 9.0, seq=2)),
+                                       ("site1/TH1", msg.reading("TH1", "2020-01-01T00:45:00Z", 3.0, seq=3))])
+        records = collect(ws, 2)
+        assert [r["data"]["value"] for r in records] == [1.0, 3.0]
+        assert all(isinstance(r["kafka_ts"], int) for r in records)
+
+
+def test_revisions_late_and_dead_letters_arrive_live(kafka_service: Any, topics: Topics,
+                                                     msg: SimpleNamespace) -> None:
+    producer = transactional(kafka_service.bootstrap)
+    with bridge(config_for(kafka_service, topics), history=NoHistory()) as client:
+        ws = connect(client)
+        subscribe(ws, id="agg", stream="aggregates", sites=["site1"])
+        subscribe(ws, id="late", stream="late")
+        subscribe(ws, id="dl", stream="deadletters")
+        key = "site1/AggDay[W1]/2020-01-01"
+        produce(producer, topics.aggregates, [(key, msg.aggregate("AggDay[W1]", value=48.0, revision=1)),
+                                              (key, msg.aggregate("AggDay[W1]", value=48.5, revision=2))])
+        produce(producer, topics.late, [("site1/W1", msg.late("W1", "2019-12-21T00:15:00Z"))])
+        produce(producer, topics.deadletter, [(None, msg.dead(b"\xff garbage"))])
+        by_id: dict[str, list[dict[str, Any]]] = {"agg": [], "late": [], "dl": []}
+        while sum(map(len, by_id.values())) < 4:
+            frame = ws.receive_json()
+            if frame["type"] == "data":
+                by_id[frame["id"]].extend(frame["records"])
+        assert [(r["data"]["value"], r["revision"]) for r in by_id["agg"]] == [(48.0, False), (48.5, True)]
+        assert by_id["late"][0]["data"]["reading"]["ts"] == "2019-12-21T00:15:00Z"
+        assert by_id["dl"][0]["data"]["reason"] == "unparsable"
+
+
+def test_every_replica_sees_every_record(kafka_service: Any, topics: Topics, msg: SimpleNamespace) -> None:
+    producer = transactional(kafka_service.bootstrap)
+    config = config_for(kafka_service, topics, consumer_group="same-group-on-purpose")
+    with bridge(config, history=NoHistory()) as one, bridge(config, history=NoHistory()) as two:
+        ws1, ws2 = connect(one), connect(two)
+        subscribe(ws1, id="a", stream="raw")
+        subscribe(ws2, id="a", stream="raw")
+        sent = [msg.reading("HVAC1", f"2020-01-01T0{h}:00:00Z", float(h), site=f"s{h % 3}", seq=h)
+                for h in range(1, 9)]
+        produce(producer, topics.raw, [(f"s{h % 3}/HVAC1", v) for h, v in zip(range(1, 9), sent, strict=True)])
+        for ws in (ws1, ws2):
+            got = collect(ws, len(sent))
+            assert sorted(r["data"]["seq"] for r in got) == list(range(1, 9))
+
+
+def test_a_topic_created_after_start_is_tailed_from_its_beginning(kafka_service: Any, msg: SimpleNamespace) -> None:
+    topics = Topics(f"bt{uuid.uuid4().hex[:8]}")
+    create_topics(kafka_service.bootstrap, [topics.raw])
+    with bridge(config_for(kafka_service, topics), history=NoHistory()) as client:
+        ws = connect(client)
+        subscribe(ws, id="late", stream="late")
+        create_topics(kafka_service.bootstrap, [topics.late])
+        produce(transactional(kafka_service.bootstrap), topics.late, [("site1/W1", msg.late("W1"))])
+        assert collect(ws, 1)[0]["data"]["reason"] == "beyond-allowed-lateness"
+
+
+@pytest.mark.hbase
+def test_history_from_hbase_then_live_from_kafka(kafka_service: Any, hbase_service: Any, topics: Topics,
+                                                 msg: SimpleNamespace) -> None:
+    prefix = f"bl_{uuid.uuid4().hex[:8]}"
+    conn = hbase_service.connection()
+    conn.create_table(layout.table_name(prefix, "raw"), {layout.FAMILY: {}})
+    stored = [msg.reading("TH1", f"2020-01-01T0{h}:00:00Z", float(h), seq=h) for h in range(1, 4)]
+    table = conn.table(layout.table_name(prefix, "raw"))
+    for h, value in zip(range(1, 4), stored, strict=True):
+        table.put(layout.reading_key("site1", "TH1", 1577836800000 + h * 3_600_000, h), {layout.MESSAGE_COLUMN: value})
+    config = config_for(kafka_service, topics, hbase_host=hbase_service.thrift_host,
+                        hbase_port=hbase_service.thrift_port, table_prefix=prefix)
+    try:
+        with bridge(config) as client:
+            ws = connect(client)
+            subscribe(ws, id="h", stream="raw", sites=["site1"], sensors=["TH1"], since="2020-01-01T02:00:00Z")
+            history = ws.receive_json()
+            assert history["phase"] == "history"
+            assert [r["data"]["value"] for r in history["records"]] == [2.0, 3.0]
+            assert ws.receive_json()["type"] == "history_end"
+            produce(transactional(kafka_service.bootstrap), topics.raw,
+                    [("site1/TH1", msg.reading("TH1", "2020-01-01T04:00:00Z", 4.0, seq=4))])
+            live = ws.receive_json()
+            assert live["phase"] == "live" and [r["data"]["value"] for r in live["records"]] == [4.0]
+    finally:
+        conn.delete_table(layout.table_name(prefix, "raw"), disable=True)
+        conn.close()
