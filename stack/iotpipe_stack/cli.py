@@ -118,6 +118,10 @@ def cmd_run(stack: LocalStack, detach: bool) -> int:
         print(format_status(stack.status(flink=False)))
         print(f"iotpipe is up: Kafka {stack.s.bootstrap}, HBase Thrift {stack.s.host}:{stack.s.thrift_port}, "
               f"logs in {stack.s.logs_dir}")  # fmt: skip
+        info = stack.info()
+        for proc in pipeline.PROCESSES:
+            if proc.url is not None:
+                print(f"{proc.name}: open {proc.url(info)}", flush=True)
         if detach:
             print("detached; stop with `make stop` (iotpipe local down)")
             return EXIT_OK

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from hbase_sync.probe import http_ready
 from iotpipe_stack.pipeline_types import PipelineProcess, StackInfo
+from ws_bridge import probe as bridge_probe
 
 __all__ = ["PROCESSES", "PipelineProcess", "StackInfo"]
 
@@ -32,6 +33,13 @@ PROCESSES: list[PipelineProcess] = [
         argv=lambda s: [str(s.python), "-m", "iot_simulators"],
         env=lambda s: {"IOTPIPE_SIM_SITES": "5", "IOTPIPE_SIM_SPEED": "900", "IOTPIPE_SIM_PROGRESS_S": "30"},
         ready=None,
+    ),
+    PipelineProcess(  # websocket/HTTP bridge + built-in dashboard (services/ws_bridge); ready when /healthz answers
+        name="ws-bridge",
+        argv=lambda s: [str(s.python), "-m", "ws_bridge"],
+        env=lambda s: {"IOTPIPE_BRIDGE_PORT": str(bridge_probe.local_port())},
+        ready=lambda s: bridge_probe.healthy(bridge_probe.dashboard_url()),
+        url=lambda s: bridge_probe.dashboard_url(),  # printed by `iotpipe run`: the live dashboard
     ),
     # simulator, stream job, sync worker, bridge: one entry each
 ]

@@ -46,6 +46,7 @@ class PipelineProcess:
     argv:  command line, given the stack (e.g. [str(info.python), "-m", "hbase_sync"])
     env:   extra env vars on top of os.environ + StackInfo.base_env()
     ready: optional probe polled until True (e.g. an HTTP health check); None = ready once started
+    url:   optional address a person opens (e.g. the dashboard); `iotpipe run` prints it once ready
     """
 
     name: str
@@ -53,3 +54,4 @@ class PipelineProcess:
     env: Callable[[StackInfo], Mapping[str, str]] = _no_env
     ready: Callable[[StackInfo], bool] | None = None
     stop_timeout: float = field(default=15.0)
+    url: Callable[[StackInfo], str] | None = None
