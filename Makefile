@@ -43,7 +43,7 @@ stop: ## stop everything `make run` / `make up` started (no process left)
 down: stop
 
 status: ## what runs where (Kafka, HBase, Thrift, Flink runtime, pipeline processes)
-	@$(BIN)/iotpipe local status
+	@$(BIN)/iotpipe local status || true
 
 logs: ## last log lines of every component (C=kafka for one)
 	@$(BIN)/iotpipe local logs $(C)
