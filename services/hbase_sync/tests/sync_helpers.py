@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -311,3 +312,9 @@ class Trickle(threading.Thread):
                 time.sleep(self.pause)
         except BaseException as exc:  # reported by the test
             self.error = exc
+
+
+def http_get(url: str) -> str:
+    assert url.startswith("http://127.0.0.1:")
+    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 (loopback http, checked above)
+        return str(response.read().decode())
