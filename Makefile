@@ -11,7 +11,7 @@ SERVICE_MARKERS := kafka or hbase or flink or kube or helm or browser or e2e
 MYPY_DIRS = $(wildcard libs/iotcommon/iotcommon stack/iotpipe_stack simulators/iot_simulators \
 	services/stream_job/stream_job services/hbase_sync/hbase_sync services/ws_bridge/ws_bridge operator/iot_operator)
 
-.PHONY: help setup run up stop down status logs test test-unit lint bench clean-state kube-tools helm charts
+.PHONY: help setup run up stop down status logs test test-unit lint bench clean-state kube-tools helm charts browser
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -49,9 +49,13 @@ logs: ## last log lines of every component (C=kafka for one)
 	@$(BIN)/iotpipe local logs $(C)
 
 # pytest exit 5 = "no tests collected": that must fail, not pass silently
-test: setup ## every test, including the real services (Kafka, HBase, Flink, ...)
+test: setup browser ## every test, including the real services (Kafka, HBase, Flink, ...) and the browser
 	@set +e; $(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+browser: ## headless Chromium for the browser tests (Debian's package, installed with apt-get when missing)
+	@command -v chromium >/dev/null || { SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 test-unit: setup ## fast tests only (no services)
 	@set +e; $(BIN)/python -m pytest -m "not ($(SERVICE_MARKERS))" $(PYTEST_ARGS); rc=$$?; \
