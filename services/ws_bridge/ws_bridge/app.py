@@ -232,7 +232,8 @@ async def _websocket(websocket: WebSocket) -> None:
         return
     session = Session(config.queue_records)
     state.sessions.add(session)
-    session.offer(protocol.hello(state.replica, config.heartbeat_s, config.queue_records, config.max_subscriptions))
+    session.offer(protocol.hello(state.replica, config.heartbeat_s, config.queue_records, config.max_subscriptions,
+                                 config.site_tz))
     tasks: set[asyncio.Task[None]] = set()
     writer = asyncio.create_task(_writer(state, websocket, session))
     reader = asyncio.create_task(_reader(state, websocket, session, tasks))

@@ -163,10 +163,10 @@ def _dump(obj: dict[str, Any]) -> str:
     return json.dumps(obj, separators=(",", ":"))
 
 
-def hello(replica: str, heartbeat_s: float, queue_records: int, max_subscriptions: int) -> str:
+def hello(replica: str, heartbeat_s: float, queue_records: int, max_subscriptions: int, site_tz: str) -> str:
     return _dump({"type": "hello", "protocol": PROTOCOL_VERSION, "replica": replica, "streams": list(STREAMS),
                   "heartbeat_s": heartbeat_s, "queue_records": queue_records,
-                  "max_subscriptions": max_subscriptions})
+                  "max_subscriptions": max_subscriptions, "site_tz": site_tz})
 
 
 def subscribed(sub: Subscribe) -> str:
