@@ -90,6 +90,11 @@ def test_operator_defaults(helm: Helm) -> None:
     assert dep["spec"]["strategy"] == {"type": "Recreate"}
     assert dep["spec"]["template"]["spec"]["serviceAccountName"] == "demo-iotpipe-operator"
     one(docs, "ServiceAccount", "demo-iotpipe-operator")
+    (role,) = by_kind(docs, "Role")
+    assert role["metadata"]["namespace"] == "iot"
+    assert one(docs, "RoleBinding")["subjects"] == [
+        {"kind": "ServiceAccount", "name": "demo-iotpipe-operator", "namespace": "iot"}
+    ]
     c = operator_container(docs)
     assert c["image"] == "iotpipe/operator:0.1.0"
     assert c["args"] == ["--standalone", "--liveness=http://0.0.0.0:8080/healthz", "--namespace=iot"]
@@ -136,6 +141,11 @@ def test_operator_named_namespaces(helm: Helm) -> None:
     assert pod["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
     svc = one(docs, "Service")
     assert svc["metadata"]["annotations"]["example.com/scrape-group"] == "operators"
+    # least-privilege RBAC only where the operator watches
+    assert sorted(r["metadata"]["namespace"] for r in by_kind(docs, "Role")) == ["iot-team-a", "iot-team-b"]
+    for binding in by_kind(docs, "RoleBinding"):
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "t-iotpipe-operator", "namespace": "iot"}]
+    assert by_kind(docs, "ClusterRole") == []
 
 
 def test_operator_cluster_wide(helm: Helm) -> None:
@@ -152,6 +162,10 @@ def test_operator_cluster_wide(helm: Helm) -> None:
     assert c["args"] == ["--standalone", "--liveness=http://0.0.0.0:9000/healthz", "--all-namespaces"]
     assert env_of(c)["IOTPIPE_METRICS_ENABLED"] == "false"
     assert [p["name"] for p in c["ports"]] == ["health"]
+    assert by_kind(docs, "Role") == []
+    cluster_binding = one(docs, "ClusterRoleBinding")
+    assert cluster_binding["roleRef"]["name"] == one(docs, "ClusterRole")["metadata"]["name"]
+    assert cluster_binding["subjects"][0]["name"] == "iot-op-sa"
     assert c["livenessProbe"]["periodSeconds"] == 5
     assert c["livenessProbe"]["failureThreshold"] == 6
 
