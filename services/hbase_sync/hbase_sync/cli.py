@@ -40,7 +40,7 @@ def consumer_settings(config: SyncConfig, metrics: SyncMetrics) -> dict[str, obj
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
         "isolation.level": "read_committed",  # the stream job writes transactionally
-        "partition.assignment.strategy": "cooperative-sticky",
+        "partition.assignment.strategy": config.assignment,
         "session.timeout.ms": config.session_timeout_ms,
         "topic.metadata.refresh.interval.ms": 10_000,  # notice topics created after the start
         "statistics.interval.ms": 5_000,

@@ -31,6 +31,9 @@ class SyncConfig:
                                   env="IOTPIPE_SYNC_BACKOFF_MAX_MS", minimum=1)
     hbase_timeout_ms: int = setting(20_000, "Thrift socket timeout: a slower HBase call counts as a failure",
                                     env="IOTPIPE_SYNC_HBASE_TIMEOUT_MS", minimum=100)
+    assignment: str = setting("roundrobin", "partition assignment strategy of the group; roundrobin spreads every "
+                              "topic's partitions over the replicas", env="IOTPIPE_SYNC_ASSIGNMENT",
+                              choices=("roundrobin", "range", "cooperative-sticky"))
     session_timeout_ms: int = setting(45_000, "Kafka group session timeout: how soon a dead worker's partitions move",
                                       env="IOTPIPE_SYNC_SESSION_TIMEOUT_MS", minimum=1000)
     create_tables: bool = setting(True, "create missing tables at start (never drops or alters existing ones)",

@@ -350,11 +350,13 @@ class Worker:
             self.metrics.paused.set(0)
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        log.info("assigned %s", _names(partitions))
+        if partitions:
+            log.info("assigned %s", _names(partitions))
         self.metrics.assigned.inc(len(partitions))
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        log.info("revoked %s", _names(partitions))
+        if partitions:
+            log.info("revoked %s", _names(partitions))
         self.metrics.assigned.dec(len(partitions))
         revoked = {(tp.topic, tp.partition) for tp in partitions}
         for tp in revoked:

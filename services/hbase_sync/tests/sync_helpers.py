@@ -11,6 +11,7 @@ import base64
 import calendar
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -318,3 +319,30 @@ def http_get(url: str) -> str:
     assert url.startswith("http://127.0.0.1:")
     with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 (loopback http, checked above)
         return str(response.read().decode())
+
+
+def committed(bootstrap: str, group: str, topics: list[str], partitions: int) -> dict[tuple[str, int], int]:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        tps = c.committed([TopicPartition(t, p) for t in topics for p in range(partitions)], timeout=30)
+        return {(tp.topic, tp.partition): tp.offset for tp in tps}
+    finally:
+        c.close()
+
+
+def assignment_from_log(log: str) -> set[tuple[str, int]]:
+    """The partitions a worker holds according to its 'assigned ...' / 'revoked ...' / 'lost ...' log lines."""
+    held: set[tuple[str, int]] = set()
+    for line in log.splitlines():
+        m = re.search(r" (assigned|revoked|lost) (.*)$", line)
+        if not m:
+            continue
+        parts = {(t, int(p)) for t, p in re.findall(r"([\w.-]+)\[(\d+)\]", m.group(2))}
+        held = held | parts if m.group(1) == "assigned" else held - parts
+    return held
+
+
+def rows_written_from_log(log: str) -> int:
+    m = re.search(r"stopped: (\d+) rows written", log)
+    assert m, log[-3000:]
+    return int(m.group(1))
