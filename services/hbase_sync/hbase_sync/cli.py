@@ -90,8 +90,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("http: /healthz /readyz /metrics on %s:%d", *server.server_address[:2])
     backoff = Backoff(config.backoff_ms / 1000, config.backoff_max_ms / 1000)
     store = ShardedStore([
+        # the first connection creates missing tables and checks TTLs; the others only need the tables to exist
         HBaseStore(config.hbase_host, config.hbase_port, config.table_prefix, timeout_ms=config.hbase_timeout_ms,
-                   ttls=config.ttls, create_tables=config.create_tables and i == 0)
+                   ttls=config.ttls if i == 0 else None, create_tables=config.create_tables and i == 0)
         for i in range(config.writers)
     ])
     try:

@@ -24,7 +24,8 @@ class SyncConfig:
                             env="IOTPIPE_SYNC_BATCH_MS", minimum=1)
     writers: int = setting(2, "Thrift connections one batch is written over in parallel", env="IOTPIPE_SYNC_WRITERS",
                            minimum=1, maximum=16)
-    retries: int = setting(5, "quick write retries (exponential backoff) before consumption is paused",
+    retries: int = setting(5, "write retries (exponential backoff) before HBase is reported unavailable (/readyz "
+                           "503); when stopping, the retries after which unwritten rows are left uncommitted",
                            env="IOTPIPE_SYNC_RETRIES", minimum=0)
     backoff_ms: int = setting(200, "first retry delay", env="IOTPIPE_SYNC_BACKOFF_MS", minimum=1)
     backoff_max_ms: int = setting(10_000, "longest retry delay, also the probe interval while paused",
