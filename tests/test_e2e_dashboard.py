@@ -159,7 +159,7 @@ def browser(tmp_path: Path) -> Iterator[DevTools]:
             proc.kill()
 
 
-PAGE_STATE = """JSON.stringify({
+PAGE_STATE = """(() => { try { return JSON.stringify({
   records: window.iotpipe ? window.iotpipe.records : 0,
   sim: document.getElementById('sim-time').textContent,
   connection: document.getElementById('conn').textContent,
@@ -168,12 +168,15 @@ PAGE_STATE = """JSON.stringify({
   thPaths: document.querySelectorAll('#p-th svg path').length,
   miacPaths: document.querySelectorAll('#p-miac svg path').length,
   aggRows: document.querySelectorAll('#p-aggs table tr').length - 1,
-})"""
+}); } catch (e) { return JSON.stringify({error: String(e)}); } })()"""
+NOT_YET = {"records": 0, "sim": "", "connection": "", "site": "", "hvac1Rows": 0, "thPaths": 0, "miacPaths": 0,
+           "aggRows": 0}
 
 
 def page_state(tools: DevTools) -> dict[str, Any]:
-    state: dict[str, Any] = json.loads(tools.evaluate(PAGE_STATE))
-    return state
+    value = tools.evaluate(PAGE_STATE)
+    state: dict[str, Any] = json.loads(value) if value else {"error": "no value"}
+    return state if "error" not in state else {**NOT_YET, **state}  # the page is still loading
 
 
 def wait_for(tools: DevTools, what: str, check: Any, timeout: float = LIVE_TIMEOUT) -> dict[str, Any]:

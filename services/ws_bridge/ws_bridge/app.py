@@ -246,8 +246,9 @@ async def _websocket(websocket: WebSocket) -> None:
             task.cancel()
         state.hub.drop_session(session)
         state.sessions.discard(session)
-        with contextlib.suppress(Exception):
-            await websocket.close(1000)
+        with contextlib.suppress(Exception):  # a stuck peer cannot take a close frame either: don't wait for it
+            await asyncio.wait_for(websocket.close(1008 if session.too_slow else 1000,
+                                                   "client too slow" if session.too_slow else ""), 1.0)
 
 
 async def _writer(state: BridgeState, websocket: WebSocket, session: Session) -> None:
@@ -261,6 +262,7 @@ async def _writer(state: BridgeState, websocket: WebSocket, session: Session) ->
         try:
             await asyncio.wait_for(websocket.send_text(frame), timeout)
         except TimeoutError:
+            session.too_slow = True
             state.metrics.slow_clients_closed.inc()
             log.warning("closing a client that accepted nothing for %.1f s", timeout)
             return

@@ -41,6 +41,7 @@ class Session:
         self._dropped = 0
         self.dropped_total = 0
         self.sent_records = 0
+        self.too_slow = False  # set when a send did not complete within the send timeout
         self._wake = asyncio.Event()
         self.subscriptions: dict[str, Subscription] = {}
 

@@ -105,6 +105,9 @@ const Charts = (() => {
         el("path", { d: top + back + "Z", fill: s.color, "fill-opacity": 0.25, stroke: "none" }, f.svg);
       }
       el("path", { d: top, fill: "none", stroke: s.color, "stroke-width": 1.6 }, f.svg);
+      if (s.points.length <= 40) {  // sparse series (daily values): mark each point
+        for (const p of s.points) el("circle", { cx: xs(p[0]), cy: y(p[1]), r: 2.5, fill: s.color }, f.svg);
+      }
     }
     legend(f, visible.map((s) => ({ ...s, last: s.points.length ? s.points[s.points.length - 1][1] : undefined })));
   }
@@ -117,7 +120,8 @@ const Charts = (() => {
     const f = frame(container);
     const all = series.flatMap((s) => s.values.filter((v) => v !== null && v !== undefined));
     const y = yAxis(f, Math.min(0, ...all), Math.max(0, ...all));
-    const band = f.iw / categories.length, gap = band * 0.2, bw = (band - gap) / series.length;
+    const band = f.iw / categories.length, bw = Math.min((band * 0.8) / series.length, 48);
+    const gap = band - bw * series.length;
     const labelEvery = Math.ceil(categories.length / Math.max(1, Math.floor(f.iw / 44)));
     categories.forEach((c, i) => {
       if (i % labelEvery === 0) {

@@ -155,7 +155,8 @@
     $("records").textContent = state.records.toLocaleString();
     $("last-update").textContent = state.lastUpdate ? state.lastUpdate.toLocaleTimeString() : "–";
     if (!now) return;
-    const win = [now - WINDOW_15MIN, now];
+    const first15 = Math.min(...["TH1", "TH2", "MiAC1", "W1"].map((k) => (sorted(k)[0] || [now])[0]));
+    const win = [Math.max(now - WINDOW_15MIN, Math.min(first15, now - 36e5)), now];  // grow to 2 days, then slide
 
     // 1 HVAC1 table (newest first)
     const hv = sorted("HVAC1").slice(-60).reverse();
@@ -170,7 +171,8 @@
       points: [...(state.agg.get(n) || new Map()).values()].map((a) => [a._ms, a.value]).sort((a, b) => a[0] - b[0]) });
     const th = [aggLine("AggDay[TH1]"), aggLine("AggDay[TH2]")];
     const lastAgg = Math.max(now, ...th.flatMap((s) => s.points.map((p) => p[0])));
-    Charts.line(chart("p-aggth"), th, [lastAgg - DAYS_SHOWN * DAY, lastAgg], { step: true });
+    const firstAgg = Math.min(lastAgg - 2 * DAY, ...th.flatMap((s) => s.points.map((p) => p[0])));
+    Charts.line(chart("p-aggth"), th, [Math.max(lastAgg - DAYS_SHOWN * DAY, firstAgg - DAY / 2), lastAgg + DAY / 2], { step: true });
     // 4 MiAC stacked, 5 TH
     Charts.line(chart("p-miac"), ["MiAC1", "MiAC2"].map((s) => ({ name: s, color: COLORS[s], points: sorted(s) })), win, { stacked: true, step: true });
     Charts.line(chart("p-th"), ["TH1", "TH2"].map((s) => ({ name: s, color: COLORS[s], points: sorted(s) })), win, {});
