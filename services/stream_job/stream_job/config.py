@@ -29,8 +29,10 @@ class StreamJobConfig:
                               env="IOTPIPE_LATENESS_S", minimum=0)
     watermark_delay_ms: int = setting(1000, "watermark = max event time seen - this delay (bounded out-of-orderness)",
                                       env="IOTPIPE_WATERMARK_DELAY_MS", minimum=0)
-    idle_timeout_ms: int = setting(5000, "a source partition without data for this long stops holding the watermark "
-                                   "back (0 = never)", env="IOTPIPE_IDLE_TIMEOUT_MS", minimum=0)
+    idle_timeout_ms: int = setting(0, "a readings partition without data for this long stops holding the watermark "
+                                   "back; 0 = never. Off by default: while a backlog is read, a partition that is "
+                                   "merely not fetched yet would be skipped and its readings judged late",
+                                   env="IOTPIPE_IDLE_TIMEOUT_MS", minimum=0)
     checkpoint_dir: str = setting("", "checkpoint directory (path or URI); default $IOTPIPE_HOME/stream_job/"
                                   "checkpoints/<prefix>", env="IOTPIPE_CHECKPOINT_DIR")
     checkpoint_interval_ms: int = setting(2000, "checkpoint interval; transactional output becomes visible to "

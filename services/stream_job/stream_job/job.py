@@ -110,7 +110,7 @@ def flink_configuration(config: StreamJobConfig, checkpoints: Path, restore_from
         "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
         "execution.checkpointing.num-retained": "3",
         "execution.checkpointing.min-pause": "500 ms",
-        "table.exec.source.idle-timeout": f"{config.idle_timeout_ms} ms",
+        "table.exec.source.idle-timeout": f"{config.idle_timeout_ms} ms",  # 0 ms = idleness detection off
         "table.local-time-zone": "UTC",
         "pipeline.name": f"iotpipe-stream-job[{config.topic_prefix}]",
         "pipeline.auto-watermark-interval": "200 ms",
