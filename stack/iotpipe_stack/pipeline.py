@@ -28,6 +28,13 @@ PROCESSES: list[PipelineProcess] = [
         env=lambda s: {"IOTPIPE_SYNC_HTTP_HOST": "127.0.0.1", "IOTPIPE_SYNC_HTTP_PORT": "9464"},
         ready=lambda s: http_ready("http://127.0.0.1:9464/readyz"),
     ),
+    PipelineProcess(  # Flink stream job (services/stream_job, .venv-flink): readings -> raw/aggregates/late/deadletter
+        name="stream-job",
+        argv=lambda s: [str(s.flink_python), "-m", "stream_job"],
+        env=lambda s: {"JVM_ARGS": "-Xmx1g", "IOTPIPE_FLINK_PARALLELISM": "1"},  # resumes from its latest checkpoint
+        ready=None,
+        stop_timeout=40.0,
+    ),
     PipelineProcess(  # device simulators (simulators/): 5 sites, one 15-min step per second = 1 simulated day / 96 s
         name="simulator",
         argv=lambda s: [str(s.python), "-m", "iot_simulators"],
