@@ -93,3 +93,15 @@ def test_out_of_order_marking_per_device(msg: SimpleNamespace) -> None:
         msg.reading("W1", "2020-01-03T00:00:00Z"), msg.reading("W1", "2020-01-01T00:00:00Z"),
         msg.reading("TH1", "2020-01-01T00:00:00Z"), msg.reading("W1", "2020-01-03T00:15:00Z"))]
     assert marks == [False, True, False, False]
+
+
+async def test_a_client_behind_gets_queued_frames_of_one_subscription_merged() -> None:
+    session = Session(limit=100)
+    session.offer('{"type":"data","id":"a","stream":"raw","phase":"live","records":[1,2]}', records=2)
+    session.offer('{"type":"data","id":"a","stream":"raw","phase":"live","records":[3]}', records=1)
+    session.offer('{"type":"data","id":"b","stream":"raw","phase":"live","records":[9]}', records=1)
+    session.offer('{"type":"data","id":"a","stream":"raw","phase":"live","records":[4]}', records=1)
+    frames = [await session.next_frame() for _ in range(3)]
+    assert [(json.loads(f)["id"], json.loads(f)["records"], n) for f, n in frames] == [  # type: ignore[misc]
+        ("a", [1, 2, 3], 3), ("b", [9], 1), ("a", [4], 1)]
+    assert session.pending_records == 0 and session.sent_records == 5

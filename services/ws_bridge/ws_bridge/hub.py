@@ -30,6 +30,9 @@ class Close:
     reason: str
 
 
+MAX_MERGED_CHARS = 1 << 20  # coalesced data frames stay below ~1 MB
+
+
 class Session:
     """The outbound side of one connection: a bounded queue of frames (text, records in it)."""
 
@@ -98,9 +101,36 @@ class Session:
             assert self._close is not None
             return self._close
         frame, count = self._frames.popleft()
+        if count and self._frames and self._frames[0][1]:
+            frame, count = self._coalesce(frame, count)
         self._pending -= count
         self.sent_records += count
         return frame, count
+
+    def _coalesce(self, frame: str, count: int) -> tuple[str, int]:
+        """Merge the data frames queued behind ``frame`` for the same subscription and phase into one frame.
+
+        A client that falls behind thus gets fewer, larger frames (adaptive batching) instead of a growing backlog
+        of small ones; a client that keeps up is sent each batch as it comes.
+        """
+        marker = frame.find('"records":[')
+        if marker < 0 or not frame.endswith("]}"):
+            return frame, count
+        head_end = marker + len('"records":[')
+        head = frame[:head_end]
+        parts = [frame[head_end:-2]]
+        size = len(frame)
+        while self._frames and size < MAX_MERGED_CHARS:
+            following, more = self._frames[0]
+            if not more or not following.startswith(head):
+                break
+            self._frames.popleft()
+            count += more
+            parts.append(following[head_end:-2])
+            size += len(following) - head_end
+        if len(parts) == 1:
+            return frame, count
+        return head + ",".join(parts) + "]}", count
 
 
 @dataclass(eq=False)
