@@ -227,6 +227,7 @@ def test_auth_token_required_when_set(msg, make_client) -> None:
     assert client.get("/api/v1/sites?access_token=s3cret").status_code == 200
     # probes and the (data-free) page stay open
     assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").json() == {"ready": True, "kafka": True}
     assert client.get("/metrics").status_code == 200
     assert client.get("/").status_code == 200
 

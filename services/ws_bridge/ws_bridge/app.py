@@ -107,6 +107,7 @@ def create_app(config: BridgeConfig, *, history: HistorySource | None = None, li
     routes = [
         Route("/", _index),
         Route("/healthz", _healthz),
+        Route("/readyz", _readyz),
         Route("/metrics", _metrics),
         Route("/api/v1/status", _status),
         Route("/api/v1/sites", _sites),
@@ -166,6 +167,13 @@ async def _healthz(request: Request) -> Response:
     state = _state(request)
     return JSONResponse({"status": "ok", "replica": state.replica, "kafka": state.live.connected,
                          "connections": len(state.sessions), "auth": state.config.auth_required})
+
+
+async def _readyz(request: Request) -> Response:
+    """Ready when the Kafka tail has its partitions (history may still fail: HBase outages give error frames)."""
+    state = _state(request)
+    ok = bool(state.live.connected)
+    return JSONResponse({"ready": ok, "kafka": ok}, status_code=200 if ok else 503)
 
 
 async def _metrics(request: Request) -> Response:
