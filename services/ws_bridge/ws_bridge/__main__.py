@@ -22,6 +22,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("ws_bridge")
     log.info("starting: %s", describe(config))
+    log.info("dashboard at http://%s:%d/ (websocket /ws, HTTP API /api/v1/...)",
+             "127.0.0.1" if config.host in ("0.0.0.0", "") else config.host, config.port)
 
     import uvicorn
 
