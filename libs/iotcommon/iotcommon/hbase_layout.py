@@ -10,7 +10,8 @@ Row keys serve the dashboards' query, "one series of one site over a time range,
 ``salt`` is two hex digits, crc32(site/series) mod 16: every device writes into its own contiguous key range (one
 scan per series) while the 16 buckets spread the devices of many sites over regions. The order part is fixed-width so
 that byte order is time order: ``<ts_ms:013d>|<seq:010d>`` for readings, ``<YYYY-MM-DD>`` for aggregates. Keys are
-deterministic, so writing the same message twice leaves the same row (replays are harmless).
+deterministic, so writing the same message twice leaves the same row (replays are harmless). The aggregates row holds
+the highest revision (the sync worker's compare-and-set). docs/storage.md explains the design.
 """
 
 from __future__ import annotations
