@@ -8,6 +8,7 @@ source except in test_history_from_hbase_then_live_from_kafka, which uses both r
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from collections.abc import Iterator
 from types import SimpleNamespace
@@ -209,3 +210,32 @@ def test_history_from_hbase_then_live_from_kafka(kafka_service: Any, hbase_servi
     finally:
         conn.delete_table(layout.table_name(prefix, "raw"), disable=True)
         conn.close()
+
+
+def test_a_bridge_started_while_kafka_is_down_tails_from_the_end_once_it_is_back(
+        kafka_service: Any, topics: Topics, msg: SimpleNamespace) -> None:
+    producer = transactional(kafka_service.bootstrap)
+    produce(producer, topics.raw, [("site1/TH1", msg.reading("TH1", "2020-01-01T00:15:00Z", 1.0, seq=1))])  # old
+    kafka_service.stop()
+    try:
+        app = create_app(config_for(kafka_service, topics), history=NoHistory())
+        with TestClient(app) as client:
+            health = client.get("/readyz")
+            assert health.status_code == 503 and health.json() == {"ready": False, "kafka": False}
+            kafka_service.start()
+            deadline = time.monotonic() + 120
+            while client.get("/readyz").status_code != 200:
+                assert time.monotonic() < deadline, "the bridge never reached Kafka"
+                time.sleep(0.5)
+            ws = client.websocket_connect("/ws").__enter__()
+            try:
+                ws.receive_json()
+                subscribe(ws, id="a", stream="raw")
+                produce(transactional(kafka_service.bootstrap), topics.raw,
+                        [("site1/TH1", msg.reading("TH1", "2020-01-01T00:30:00Z", 2.0, seq=2))])
+                assert [r["data"]["value"] for r in collect(ws, 1)] == [2.0]  # the old record is not replayed
+            finally:
+                ws.__exit__(None, None, None)
+    finally:
+        if not kafka_service.is_ready():
+            kafka_service.start()

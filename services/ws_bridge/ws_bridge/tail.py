@@ -54,6 +54,7 @@ class KafkaTail:
         self._thread: threading.Thread | None = None
         self._assigned: dict[tuple[str, int], bool] = {}
         self._tracker = OrderTracker()
+        self._seen_cluster = False  # a metadata fetch has succeeded once
         self.connected = False
         self.records = 0
         self.ready = threading.Event()  # set once the first assignment (from the end) is in place
@@ -81,27 +82,34 @@ class KafkaTail:
             "socket.keepalive.enable": True,
         })
 
-    def _refresh(self, consumer: Consumer, first: bool) -> None:
-        """Assign partitions not yet assigned: from the end at start, from the beginning when new later."""
+    def _refresh(self, consumer: Consumer) -> None:
+        """Assign partitions not yet assigned. Those that exist at the first successful metadata fetch start at their
+        read_committed end; partitions (or topics) that appear later start at their beginning: all of it is new."""
         try:
             meta = consumer.list_topics(timeout=5)
         except KafkaException as exc:
             self.connected = False
             log.warning("Kafka metadata from %s failed: %s", self._bootstrap, exc)
             return
-        self.connected = True
+        first = not self._seen_cluster
         new: list[TopicPartition] = []
         for topic in self._stream_of:
             info = meta.topics.get(topic)
             if info is None or info.error is not None:
                 continue
-            for partition in info.partitions:
-                if (topic, partition) not in self._assigned:
-                    self._assigned[(topic, partition)] = True
-                    new.append(TopicPartition(topic, partition, OFFSET_BEGINNING))
+            new.extend(TopicPartition(topic, partition, OFFSET_BEGINNING) for partition in info.partitions
+                       if (topic, partition) not in self._assigned)
         if new and first:
-            new = self._ends(new)
+            try:
+                new = self._ends(new)
+            except KafkaException as exc:
+                log.warning("could not read the end offsets from %s (will retry): %s", self._bootstrap, exc)
+                return
+        self._seen_cluster = True
+        self.connected = True
         if new:
+            for tp in new:
+                self._assigned[(tp.topic, tp.partition)] = True
             consumer.incremental_assign(new)
             log.info("tailing %s", ", ".join(f"{tp.topic}[{tp.partition}]"
                                              f"{' from the end' if first else ' from the start'}" for tp in new))
@@ -121,27 +129,27 @@ class KafkaTail:
     def _run(self, deliver: Callable[[list[Record]], None]) -> None:
         consumer = self._consumer()
         try:
-            self._refresh(consumer, first=True)
+            self._refresh(consumer)
             missing = [t for t in self._stream_of if not any(k[0] == t for k in self._assigned)]
             if missing:
                 log.info("waiting for topic(s) %s to appear", ", ".join(missing))
             self.ready.set()
             refreshed = time.monotonic()
             while not self._stop.is_set():
-                if time.monotonic() - refreshed > METADATA_REFRESH_S:
-                    self._refresh(consumer, first=False)
-                    refreshed = time.monotonic()
-                if not self._assigned:
-                    self._stop.wait(0.2)
-                    continue
-                messages = consumer.consume(num_messages=2000, timeout=self._batch_wait)
-                batch = self._decode(messages)
-                if batch:
-                    self.records += len(batch)
-                    deliver(batch)
-        except Exception:
-            log.exception("Kafka tail crashed")
-            raise
+                try:
+                    if time.monotonic() - refreshed > METADATA_REFRESH_S or not self._seen_cluster:
+                        self._refresh(consumer)
+                        refreshed = time.monotonic()
+                    if not self._assigned:
+                        self._stop.wait(0.5)
+                        continue
+                    batch = self._decode(consumer.consume(num_messages=2000, timeout=self._batch_wait))
+                    if batch:
+                        self.records += len(batch)
+                        deliver(batch)
+                except KafkaException as exc:  # the broker went away, a partition moved, ...: keep tailing
+                    log.warning("Kafka: %s", exc)
+                    self._stop.wait(1.0)
         finally:
             consumer.close()
 
