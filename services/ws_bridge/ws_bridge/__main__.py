@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
+from types import FrameType
 
 from iotcommon.config import describe, load
 from iotcommon.errors import ConfigError
@@ -29,13 +31,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from ws_bridge.app import create_app
 
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            """SIGTERM/SIGINT: graceful shutdown, then exit 0 (uvicorn would re-raise the signal: exit 143)."""
+            if self.should_exit and sig == signal.SIGINT:
+                self.force_exit = True
+            self.should_exit = True
+
     app = create_app(config)
-    server = uvicorn.Server(uvicorn.Config(
+    server = Server(uvicorn.Config(
         app, host=config.host, port=config.port, log_level=config.log_level.lower(), access_log=False,
         ws="websockets-sansio", ws_ping_interval=config.heartbeat_s, ws_ping_timeout=config.heartbeat_s * 3,
         ws_max_size=1 << 20, lifespan="on", timeout_graceful_shutdown=5,
     ))
-    # uvicorn handles SIGINT/SIGTERM: stops accepting, closes connections, runs the lifespan shutdown.
+    # SIGINT/SIGTERM: stop accepting, close the websockets (1001), run the lifespan shutdown (stops the Kafka tail).
     server.run()
     log.info("stopped")
     return 0
