@@ -1,0 +1,34 @@
+"""The entrypoint: --help, and exit code 2 with a reason on bad options."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ws_bridge", *args], capture_output=True, text=True, timeout=60,
+                          check=False, env={"PATH": "/usr/bin:/bin"})
+
+
+def test_help_lists_every_setting_with_its_env_var() -> None:
+    result = run("--help")
+    assert result.returncode == 0
+    for env in ("IOTPIPE_KAFKA_BOOTSTRAP", "IOTPIPE_TOPIC_PREFIX", "IOTPIPE_HBASE_HOST", "IOTPIPE_TABLE_PREFIX",
+                "IOTPIPE_BRIDGE_TOKEN", "IOTPIPE_BRIDGE_QUEUE_RECORDS"):
+        assert env in result.stdout
+
+
+@pytest.mark.parametrize(("args", "reason"), [
+    (("--port", "nope"), "--port"),
+    (("--auth", "maybe"), "--auth"),
+    (("--host", "0.0.0.0"), "IOTPIPE_BRIDGE_TOKEN"),
+    (("--queue-records", "0"), "minimum"),
+    (("--no-such-flag",), "unrecognized"),
+])
+def test_bad_options_exit_2_with_a_reason(args: tuple[str, ...], reason: str) -> None:
+    result = run(*args)
+    assert result.returncode == 2
+    assert reason in result.stderr
