@@ -9,6 +9,7 @@ A deletion handler (and therefore kopf's finalizer) exists only for objects with
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime as dt
 import logging
 import os
@@ -19,7 +20,7 @@ from typing import Any
 
 import kopf
 
-from iot_operator import FINALIZER, GROUP, PLURAL, VERSION, metrics
+from iot_operator import API_VERSION, FINALIZER, GROUP, PLURAL, VERSION, metrics
 from iot_operator import status as st
 from iot_operator.config import DESCRIPTION, OperatorConfig
 from iot_operator.reconcile import Deps, cleanup, real_deps, reconcile
@@ -44,6 +45,10 @@ def deps() -> Deps:
     return _deps
 
 
+def pipeline_path(namespace: str, name: str) -> str:
+    return f"/apis/{API_VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
+
+
 def backoff(retry: int) -> float:
     """5 s, 10 s, 20 s, ... up to IOTPIPE_OPERATOR_MAX_BACKOFF_SECONDS."""
     return float(min(CONFIG.max_backoff_seconds, 5.0 * 2 ** min(retry, 16)))
@@ -56,8 +61,11 @@ def startup(settings: kopf.OperatorSettings, logger: logging.Logger | logging.Lo
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP,
                                                                           key="last-handled-configuration")
-    settings.posting.level = logging.INFO
+    settings.posting.level = logging.WARNING  # our own events say what happened; kopf posts only problems
     settings.watching.server_timeout = 300
+    # the namespaces are given exactly (--namespace) or all (--all-namespaces): no need to list namespaces or CRDs,
+    # which a namespaced Role does not allow
+    settings.scanning.disabled = True
     settings.execution.max_workers = 8
     if CONFIG.metrics_enabled:
         port = metrics.serve(CONFIG.metrics_host, CONFIG.metrics_port)
@@ -65,17 +73,24 @@ def startup(settings: kopf.OperatorSettings, logger: logging.Logger | logging.Lo
     logger.info(f"iot_operator config: {describe(CONFIG)}")
 
 
-def _emitter(body: kopf.Body, pipeline: str) -> Any:
+def _emitter(body: Mapping[str, Any], pipeline: str) -> Any:
+    """Log, count and post an Event (posted directly: the periodic pass runs outside kopf's handler context)."""
+
     def emit(reason: str, message: str, warning: bool = False) -> None:
         metrics.ACTIONS.labels(pipeline, reason).inc()
         log.info(f"[{pipeline}] {reason}: {message}")
-        kopf.event(body, type="Warning" if warning else "Normal", reason=reason, message=message)
+        try:
+            deps().kube.post_event(body, "Warning" if warning else "Normal", reason, message)
+        except Exception as exc:  # an event is worth a log line, never a failed reconcile
+            log.warning(f"[{pipeline}] could not post event {reason}: {exc}")
 
     return emit
 
 
-def _run(trigger: str, body: kopf.Body, patch: kopf.Patch, retry: int) -> None:
-    pipeline = f"{body.metadata.namespace}/{body.metadata.name}"
+def _pass(trigger: str, body: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """One reconcile + the status it wants. Returns (status keys to write, unavailable dependencies)."""
+    meta = body.get("metadata") or {}
+    pipeline = f"{meta.get('namespace')}/{meta.get('name')}"
     started = time.monotonic()
     emit = _emitter(body, pipeline)
     outcome = reconcile(body, CONFIG, deps(), emit)
@@ -84,21 +99,26 @@ def _run(trigger: str, body: kopf.Body, patch: kopf.Patch, retry: int) -> None:
 
     old: Mapping[str, Any] = body.get("status") or {}
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    desired = st.desired_status(outcome, int(body.metadata.get("generation") or 0), old, now)
+    desired = st.desired_status(outcome, int(meta.get("generation") or 0), old, now)
     changes = st.status_patch(old, desired)
     if changes:
         metrics.STATUS_WRITES.labels(pipeline).inc()
-        for key, value in changes.items():
-            patch.status[key] = value
         for c in st.transitions(old.get("conditions"), desired["conditions"]):
             if c["type"] == st.READY and c["status"] != "True" and c["reason"] in (st.INVALID_SPEC,
                                                                                  st.DEPENDENCY_UNAVAILABLE):
                 emit(c["reason"], c["message"], warning=True)
     metrics.set_phase(pipeline, desired["phase"])
-    if outcome.unavailable:
+    return changes, outcome.unavailable
+
+
+def _run(trigger: str, body: kopf.Body, patch: kopf.Patch, retry: int) -> None:
+    changes, unavailable = _pass(trigger, body)
+    for key, value in changes.items():
+        patch.status[key] = value
+    if unavailable:
         delay = backoff(retry)
-        raise kopf.TemporaryError(f"dependency unavailable, retrying in {delay:.0f} s: "
-                                  f"{'; '.join(outcome.unavailable)}", delay=delay)
+        raise kopf.TemporaryError(f"dependency unavailable, retrying in {delay:.0f} s: {'; '.join(unavailable)}",
+                                  delay=delay)
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
@@ -116,9 +136,69 @@ def on_update(body: kopf.Body, patch: kopf.Patch, retry: int, **_: Any) -> None:
     _run("update", body, patch, retry)
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=CONFIG.resync_seconds, initial_delay=CONFIG.resync_seconds)
-def on_timer(body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
-    _run("timer", body, patch, int(kwargs.get("retry") or 0))
+# ---- drift correction -----------------------------------------------------------------------------------------
+# Not a kopf timer: kopf puts a finalizer on every object that has a timer or daemon, and IoTPipelines must carry a
+# finalizer only when a Delete policy needs one. So the watch keeps a set of known objects and one background task
+# re-reads each (fresh from the API) every IOTPIPE_OPERATOR_RESYNC_SECONDS and runs the same reconcile.
+
+_known: dict[str, tuple[str, str]] = {}  # uid -> (namespace, name)
+_resync_task: asyncio.Task[None] | None = None
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def track(event: Mapping[str, Any], body: kopf.Body, **_: Any) -> None:
+    uid = str(body.metadata.uid)
+    if event.get("type") == "DELETED":
+        _known.pop(uid, None)
+    else:
+        _known[uid] = (str(body.metadata.namespace), str(body.metadata.name))
+
+
+def _resync_one(namespace: str, name: str) -> list[str]:
+    kube = deps().kube
+    body = kube.get(pipeline_path(namespace, name))
+    if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+        return []
+    changes, unavailable = _pass("timer", body)
+    if changes:
+        kube.patch_status(pipeline_path(namespace, name), changes)
+    return unavailable
+
+
+async def _resync_loop() -> None:
+    loop = asyncio.get_running_loop()
+    failures: dict[str, int] = {}
+    due: dict[str, float] = {}
+    while True:
+        await asyncio.sleep(CONFIG.resync_seconds)
+        metrics.HEARTBEAT.set(time.time())
+        for uid, (namespace, name) in list(_known.items()):
+            if due.get(uid, 0.0) > time.monotonic():
+                continue
+            ctx = contextvars.copy_context()  # kopf's context (event posting) for the worker thread
+            try:
+                unavailable = await loop.run_in_executor(None, ctx.run, _resync_one, namespace, name)
+            except Exception:  # one bad object must not stop drift correction for the others
+                log.exception(f"[{namespace}/{name}] periodic reconcile failed")
+                unavailable = ["error"]
+            if unavailable:
+                failures[uid] = failures.get(uid, 0) + 1
+                due[uid] = time.monotonic() + backoff(failures[uid] - 1)
+            else:
+                failures.pop(uid, None)
+                due.pop(uid, None)
+
+
+@kopf.on.startup()
+async def start_resync(**_: Any) -> None:
+    global _resync_task
+    _resync_task = asyncio.create_task(_resync_loop(), name="iotpipeline resync")
+
+
+@kopf.on.cleanup()
+async def stop_resync(**_: Any) -> None:
+    if _resync_task is not None:
+        _resync_task.cancel()
 
 
 def needs_cleanup(spec: kopf.Spec, **_: Any) -> bool:
@@ -143,5 +223,6 @@ async def watch_alive(**_: Any) -> str:
     watchers = [t for t in asyncio.all_tasks() if t.get_name().startswith("watcher for ") and PLURAL in t.get_name()]
     if not watchers or all(t.done() for t in watchers):
         raise kopf.PermanentError(f"no live watch-stream for {PLURAL}")
-    metrics.HEARTBEAT.set(time.time())
-    return f"{len(watchers)} watch-stream(s) alive"
+    if _resync_task is None or _resync_task.done():
+        raise kopf.PermanentError("the periodic reconcile task is not running")
+    return f"{len(watchers)} watch-stream(s) alive, {len(_known)} pipeline(s) known"

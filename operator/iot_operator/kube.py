@@ -6,9 +6,11 @@ Server-side apply with one field manager makes every write idempotent: applying 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import urllib3
@@ -42,6 +44,8 @@ def api_client() -> Any:
             except config.ConfigException:
                 config.load_kube_config()  # type: ignore[no-untyped-call]
             _client = client.ApiClient()
+            if not _client.configuration.verify_ssl:  # an explicit insecure-skip-tls-verify: said once, not per call
+                urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         return _client
 
 
@@ -129,6 +133,27 @@ class Kube:
                 return False
             raise
         return True
+
+    def patch_status(self, path: str, status: dict[str, Any]) -> None:
+        """Merge-patch the status subresource (only the keys given)."""
+        self._call("PATCH", f"{path}/status", body={"status": status}, content_type="application/merge-patch+json")
+
+    def post_event(self, obj: Mapping[str, Any], event_type: str, reason: str, message: str) -> None:
+        """A core/v1 Event about ``obj`` (what `kubectl describe` shows)."""
+        meta = obj.get("metadata") or {}
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": f"{meta.get('name')}.", "namespace": meta.get("namespace")},
+            "involvedObject": {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "name": meta.get("name"),
+                               "namespace": meta.get("namespace"), "uid": meta.get("uid")},
+            "type": event_type, "reason": reason, "message": message[:1024], "count": 1,
+            "firstTimestamp": now, "lastTimestamp": now,
+            "source": {"component": FIELD_MANAGER}, "reportingComponent": FIELD_MANAGER,
+            "reportingInstance": socket.gethostname(),
+        }
+        self._call("POST", f"/api/v1/namespaces/{meta.get('namespace')}/events", body=event,
+                   content_type="application/json")
 
     def serves(self, api_version: str, plural: str) -> bool:
         """Whether the API server serves a resource (discovery), e.g. FlinkDeployments of the Flink operator."""
