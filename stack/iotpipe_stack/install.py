@@ -45,6 +45,7 @@ _NETWORK_HINTS = (
     "Network is unreachable",
     "No route to host",
     "Read timed out",
+    "No plugin found for prefix",  # with an empty local repository: the plugin could not be downloaded
 )
 
 Progress = Callable[[str], None]
@@ -152,7 +153,7 @@ def fetch_bundle(cache: Path, bundle: str, progress: Progress = _quiet) -> Path:
             pom.write_text(pom_text(bundle), encoding="utf-8")
             out_dir = Path(tmp) / "lib"
             cmd = [
-                mvn, "-B", "-q", "-f", str(pom), f"-Dmaven.repo.local={cache / 'm2'}",
+                mvn, "-B", "-q", "-Dstyle.color=never", "-f", str(pom), f"-Dmaven.repo.local={cache / 'm2'}",
                 "dependency:copy-dependencies", f"-DoutputDirectory={out_dir}", *_BUNDLES[bundle],
             ]  # fmt: skip
             proc = subprocess.run(cmd, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL)

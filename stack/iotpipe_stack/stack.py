@@ -263,6 +263,8 @@ class LocalStack:
             self.install(flink=flink)
             if not self.any_running():
                 self._save_settings()
+            idle = [n for n in wanted if self.running_pid(n) is None]
+            check_ports_free([p for n in idle for p in self._ports(n)], self.s.host)  # all at once, before starting
             started: list[str] = []
             try:
                 for name in wanted:

@@ -111,6 +111,7 @@ def test_parse_java_major(output: str, major: int | None) -> None:
 
 def test_maven_failures_are_classified() -> None:
     assert "unreachable" in install.classify_maven_failure("Could not transfer artifact x from/to central")
+    assert "unreachable" in install.classify_maven_failure("No plugin found for prefix 'dependency' in ...")
     assert "missing" in install.classify_maven_failure("Could not find artifact org.x:y:jar:1 in central")
     assert install.classify_maven_failure("BUILD FAILURE") == "Maven failed"
 
