@@ -174,3 +174,25 @@ def test_partitions_revoked_during_an_outage_lose_their_unwritten_rows_uncommitt
     keys = store.tables["raw"]
     assert len(keys) == 2
     assert all(b"|TH1|" in k for k in keys)
+
+
+def test_a_revoke_writes_and_commits_the_rows_held_for_the_partitions_before_they_move() -> None:
+    logs: dict[tuple[str, int], list[bytes | None]] = {
+        (T.raw, 0): [reading(i) for i in range(3)],
+        (T.raw, 1): [reading(i, "TH2") for i in range(3)],
+    }
+    worker, consumer, store, stop = make(logs, max_rows=100)  # never due by size
+    consumer.clock = None  # nor by time: only the revoke makes the worker write
+    state = {"calls": 0}
+
+    def hook(c: FakeConsumer) -> None:
+        state["calls"] += 1
+        if state["calls"] == 2:  # the first consume returned every record; they wait in the batch
+            assert c.committed == {}
+            c.revoke([(T.raw, 1)])
+            assert c.committed == {(T.raw, 0): 3, (T.raw, 1): 3}  # written and committed before the partition moved
+            assert len(store.tables["raw"]) == 6
+            stop.set()
+
+    consumer.on_consume = hook
+    worker.run()
