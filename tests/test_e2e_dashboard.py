@@ -92,7 +92,7 @@ def running_pipeline(tmp_path: Path) -> Iterator[dict[str, Any]]:
     kafka, controller, zk, thrift, bridge = free_ports(5)
     env = {**os.environ, "IOTPIPE_HOME": str(tmp_path / "home"), "IOTPIPE_KAFKA_PORT": str(kafka),
            "IOTPIPE_KAFKA_CONTROLLER_PORT": str(controller), "IOTPIPE_ZK_PORT": str(zk),
-           "IOTPIPE_THRIFT_PORT": str(thrift), "IOTPIPE_BRIDGE_PORT": str(bridge), "PYTHONUNBUFFERED": "1"}
+           "IOTPIPE_HBASE_PORT": str(thrift), "IOTPIPE_BRIDGE_PORT": str(bridge), "PYTHONUNBUFFERED": "1"}
     log_path = tmp_path / "iotpipe-run.log"
     log = log_path.open("w")
     run = subprocess.Popen([sys.executable, "-m", "iotpipe_stack", "run"], env=env, stdout=log,
