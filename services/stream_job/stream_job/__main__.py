@@ -28,16 +28,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log.info("settings: %s", describe(config))
 
-    checkpoints = checkpoint_path(config, os.environ)
-    checkpoints.mkdir(parents=True, exist_ok=True)
-    restore_from = None
-    if config.restore == "latest":
-        restore_from = latest_checkpoint(checkpoints)
-    elif config.restore != "none":
-        restore_from = Path(config.restore.removeprefix("file://"))
-        if not (restore_from / "_metadata").is_file():
+    remote = "://" in config.checkpoint_dir and not config.checkpoint_dir.startswith("file://")
+    checkpoints = config.checkpoint_dir if remote else checkpoint_path(config, os.environ).absolute().as_uri()
+    restore_from: str | None = None
+    if config.restore not in ("latest", "none"):
+        restore_from = config.restore
+        if "://" not in restore_from and not (Path(restore_from) / "_metadata").is_file():
             print(f"stream_job: --restore {config.restore}: no _metadata there", file=sys.stderr)
             return 2
+    elif config.restore == "latest" and not remote:
+        local = checkpoint_path(config, os.environ)
+        local.mkdir(parents=True, exist_ok=True)
+        found = latest_checkpoint(local)
+        restore_from = found.absolute().as_uri() if found else None
+    # remote checkpoint storage (s3://, hdfs://): recovery is the deployment's business (Flink HA / the operator)
     log.info("checkpoints in %s; %s", checkpoints,
              f"restoring from {restore_from}" if restore_from else "starting without state")
 

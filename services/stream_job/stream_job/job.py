@@ -99,14 +99,15 @@ class DailyAggregates(KeyedProcessFunction):  # type: ignore[misc]
             yield Row(item.topic, item.key, item.value)
 
 
-def flink_configuration(config: StreamJobConfig, checkpoints: Path, restore_from: Path | None,
+def flink_configuration(config: StreamJobConfig, checkpoints: str, restore_from: str | None,
                         jar: Path | None) -> Configuration:
+    """Flink settings of the job; `checkpoints` and `restore_from` are URIs (file:///..., s3://...)."""
     conf = Configuration()
     values = {
         "parallelism.default": str(config.parallelism),
         "execution.checkpointing.interval": f"{config.checkpoint_interval_ms} ms",
         "execution.checkpointing.mode": "EXACTLY_ONCE",
-        "execution.checkpointing.dir": checkpoints.absolute().as_uri(),
+        "execution.checkpointing.dir": checkpoints,
         "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
         "execution.checkpointing.num-retained": "3",
         "execution.checkpointing.min-pause": "500 ms",
@@ -125,7 +126,7 @@ def flink_configuration(config: StreamJobConfig, checkpoints: Path, restore_from
     if jar is not None:
         values["pipeline.jars"] = jar.absolute().as_uri()
     if restore_from is not None:
-        values["execution.state-recovery.path"] = restore_from.absolute().as_uri()
+        values["execution.state-recovery.path"] = restore_from
     for key, value in values.items():
         conf.set_string(key, value)
     return conf
