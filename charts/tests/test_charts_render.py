@@ -239,8 +239,11 @@ def test_platform_defaults(helm: Helm) -> None:
         "name": "demo-iotpipe-platform-grafana",
         "port": {"name": "http"},
     }
-    datasources = one(docs, "ConfigMap", "demo-iotpipe-platform-grafana-datasources")["data"]["iotpipe.yaml"]
-    assert "url: http://demo-bridge.iot.svc:80" in datasources
+    datasources = one(docs, "ConfigMap", "demo-iotpipe-platform-grafana-datasources")["data"]
+    source = REPO_ROOT / "dashboards" / "grafana" / "provisioning" / "datasources" / "iotpipe-bridge.yaml"
+    assert datasources == {"iotpipe-bridge.yaml": source.read_text(encoding="utf-8")}
+    assert env_of(g)["IOTPIPE_BRIDGE_URL"] == "http://demo-bridge.iot.svc:80"
+    assert env_of(g)["IOTPIPE_BRIDGE_TOKEN"] == ""
     secret = one(docs, "Secret", "demo-iotpipe-platform-grafana-admin")
     assert set(secret["data"]) == {"admin-user", "admin-password"}
 
@@ -286,6 +289,7 @@ def test_platform_ha(helm: Helm) -> None:
     g = next(c for c in grafana["spec"]["template"]["spec"]["containers"] if c["name"] == "grafana")
     env = env_of(g)
     assert env["IOTPIPE_BRIDGE_TOKEN"] == {"secretKeyRef": {"name": "factory-a-bridge-token", "key": "token"}}
+    assert env["IOTPIPE_BRIDGE_URL"] == "http://factory-a-bridge.iot-team-a.svc:8081"
     sidecar = next(c for c in grafana["spec"]["template"]["spec"]["containers"] if c["name"] == "dashboard-sidecar")
     assert env_of(sidecar)["NAMESPACE"] == "ALL"
     assert by_kind(docs, "Role") == []
@@ -306,9 +310,6 @@ def test_platform_ha(helm: Helm) -> None:
     assert ingress["spec"]["tls"] == [{"secretName": "grafana-tls", "hosts": ["grafana.iot.example.com"]}]
     assert ingress["spec"]["rules"][0]["http"]["paths"][0]["path"] == "/grafana"
     assert ingress["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "letsencrypt"}
-    datasources = one(docs, "ConfigMap", "p-iotpipe-platform-grafana-datasources")["data"]["iotpipe.yaml"]
-    assert "url: http://factory-a-bridge.iot-team-a.svc:8081" in datasources
-    assert "httpHeaderValue1: Bearer $IOTPIPE_BRIDGE_TOKEN" in datasources
     prometheus = yaml.safe_load(
         one(docs, "ConfigMap", "p-iotpipe-platform-grafana-datasources")["data"]["prometheus.yaml"]
     )
@@ -339,6 +340,7 @@ def test_platform_grafana_only(helm: Helm) -> None:
     assert by_kind(docs, "ServiceAccount") == [] and by_kind(docs, "Role") == []
     assert env_of(g)["GF_PLUGINS_PREINSTALL_SYNC"] == ""
     assert "GF_SERVER_ROOT_URL" not in env_of(g)
+    assert env_of(g)["IOTPIPE_BRIDGE_URL"] == "http://ws-bridge.iot.svc.cluster.local:8080"  # trailing / dropped
 
 
 def test_platform_dashboards_configmap_carries_every_dashboard_file(helm: Helm) -> None:
