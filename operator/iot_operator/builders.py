@@ -20,6 +20,7 @@ COMPONENT_LABEL = "app.kubernetes.io/component"
 INSTANCE_LABEL = "app.kubernetes.io/instance"
 FLINK_DEPLOYMENT_API = "flink.apache.org/v1beta1"
 SYNC_HTTP_PORT = 9464
+FLINK_ENTRYPOINT = "/docker-entrypoint.sh"  # of the official Flink images the stream-job image builds on
 
 _POD_SECURITY: Manifest = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
 _CONTAINER_SECURITY: Manifest = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
@@ -258,6 +259,7 @@ def flink_jobmanager(p: PipelineSpec) -> Manifest:
     env = _env({**stream_job_env(p), "FLINK_PROPERTIES": _flink_properties(p)})
     container = _container(
         "jobmanager", p.flink.image, env, Resources(f"{p.flink.jm_cpu:g}", None),
+        command=[FLINK_ENTRYPOINT],  # the Flink image's launcher, whatever the image's own ENTRYPOINT is
         args=["standalone-job", "--job-classname", "org.apache.flink.client.python.PythonDriver",
               "-pym", p.flink.py_module],
         ports=[{"name": "rpc", "containerPort": 6123}, {"name": "blob", "containerPort": 6124},
@@ -272,7 +274,8 @@ def flink_jobmanager(p: PipelineSpec) -> Manifest:
 def flink_taskmanager(p: PipelineSpec) -> Manifest:
     env = _env({**stream_job_env(p), "FLINK_PROPERTIES": _flink_properties(p)})
     container = _container("taskmanager", p.flink.image, env, Resources(f"{p.flink.tm_cpu:g}", None),
-                           args=["taskmanager"], ports=[{"name": "data", "containerPort": 6121}])
+                           command=[FLINK_ENTRYPOINT], args=["taskmanager"],
+                           ports=[{"name": "data", "containerPort": 6121}])
     return _workload(p, "Deployment", "flink-taskmanager", 0 if p.suspend else p.flink.tm_replicas, [container],
                      pod_annotations={"iotpipe.dev/restart-nonce": str(p.flink.restart_nonce)})
 

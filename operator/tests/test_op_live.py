@@ -115,8 +115,8 @@ def api(kube_apiserver: Any) -> Any:
 def established(api: Any, crd: str) -> None:
     def check() -> bool:
         proc = api.kubectl("get", f"crd/{crd}", "-o", "json", check=False)
-        conds = json.loads(proc.stdout).get("status", {}).get("conditions", []) if proc.returncode == 0 else []
-        return any(c["type"] == "Established" and c["status"] == "True" for c in conds)
+        conds = (json.loads(proc.stdout).get("status") or {}).get("conditions") if proc.returncode == 0 else None
+        return any(c["type"] == "Established" and c["status"] == "True" for c in conds or [])
 
     wait_for(check, f"CRD {crd} established", 60)
 
@@ -355,6 +355,34 @@ def test_scale_partitions_and_deleted_child(api: Any, namespace: str, operator: 
                    d["metadata"]["uid"] != old["metadata"]["uid"] and d, "the sync Deployment back", log=operator.log)
     assert new["metadata"]["ownerReferences"][0]["uid"] == cr(api, namespace)["metadata"]["uid"]
     wait_for(lambda: "ChildRecreated" in reasons(api, namespace), "the ChildRecreated event", log=operator.log)
+
+
+def test_children_pod_templates_pass_pod_security_restricted(api: Any, tmp_path: Path) -> None:
+    """Each workload's pod template, as a Pod, is admitted in a namespace that enforces Pod Security "restricted"."""
+    from iot_operator.builders import desired_children
+    from iot_operator.config import OperatorConfig
+    from iot_operator.spec import parse
+
+    ns = f"psa-{uuid.uuid4().hex[:8]}"
+    labels = {"pod-security.kubernetes.io/enforce": "restricted",
+              "pod-security.kubernetes.io/enforce-version": "latest"}
+    api.kubectl("apply", "-f", "-", input_text=json.dumps(
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": labels}}))
+    doc: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
+    doc["metadata"].update(namespace=ns, uid="00000000-0000-0000-0000-000000000001", generation=1)
+    doc["spec"]["bridge"].update(ingress={"enabled": True, "host": "ws.example.com"}, authSecretRef={"name": "tok"})
+    workloads = [c for c in desired_children(parse(doc, OperatorConfig()), flink_operator=False)
+                 if c["kind"] in ("Deployment", "StatefulSet")]
+    assert len(workloads) == 5
+    for w in workloads:
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": w["metadata"]["name"], "namespace": ns},
+               "spec": w["spec"]["template"]["spec"]}
+        proc = api.kubectl("apply", "--dry-run=server", "-f", "-", input_text=json.dumps(pod), check=False)
+        assert proc.returncode == 0 and "violate" not in proc.stderr, (w["metadata"]["name"], proc.stderr)
+    privileged = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "priv", "namespace": ns},
+                  "spec": {"containers": [{"name": "c", "image": "x", "securityContext": {"privileged": True}}]}}
+    proc = api.kubectl("apply", "--dry-run=server", "-f", "-", input_text=json.dumps(privileged), check=False)
+    assert proc.returncode != 0 and "restricted" in proc.stderr  # the enforcement is on
 
 
 INVALID = [

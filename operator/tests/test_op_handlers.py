@@ -1,0 +1,44 @@
+"""The thin kopf layer: which objects get the finalizer, the retry backoff, the liveness probe (no API server)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import kopf
+import pytest
+
+from iot_operator import handlers
+
+
+def test_only_delete_policies_ask_for_the_finalizer() -> None:
+    assert not handlers.needs_cleanup(spec={"kafka": {"topicDeletionPolicy": "Retain"}, "hbase": {}})
+    assert handlers.needs_cleanup(spec={"kafka": {"topicDeletionPolicy": "Delete"}, "hbase": {}})
+    assert handlers.needs_cleanup(spec={"kafka": {}, "hbase": {"tableDeletionPolicy": "Delete"}})
+
+
+def test_backoff_doubles_up_to_the_maximum() -> None:
+    assert [handlers.backoff(r) for r in range(5)] == [5.0, 10.0, 20.0, 40.0, 80.0]
+    assert handlers.backoff(40) == handlers.CONFIG.max_backoff_seconds
+
+
+def test_liveness_fails_without_a_watch_stream() -> None:
+    async def probe_without_watcher() -> str:
+        return await handlers.watch_alive()
+
+    with pytest.raises(kopf.PermanentError, match="no live watch-stream"):
+        asyncio.run(probe_without_watcher())
+
+
+def test_liveness_passes_with_a_watch_stream_and_the_resync_task() -> None:
+    async def probe_with_tasks() -> str:
+        never = asyncio.Event()
+        watcher = asyncio.create_task(never.wait(), name="watcher for iotpipelines.v1alpha1.iotpipe.dev@ns")
+        handlers._resync_task = asyncio.create_task(never.wait(), name="iotpipeline resync")
+        try:
+            return await handlers.watch_alive()
+        finally:
+            watcher.cancel()
+            handlers._resync_task.cancel()
+            handlers._resync_task = None
+
+    assert "1 watch-stream(s) alive" in asyncio.run(probe_with_tasks())
