@@ -197,6 +197,8 @@ def _flink_conf(p: PipelineSpec) -> dict[str, str]:
         "parallelism.default": str(f.parallelism),
         "execution.checkpointing.interval": f"{f.checkpoint_interval_seconds}s",
         "execution.checkpointing.mode": f.checkpoint_mode,
+        "python.executable": f.python_executable,
+        "python.client.executable": f.python_executable,
     }
     if f.checkpoint_storage_uri:
         conf["execution.checkpointing.dir"] = f.checkpoint_storage_uri
@@ -219,6 +221,11 @@ def stream_job_env(p: PipelineSpec) -> dict[str, str]:
     return env
 
 
+def python_driver_args(p: PipelineSpec) -> list[str]:
+    """Arguments of Flink's PythonDriver: which Python runs the client, which module is the job."""
+    return ["-pyclientexec", p.flink.python_executable, "-pym", p.flink.py_module]
+
+
 def flink_deployment(p: PipelineSpec) -> Manifest:
     """A FlinkDeployment for the Flink Kubernetes Operator (PythonDriver in application mode)."""
     f = p.flink
@@ -237,9 +244,9 @@ def flink_deployment(p: PipelineSpec) -> Manifest:
             "podTemplate": {"spec": {"containers": [{"name": "flink-main-container",
                                                       "env": _env(stream_job_env(p))}]}},
             "job": {
-                "jarURI": "local:///opt/flink/opt/flink-python.jar",
+                "jarURI": f.jar_uri,
                 "entryClass": "org.apache.flink.client.python.PythonDriver",
-                "args": ["-pym", f.py_module],
+                "args": python_driver_args(p),
                 "parallelism": f.parallelism,
                 "upgradeMode": f.upgrade_mode,
                 "state": "suspended" if p.suspend else "running",
@@ -261,7 +268,7 @@ def flink_jobmanager(p: PipelineSpec) -> Manifest:
         "jobmanager", p.flink.image, env, Resources(f"{p.flink.jm_cpu:g}", None),
         command=[FLINK_ENTRYPOINT],  # the Flink image's launcher, whatever the image's own ENTRYPOINT is
         args=["standalone-job", "--job-classname", "org.apache.flink.client.python.PythonDriver",
-              "-pym", p.flink.py_module],
+              *python_driver_args(p)],
         ports=[{"name": "rpc", "containerPort": 6123}, {"name": "blob", "containerPort": 6124},
                {"name": "rest", "containerPort": 8081}],
         livenessProbe={"tcpSocket": {"port": 6123}, "periodSeconds": 15},

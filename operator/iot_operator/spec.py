@@ -62,6 +62,8 @@ class FlinkSpec:
     image: str
     flink_version: str = "v2_2"
     py_module: str = "stream_job"
+    jar_uri: str = "local:///opt/flink/opt/flink-python-2.2.1.jar"
+    python_executable: str = "/opt/venv/bin/python"
     parallelism: int = 1
     time_zone: str = "Europe/Athens"
     allowed_lateness_minutes: int = 2880
@@ -277,6 +279,8 @@ def parse(body: Mapping[str, Any], images: OperatorConfig) -> PipelineSpec:
         image=str(flink_raw.get("image") or images.image_stream_job),
         flink_version=str(flink_raw.get("flinkVersion", "v2_2")),
         py_module=str(flink_raw.get("pyModule", "stream_job")),
+        jar_uri=str(flink_raw.get("jarURI", "local:///opt/flink/opt/flink-python-2.2.1.jar")),
+        python_executable=str(flink_raw.get("pythonExecutable", "/opt/venv/bin/python")),
         parallelism=int(flink_raw.get("parallelism", 1)),
         time_zone=str(flink_raw.get("timeZone", "Europe/Athens")),
         allowed_lateness_minutes=int(flink_raw.get("allowedLatenessMinutes", 2880)),

@@ -46,7 +46,9 @@ def test_children_with_the_flink_operator_use_a_flinkdeployment() -> None:
     assert fd["spec"]["job"]["upgradeMode"] == "last-state"
     assert fd["spec"]["job"]["parallelism"] == 2
     assert fd["spec"]["job"]["entryClass"] == "org.apache.flink.client.python.PythonDriver"
-    assert fd["spec"]["job"]["args"] == ["-pym", "stream_job"]
+    assert fd["spec"]["job"]["args"] == ["-pyclientexec", "/opt/venv/bin/python", "-pym", "stream_job"]
+    assert fd["spec"]["job"]["jarURI"] == "local:///opt/flink/opt/flink-python-2.2.1.jar"
+    assert fd["spec"]["flinkConfiguration"]["python.executable"] == "/opt/venv/bin/python"
     assert fd["spec"]["taskManager"]["replicas"] == 2
     assert fd["spec"]["flinkConfiguration"]["execution.checkpointing.interval"] == "30s"
     assert ("Deployment", "p1-flink-jobmanager") not in kids
@@ -108,7 +110,9 @@ def test_images_and_component_settings() -> None:
     assert env_of(bridge)["IOTPIPE_BRIDGE_AUTH"] == "off"
     jm = kids[("Deployment", "p1-flink-jobmanager")]["spec"]["template"]["spec"]["containers"][0]
     assert jm["image"] == "reg/job:1"
-    assert jm["args"][:1] == ["standalone-job"]
+    assert jm["command"] == ["/docker-entrypoint.sh"]
+    assert jm["args"] == ["standalone-job", "--job-classname", "org.apache.flink.client.python.PythonDriver",
+                          "-pyclientexec", "/opt/venv/bin/python", "-pym", "stream_job"]
     assert "jobmanager.rpc.address: p1-flink-jobmanager" in env_of(jm)["FLINK_PROPERTIES"]
     assert (env_of(jm)["IOTPIPE_FLINK_PARALLELISM"], env_of(jm)["IOTPIPE_LATENESS_S"],
             env_of(jm)["IOTPIPE_CHECKPOINT_INTERVAL_MS"]) == ("1", "172800", "30000")
