@@ -42,20 +42,26 @@ def test_kill_9_mid_stream_then_restart_loses_nothing_and_duplicates_nothing(
     prefix, tables, group = unique_name("kill"), unique_name("kill_t"), unique_name("kill_g")
     create_topics(kafka_service.bootstrap, topic_names(prefix), PARTITIONS)
     records, expected = workload(prefix, sites=8, steps=250)
-    stream = Trickle(TxProducer(kafka_service.bootstrap, unique_name("tx")), records, batches=60, pause=0.2)
+    half = len(records) // 2
+    producer = TxProducer(kafka_service.bootstrap, unique_name("tx"))
+    before_kill = Trickle(producer, records[:half], batches=30, pause=0.2)
+    after_kill = Trickle(producer, records[half:], batches=30, pause=0.2)
     env = worker_env(kafka_service.bootstrap, hbase_service, prefix, tables, group)
     first = WorkerProcess(env, tmp_path / "worker1.log").start()
     second = WorkerProcess(env, tmp_path / "worker2.log")
     with workers(first, second):
-        stream.start()
+        before_kill.start()
         wait_until("the first worker wrote some rows", lambda: count_rows(hbase_service, tables) > 1000,
                    context=first.log)
         first.kill9()  # no flush, no commit, no goodbye to the group
         at_kill = count_rows(hbase_service, tables)
-        assert 0 < at_kill < expected.count(), "the kill must happen mid-stream"
+        before_kill.join(300)
+        after_kill.start()  # the stream goes on while no worker runs, and after the restart
         second.start()
-        stream.join(300)
-        assert stream.error is None and stream.sent == len(records)
+        after_kill.join(300)
+        assert before_kill.error is None and after_kill.error is None
+        assert before_kill.sent + after_kill.sent == len(records)
+        assert 0 < at_kill < expected.count()
         wait_until("the restarted worker committed everything",
                    lambda: group_lag(kafka_service.bootstrap, group, topic_names(prefix), PARTITIONS) == 0,
                    context=second.log)
@@ -69,24 +75,31 @@ def test_thrift_down_for_30_s_mid_stream_loses_nothing(
     prefix, tables, group = unique_name("outage"), unique_name("outage_t"), unique_name("outage_g")
     create_topics(kafka_service.bootstrap, topic_names(prefix), PARTITIONS)
     records, expected = workload(prefix, sites=6, steps=250)
-    stream = Trickle(TxProducer(kafka_service.bootstrap, unique_name("tx")), records, batches=100, pause=0.4)
+    third = len(records) // 3
+    producer = TxProducer(kafka_service.bootstrap, unique_name("tx"))
+    before = Trickle(producer, records[:third], batches=20, pause=0.2)
+    during = Trickle(producer, records[third:], batches=40, pause=0.5)  # ~20 s: arriving while Thrift is down
     env = worker_env(kafka_service.bootstrap, hbase_service, prefix, tables, group)
     topics = topic_names(prefix)
     with workers(WorkerProcess(env, tmp_path / "worker.log").start()) as (worker,):
-        stream.start()
+        before.start()
         wait_until("the worker wrote some rows", lambda: count_rows(hbase_service, tables) > 500, context=worker.log)
+        before.join(300)
         hbase_service.stop_thrift()
         try:
-            time.sleep(5)  # the batch that was being written when Thrift went away has failed by now
-            before = committed(kafka_service.bootstrap, group, topics, PARTITIONS)
+            during.start()
+            time.sleep(5)  # the worker has met the outage by now: records keep coming, its writes fail
+            committed_early = committed(kafka_service.bootstrap, group, topics, PARTITIONS)
             time.sleep(OUTAGE_S - 5)
-            after = committed(kafka_service.bootstrap, group, topics, PARTITIONS)
-            assert stream.sent > 0 and stream.is_alive(), "records must keep coming during the outage"
+            committed_late = committed(kafka_service.bootstrap, group, topics, PARTITIONS)
+            sent_during_outage = during.sent
         finally:
             hbase_service.start_thrift()
-        assert before == after, "nothing may be committed while HBase cannot be written"
-        stream.join(300)
-        assert stream.error is None and stream.sent == len(records)
+        assert sent_during_outage > 0
+        assert committed_early == committed_late, "nothing may be committed while HBase cannot be written"
+        during.join(300)
+        assert before.error is None and during.error is None
+        assert before.sent + during.sent == len(records)
         wait_until("the worker caught up after the outage",
                    lambda: group_lag(kafka_service.bootstrap, group, topics, PARTITIONS) == 0, context=worker.log)
         assert worker.terminate() == 0, worker.log()
