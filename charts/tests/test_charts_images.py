@@ -25,6 +25,19 @@ HADOLINT = Path(sys.executable).parent / "hadolint"
 SKAFFOLD = yaml.safe_load((REPO_ROOT / "skaffold.yaml").read_text(encoding="utf-8"))
 #: every Dockerfile skaffold builds, by image name
 DOCKERFILES = {a["image"]: REPO_ROOT / a["docker"]["dockerfile"] for a in SKAFFOLD["build"]["artifacts"]}
+#: (Dockerfile, rule) -> why that image does not follow the rule. A listed exception that is no longer needed fails.
+RULE_EXCEPTIONS: dict[tuple[str, str], str] = {
+    ("services/stream_job/Dockerfile", "multi-stage"): (
+        "built on the official Flink image, whose entrypoint and layout the Flink Kubernetes Operator expects; the "
+        "pip build tools are purged in the layer that installs the venv instead of staying in a build stage"
+    ),
+    ("services/stream_job/Dockerfile", "own-entrypoint"): (
+        "keeps the official Flink /docker-entrypoint.sh (jobmanager | taskmanager | standalone-job); the job is "
+        "started by Flink's PythonDriver with -pym stream_job (see PYTHON_DRIVER_MODULES)"
+    ),
+}
+#: images whose process is Flink's PythonDriver running a Python module (`-pym`), as the operator renders it
+PYTHON_DRIVER_MODULES = {"iotpipe/stream-job": "stream_job"}
 
 
 def all_dockerfiles() -> list[Path]:
@@ -104,29 +117,48 @@ def test_dockerfile_passes_hadolint(dockerfile: Path) -> None:
     assert res.returncode == 0, res.stdout + res.stderr
 
 
-@pytest.mark.parametrize("dockerfile", all_dockerfiles(), ids=lambda p: str(p.relative_to(REPO_ROOT)))
-def test_dockerfile_follows_the_image_rules(dockerfile: Path) -> None:
-    """Multi-stage, pinned bases (no latest), non-root numeric USER, exec-form ENTRYPOINT/CMD."""
+def broken_rules(dockerfile: Path) -> dict[str, str]:
+    """The image rules this Dockerfile breaks: multi-stage, pinned bases, numeric non-root USER, exec-form commands."""
+    broken: dict[str, str] = {}
     stages = parse(dockerfile)
-    assert len(stages) >= 2, "multi-stage: build tools stay out of the final image"
+    if len(stages) < 2:
+        broken["multi-stage"] = "a single stage: build tools would stay in the final image"
     aliases = {st.alias for st in stages if st.alias}
     for st in stages:
         if st.base in aliases or st.base.startswith("$"):
             continue  # an earlier stage (FROM build) or a build ARG
-        repo = st.base.split("@")[0]
-        last_part = repo.rsplit("/", 1)[-1]
+        last_part = st.base.split("@")[0].rsplit("/", 1)[-1]
         tag = last_part.rsplit(":", 1)[1] if ":" in last_part else None
-        assert "@sha256:" in st.base or (tag and tag != "latest"), f"unpinned base image {st.base}"
+        if not ("@sha256:" in st.base or (tag and tag != "latest")):
+            broken["pinned-base"] = f"unpinned base image {st.base}"
     final = stages[-1]
     user = last(final, "USER")
-    assert user, "the final stage sets USER"
-    uid = user.split(":")[0]
-    assert uid.isdigit() and int(uid) != 0, f"USER must be a numeric non-root uid (runAsNonRoot can check it): {user}"
-    entrypoint = exec_form(last(final, "ENTRYPOINT"))
-    cmd_text = last(final, "CMD")
-    assert entrypoint or cmd_text, "the image says what it runs"
-    if cmd_text is not None:
-        exec_form(cmd_text)
+    uid = (user or "").split(":")[0]
+    if not (uid.isdigit() and int(uid) != 0):
+        broken["non-root"] = f"USER must be a numeric non-root uid (runAsNonRoot can check it): {user}"
+    entrypoint, cmd = last(final, "ENTRYPOINT"), last(final, "CMD")
+    if entrypoint is None and cmd is None:
+        broken["own-entrypoint"] = "no ENTRYPOINT/CMD of its own"
+    for value in (entrypoint, cmd):
+        if value is not None and not value.lstrip().startswith("["):
+            broken["exec-form"] = f"shell form {value!r}: SIGTERM would not reach the process"
+    return broken
+
+
+def test_broken_rules_flags_a_bad_dockerfile(tmp_path: Path) -> None:
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nUSER root\nCMD python -m app\n", encoding="utf-8")
+    assert set(broken_rules(bad)) == {"multi-stage", "pinned-base", "non-root", "exec-form"}
+
+
+@pytest.mark.parametrize("dockerfile", all_dockerfiles(), ids=lambda p: str(p.relative_to(REPO_ROOT)))
+def test_dockerfile_follows_the_image_rules(dockerfile: Path) -> None:
+    """Multi-stage, pinned bases (no latest), non-root numeric USER, exec-form ENTRYPOINT/CMD; or a named exception."""
+    rel = str(dockerfile.relative_to(REPO_ROOT))
+    broken = broken_rules(dockerfile)
+    excepted = {rule for (path, rule) in RULE_EXCEPTIONS if path == rel}
+    assert {r: why for r, why in broken.items() if r not in excepted} == {}
+    assert excepted <= set(broken), f"exceptions no longer needed (remove them): {excepted - set(broken)}"
 
 
 # --------------------------------------------------------------------------------------------- entrypoints --help
@@ -140,6 +172,9 @@ def command_of(dockerfile: Path) -> list[str]:
 def local_argv(image: str, argv: list[str]) -> tuple[list[str], dict[str, str]]:
     """The image's command as a local process with --help: same module / main class, this checkout's environment."""
     env = {**os.environ}
+    if image in PYTHON_DRIVER_MODULES:
+        # PythonDriver -pym <module> runs `python -m <module>` in the image's venv: here, the PyFlink venv
+        return [str(REPO_ROOT / ".venv-flink" / "bin" / "python"), "-m", PYTHON_DRIVER_MODULES[image], "--help"], env
     prog = Path(argv[0]).name
     if prog.startswith("python") and "-m" in argv:
         module = argv[argv.index("-m") + 1]
@@ -179,7 +214,7 @@ def test_entrypoint_starts_with_help(image: str) -> None:
     dockerfile = DOCKERFILES[image]
     assert dockerfile.is_file(), f"{dockerfile} is missing"
     argv = command_of(dockerfile)
-    assert argv, "no ENTRYPOINT/CMD"
+    assert argv or image in PYTHON_DRIVER_MODULES, "no ENTRYPOINT/CMD"
     if image == "iotpipe/hbase":
         assert shutil.which("java"), "java is needed to run the HBase entrypoint"
     local, env = local_argv(image, argv)
@@ -259,6 +294,11 @@ def test_copy_sources_are_in_the_build_context(dockerfile: Path) -> None:
             if args and args[0].startswith("["):
                 args = json.loads(rest[rest.index("[") :])
             for src in args[:-1]:
+                if re.match(r"https?://", src):
+                    assert instr == "ADD" and any(w.startswith("--checksum=") for w in words), (
+                        f"unpinned download {src}"
+                    )
+                    continue
                 matches = [p for p in REPO_ROOT.glob(src.rstrip("/")) if p.exists()]
                 assert matches, f"{dockerfile.relative_to(REPO_ROOT)}: COPY {src}: no such path"
                 files = [f for m in matches for f in ([m] if m.is_file() else m.rglob("*")) if f.is_file()]
