@@ -47,6 +47,17 @@ def test_every_values_file_names_an_existing_chart() -> None:
     assert {chart_of(f) for f in NON_DEFAULT} == set(CHARTS), "each chart has non-default values cases"
 
 
+def test_helm_is_the_project_build(helm: Helm) -> None:
+    """stack/kube/build-helm.sh stamps the release version and the Kubernetes version offline rendering assumes."""
+    res = helm.run(["version", "--template", "{{ .Version }}"])
+    assert res.returncode == 0 and res.stdout == "v3.22.0", res.output
+    # the platform chart needs Kubernetes >= 1.28: it renders with the built-in default (1.36), not with 1.27
+    platform = str(REPO_ROOT / "charts" / "iotpipe-platform")
+    assert helm.run(["template", "t", platform]).returncode == 0
+    old = helm.run(["template", "t", platform, "--kube-version", "1.27.0"])
+    assert old.returncode != 0 and "kubeVersion" in old.stderr, old.output
+
+
 @pytest.mark.parametrize("chart", CHARTS)
 def test_helm_lint_strict_with_defaults(helm: Helm, chart: str) -> None:
     res = helm.run(["lint", "--strict", str(REPO_ROOT / "charts" / chart)])
