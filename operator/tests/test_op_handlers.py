@@ -42,3 +42,14 @@ def test_liveness_passes_with_a_watch_stream_and_the_resync_task() -> None:
             handlers._resync_task = None
 
     assert "1 watch-stream(s) alive" in asyncio.run(probe_with_tasks())
+
+
+def test_entrypoint_help_and_bad_settings(capsys: pytest.CaptureFixture[str]) -> None:
+    from iot_operator.__main__ import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0
+    assert "IOTPIPE_OPERATOR_RESYNC_SECONDS" in capsys.readouterr().out
+    assert main(["--resync-seconds", "0"]) == 2
+    assert "below the minimum" in capsys.readouterr().err
