@@ -26,6 +26,19 @@ TABLES = ("raw", "aggregates", "late", "deadletters")
 SEP = "|"
 
 
+def family_options(ttl_s: int = 0, max_versions: int = 1) -> dict[str, object]:
+    """happybase ``create_table`` options of family ``d``, for every creator of the tables (sync worker, operator).
+
+    One version, since a row is only ever rewritten with the same content or a newer aggregate revision. A row bloom
+    filter. Block cache ON: Thrift1's ColumnDescriptor turns it off unless asked, which would make every dashboard read
+    go to disk. ``time_to_live`` only when ``ttl_s`` > 0 (HBase's default is forever).
+    """
+    options: dict[str, object] = {"max_versions": max_versions, "bloom_filter_type": "ROW", "block_cache_enabled": True}
+    if ttl_s > 0:
+        options["time_to_live"] = ttl_s
+    return options
+
+
 def table_name(prefix: str, table: str) -> str:
     """Full table name of one pipeline's table (happybase: Connection(table_prefix=prefix) adds the same)."""
     if table not in TABLES:

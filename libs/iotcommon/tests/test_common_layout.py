@@ -48,3 +48,11 @@ def test_deadletter_keys_are_per_source_partition_in_offset_order() -> None:
     keys = [deadletter_key("iotpipe.readings", 2, off) for off in (0, 9, 10, 12345)]
     assert keys == sorted(keys)
     assert deadletter_key("iotpipe.readings", 2, 7) != deadletter_key("iotpipe.readings", 3, 7)
+
+
+def test_family_options_keep_one_version_and_the_block_cache_and_add_a_ttl_only_when_asked() -> None:
+    from iotcommon.hbase_layout import family_options
+
+    assert family_options() == {"max_versions": 1, "bloom_filter_type": "ROW", "block_cache_enabled": True}
+    assert family_options(3600)["time_to_live"] == 3600
+    assert "time_to_live" not in family_options(0)

@@ -87,6 +87,8 @@ def test_a_restart_creates_no_tables_and_keeps_the_data(
         conn.close()
     assert families["late"]["time_to_live"] == 86400
     assert families["raw"]["max_versions"] == 1
+    assert families["raw"]["block_cache_enabled"] is True
+    assert families["raw"]["time_to_live"] == 2**31 - 1  # HBase's "forever"
 
 
 def test_the_http_endpoints_report_health_and_metrics(
