@@ -92,6 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     store = ShardedStore([
         # the first connection creates missing tables and checks TTLs; the others only need the tables to exist
         HBaseStore(config.hbase_host, config.hbase_port, config.table_prefix, timeout_ms=config.hbase_timeout_ms,
+                   transport=config.hbase_transport, protocol=config.hbase_protocol,
                    ttls=config.ttls if i == 0 else None, create_tables=config.create_tables and i == 0)
         for i in range(config.writers)
     ])

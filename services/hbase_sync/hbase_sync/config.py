@@ -14,6 +14,11 @@ class SyncConfig:
     topic_prefix: str = setting(DEFAULT_PREFIX, "prefix of the pipeline's topics", env="IOTPIPE_TOPIC_PREFIX")
     hbase_host: str = setting("127.0.0.1", "HBase Thrift1 server host", env="IOTPIPE_HBASE_HOST")
     hbase_port: int = setting(9090, "HBase Thrift1 server port", env="IOTPIPE_HBASE_PORT", minimum=1, maximum=65535)
+    hbase_transport: str = setting("buffered", "Thrift transport; must match the server (-threadpool: buffered; "
+                                   "-hsha/-nonblocking/-threadedselector or -f: framed)", env="IOTPIPE_HBASE_TRANSPORT",
+                                   choices=("buffered", "framed"))
+    hbase_protocol: str = setting("binary", "Thrift protocol; compact if the server runs with -c",
+                                  env="IOTPIPE_HBASE_PROTOCOL", choices=("binary", "compact"))
     table_prefix: str = setting("iotpipe", "prefix of the pipeline's HBase tables", env="IOTPIPE_TABLE_PREFIX")
     log_level: str = setting("INFO", "log level", env="IOTPIPE_LOG_LEVEL",
                              choices=("DEBUG", "INFO", "WARNING", "ERROR"))

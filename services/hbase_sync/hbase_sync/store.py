@@ -52,6 +52,8 @@ class HBaseStore:
         table_prefix: str,
         *,
         timeout_ms: int = 20_000,
+        transport: str = "buffered",
+        protocol: str = "binary",
         ttls: Mapping[str, int] | None = None,
         create_tables: bool = True,
         idle_reconnect_s: float = 45.0,
@@ -59,6 +61,7 @@ class HBaseStore:
     ) -> None:
         self.host, self.port, self.table_prefix = host, port, table_prefix
         self.timeout_ms = timeout_ms
+        self.transport, self.protocol = transport, protocol
         self.ttls = dict(ttls or {})
         self.create_tables = create_tables
         self.idle_reconnect_s = idle_reconnect_s  # the Thrift server closes sockets idle for 60 s
@@ -80,7 +83,8 @@ class HBaseStore:
             self._drop()
         if self._conn is None:
             conn = happybase.Connection(self.host, self.port, timeout=self.timeout_ms, autoconnect=False,
-                                        table_prefix=self.table_prefix)
+                                        table_prefix=self.table_prefix, transport=self.transport,
+                                        protocol=self.protocol)
             conn.open()
             self._conn = conn
             try:
