@@ -32,6 +32,7 @@ from ws_bridge.metrics import Metrics
 from ws_bridge.protocol import ProtocolError, Subscribe
 from ws_bridge.queries import QueryError, parse_query
 from ws_bridge.records import Record, ms_to_iso, row_of
+from ws_bridge.tail import KafkaTail
 
 log = logging.getLogger(__name__)
 
@@ -66,24 +67,19 @@ def create_app(config: BridgeConfig, *, history: HistorySource | None = None, li
                hub: Hub | None = None) -> Starlette:
     """Build the app. ``history``/``live`` default to HBase and the Kafka tail of ``config``."""
     config.check()
+    metrics = Metrics()
     if live is None:
-        from ws_bridge.tail import KafkaTail
-
-        metrics_ref: list[Metrics] = []
         live = KafkaTail(config.kafka_bootstrap, Topics(config.topic_prefix), group_id=config.consumer_group,
                          batch_wait_ms=config.batch_wait_ms,
-                         on_bad=lambda stream, _exc: metrics_ref[0].bad_records.labels(stream).inc())
-    else:
-        metrics_ref = []
+                         on_bad=lambda stream, _exc: metrics.bad_records.labels(stream).inc())
     state = BridgeState(
         config=config,
         hub=hub or Hub(),
         history=history or HBaseHistory(config.hbase_host, config.hbase_port, config.table_prefix, config.site_tz),
         live=live,
-        metrics=Metrics(),
+        metrics=metrics,
         replica=f"{socket.gethostname()}:{config.port}",
     )
-    metrics_ref.append(state.metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
