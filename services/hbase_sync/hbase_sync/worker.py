@@ -212,8 +212,9 @@ class Worker:
                 else:
                     self._stamp(self.batch)
                     rows, offsets = list(self.batch.rows()), self.batch.offsets()
-                    if not rows:
+                    if not rows:  # nothing left to write (a rebalance took the partitions): consume again
                         self.batch.clear()
+                        self._resume()
                         return True
                     try:
                         result = self._timed_write(rows)

@@ -77,6 +77,14 @@ class FakeConsumer:
         self.callbacks["revoke"](self, [TopicPartition(t, p) for t, p in tps])
         self._assigned = [tp for tp in self._assigned if tp not in tps]
 
+    def reassign(self, tps: list[tuple[str, int]]) -> None:
+        """Simulate a rebalance that gives partitions (back): they start at the committed offset."""
+        for tp in tps:
+            self._pos[tp] = self.committed.get(tp, 0)
+            self.paused.discard(tp)
+        self._assigned += [tp for tp in tps if tp not in self._assigned]
+        self.callbacks["assign"](self, [TopicPartition(t, p) for t, p in tps])
+
     def consume(self, num_messages: int = 1, timeout: float = -1) -> list[FakeMessage]:
         if self.on_consume:
             self.on_consume(self)

@@ -196,3 +196,28 @@ def test_a_revoke_writes_and_commits_the_rows_held_for_the_partitions_before_the
 
     consumer.on_consume = hook
     worker.run()
+
+
+def test_after_an_outage_in_which_every_partition_moved_away_and_back_the_worker_consumes_again() -> None:
+    logs: dict[tuple[str, int], list[bytes | None]] = {(T.raw, 0): [reading(i) for i in range(4)]}
+    store = FakeStore(fail=2)  # HBase is back right after the partition moved away
+    worker, consumer, store, stop = make(logs, store, max_rows=4, retries=10)
+    state = {"revoked_at": 0, "calls": 0}
+
+    def hook(c: FakeConsumer) -> None:
+        state["calls"] += 1
+        if store.failures == 2 and not state["revoked_at"]:  # mid-outage, the partition goes away ...
+            state["revoked_at"] = state["calls"]
+            c.revoke([(T.raw, 0)])
+        elif state["revoked_at"] and state["calls"] == state["revoked_at"] + 3:  # ... and comes back later
+            c.reassign([(T.raw, 0)])
+        if c.drained():
+            stop.set()
+
+    consumer.on_consume = hook
+    worker.run()
+    assert state["revoked_at"]
+    assert consumer.committed == {(T.raw, 0): 4}
+    assert len(store.tables["raw"]) == 4
+    assert not consumer.paused and not worker.paused
+    assert worker.metrics.paused._value.get() == 0
