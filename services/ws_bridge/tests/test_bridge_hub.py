@@ -105,3 +105,16 @@ async def test_a_client_behind_gets_queued_frames_of_one_subscription_merged() -
     assert [(json.loads(f)["id"], json.loads(f)["records"], n) for f, n in frames] == [  # type: ignore[misc]
         ("a", [1, 2, 3], 3), ("b", [9], 1), ("a", [4], 1)]
     assert session.pending_records == 0 and session.sent_records == 5
+
+
+def test_history_first_subscriptions_start_with_matching_recent_live_records(msg: SimpleNamespace) -> None:
+    """A record pushed live just before the subscription may not be in HBase yet: it is not lost."""
+    hub = Hub(recent=3)
+    hub.publish([decode("raw", msg.reading("TH1", "2020-01-01T00:15:00Z", seq=1)),
+                 decode("raw", msg.reading("TH2", "2020-01-01T00:15:00Z", seq=1)),
+                 decode("raw", msg.reading("TH1", "2020-01-01T00:30:00Z", seq=2)),
+                 decode("raw", msg.reading("TH1", "2020-01-01T00:45:00Z", seq=3))])  # the first falls out (recent=3)
+    session = Session(100)
+    since = decode("raw", msg.reading("TH1", "2020-01-01T00:30:00Z")).event_ms
+    entry = hub.subscribe(session, Subscribe("h", "raw", Filter(None, frozenset({"TH1"})), since_ms=since))
+    assert [r.data["seq"] for r in hub.go_live(entry)] == [2, 3]

@@ -31,6 +31,7 @@ class Close:
 
 
 MAX_MERGED_CHARS = 1 << 20  # coalesced data frames stay below ~1 MB
+RECENT_RECORDS = 5000  # per stream, kept for history-first subscriptions (covers the sync worker's lag)
 
 
 class Session:
@@ -146,8 +147,11 @@ class Subscription:
 class Hub:
     """Routes published records to subscriptions. One per bridge process."""
 
-    def __init__(self) -> None:
+    def __init__(self, recent: int = RECENT_RECORDS) -> None:
         self._subs: dict[str, dict[int, Subscription]] = {stream: {} for stream in STREAMS}
+        # the newest live records of each stream: a history-first subscription starts with those that match, so a
+        # record the sync worker has not stored yet when HBase is read still reaches the client (history de-dupes)
+        self._recent: dict[str, deque[Record]] = {stream: deque(maxlen=recent) for stream in STREAMS}
         self._ids = itertools.count()
         self.latest_ms: dict[str, int] = {}
         self.published = 0
@@ -155,6 +159,9 @@ class Hub:
     def subscribe(self, session: Session, sub: Subscribe) -> Subscription:
         """Register a subscription: live at once, or buffering live records until ``go_live`` (history first)."""
         entry = Subscription(session, sub, live=not sub.wants_history, handle=next(self._ids))
+        if sub.wants_history:
+            since = sub.since_ms if sub.since_ms is not None else -1
+            entry.buffered = [r for r in self._recent[sub.stream] if r.event_ms >= since and sub.filter.matches(r)]
         self._subs[sub.stream][entry.handle] = entry
         session.subscriptions[sub.id] = entry
         return entry
@@ -189,6 +196,7 @@ class Hub:
                 self.latest_ms[record.stream] = record.event_ms
         for stream, batch in by_stream.items():
             self.published += len(batch)
+            self._recent[stream].extend(batch)
             subs = self._subs[stream]
             if subs:
                 self._fan_out(stream, batch, list(subs.values()))
