@@ -476,6 +476,18 @@ def _unreachable_kafka(api: Any, namespace: str, operator: Operator, hbase_servi
     assert ("Deployment", "factory-a-sync") in children(api, namespace)
 
 
+def test_missing_hbase_namespace_is_reported(api: Any, namespace: str, operator: Operator, kafka_service: Any,
+                                            hbase_service: Any, tmp_path: Path) -> None:
+    missing = f"nons_{uuid.uuid4().hex[:6]}"  # Thrift1 cannot create namespaces: the operator says so
+    apply(api, pipeline_doc(namespace, kafka_service, hbase_service, hbase__namespace=missing), tmp_path)
+    obj = wait_for(lambda: (o := cr(api, namespace)) and condition(o, "HBaseTablesReady").get("status") == "False"
+                   and o, "HBaseTablesReady=False", log=operator.log)
+    hb = condition(obj, "HBaseTablesReady")
+    assert hb["reason"] == "NamespaceNotFound", hb
+    assert missing in hb["message"]
+    assert condition(obj, "KafkaTopicsReady")["status"] == "True"
+
+
 def test_delete_with_default_policy_keeps_topics_and_tables(api: Any, namespace: str, operator: Operator,
                                                             kafka_service: Any, hbase_service: Any,
                                                             tmp_path: Path) -> None:
