@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import pytest
 import yaml
-from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 
 from iotcommon.hbase_layout import TABLES, table_name
 from iotcommon.topics import Topics
@@ -474,6 +474,22 @@ def _unreachable_kafka(api: Any, namespace: str, operator: Operator, hbase_servi
     assert condition(obj, "Ready")["reason"] == "DependencyUnavailable"
     assert obj["status"]["phase"] == "Degraded"
     assert ("Deployment", "factory-a-sync") in children(api, namespace)
+
+
+def test_topic_config_drift_is_set_back(api: Any, namespace: str, operator: Operator, kafka_service: Any,
+                                        hbase_service: Any, tmp_path: Path) -> None:
+    apply(api, pipeline_doc(namespace, kafka_service, hbase_service), tmp_path)
+    wait_for(reconciled(api, namespace), "the first reconcile", log=operator.log)
+    raw = Topics(f"{namespace}.factory-a").raw
+    # someone changes the topic behind the operator's back
+    admin = AdminClient({"bootstrap.servers": kafka_service.bootstrap})
+    res = ConfigResource(ResourceType.TOPIC, raw, incremental_configs=[
+        ConfigEntry("retention.ms", "1000", incremental_operation=AlterConfigOpType.SET)])
+    admin.incremental_alter_configs([res])[res].result(timeout=10)
+    assert topic_config(kafka_service.bootstrap, raw, "retention.ms") == "1000"
+    wait_for(lambda: topic_config(kafka_service.bootstrap, raw, "retention.ms") == "604800000",
+             "retention.ms set back by the periodic pass", log=operator.log)
+    wait_for(lambda: "TopicConfigDrift" in reasons(api, namespace), "the TopicConfigDrift event", log=operator.log)
 
 
 def test_missing_hbase_namespace_is_reported(api: Any, namespace: str, operator: Operator, kafka_service: Any,
