@@ -23,7 +23,7 @@ import kopf
 from iot_operator import API_VERSION, FINALIZER, GROUP, PLURAL, VERSION, metrics
 from iot_operator import status as st
 from iot_operator.config import DESCRIPTION, OperatorConfig
-from iot_operator.reconcile import Deps, cleanup, real_deps, reconcile
+from iot_operator.reconcile import Deps, cleanup, lock_for, real_deps, reconcile
 from iotcommon.config import describe, load
 from iotcommon.errors import ConfigError, ServiceUnavailable
 
@@ -154,14 +154,15 @@ def track(event: Mapping[str, Any], body: kopf.Body, **_: Any) -> None:
         _known[uid] = (str(body.metadata.namespace), str(body.metadata.name))
 
 
-def _resync_one(namespace: str, name: str) -> list[str]:
+def _resync_one(uid: str, namespace: str, name: str) -> list[str]:
     kube = deps().kube
-    body = kube.get(pipeline_path(namespace, name))
-    if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
-        return []
-    changes, unavailable = _pass("timer", body)
-    if changes:
-        kube.patch_status(pipeline_path(namespace, name), changes)
+    with lock_for(uid):  # read the object only when no other pass runs on it: never reconcile a stale spec
+        body = kube.get(pipeline_path(namespace, name))
+        if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+            return []
+        changes, unavailable = _pass("timer", body)
+        if changes:
+            kube.patch_status(pipeline_path(namespace, name), changes)
     return unavailable
 
 
@@ -177,7 +178,7 @@ async def _resync_loop() -> None:
                 continue
             ctx = contextvars.copy_context()  # kopf's context (event posting) for the worker thread
             try:
-                unavailable = await loop.run_in_executor(None, ctx.run, _resync_one, namespace, name)
+                unavailable = await loop.run_in_executor(None, ctx.run, _resync_one, uid, namespace, name)
             except Exception:  # one bad object must not stop drift correction for the others
                 log.exception(f"[{namespace}/{name}] periodic reconcile failed")
                 unavailable = ["error"]

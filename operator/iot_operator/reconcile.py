@@ -26,7 +26,12 @@ from iot_operator.topics import plan as topic_plan
 from iotcommon.errors import ServiceUnavailable
 
 log = logging.getLogger(__name__)
-_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+_locks: defaultdict[str, threading.RLock] = defaultdict(threading.RLock)
+
+
+def lock_for(uid: str) -> threading.RLock:
+    """The lock that serialises everything done to one IoTPipeline (re-entrant: reconcile takes it too)."""
+    return _locks[uid]
 
 #: condition type -> the child that reports it (component label)
 _WORKLOADS = {st.SYNC: "sync", st.BRIDGE: "bridge", st.SIMULATORS: "simulator"}
@@ -55,7 +60,7 @@ def real_deps(cfg: OperatorConfig) -> Deps:
 def reconcile(body: Mapping[str, Any], cfg: OperatorConfig, deps: Deps, emit: Emit) -> st.Outcome:
     """Bring the world in line with one IoTPipeline; report what was found. Serialised per object."""
     uid = str(body.get("metadata", {}).get("uid", ""))
-    with _locks[uid]:
+    with lock_for(uid):
         out = st.Outcome()
         try:
             p = parse(body, cfg)
