@@ -168,7 +168,7 @@ def test_helm_install_upgrade_uninstall_for_real(
     if chart == "iotpipe-operator":
         assert f"It watches IoTPipeline objects in: {restricted_ns}." in notes
     else:
-        assert f"Kafka bootstrap:   rel-iotpipe-platform-kafka.{restricted_ns}.svc:9092" in notes
+        assert f"Kafka bootstrap:   rel-kafka.{restricted_ns}.svc:9092" in notes
 
     listed = kubectl(cluster, "get", "deployments,statefulsets,services,configmaps", "-n", restricted_ns,
                      "-l", "app.kubernetes.io/instance=rel", "-o", "name")  # fmt: skip
@@ -199,7 +199,7 @@ def test_upgrade_keeps_the_generated_grafana_password(helm: Any, cluster: Any, r
     only_grafana = ["--set", "kafka.enabled=false", "--set", "hbase.enabled=false"]
 
     def password() -> str:
-        res = kubectl(cluster, "get", "secret", "g-iotpipe-platform-grafana-admin", "-n", restricted_ns,
+        res = kubectl(cluster, "get", "secret", "g-grafana-admin", "-n", restricted_ns,
                       "-o", "jsonpath={.data.admin-password}")  # fmt: skip
         assert res.returncode == 0, res.stderr
         return str(res.stdout)

@@ -186,41 +186,37 @@ def test_operator_cluster_wide(helm: Helm) -> None:
 
 def test_platform_defaults(helm: Helm) -> None:
     docs = helm.render("iotpipe-platform", release="demo", namespace="iot")
-    kafka = one(docs, "StatefulSet", "demo-iotpipe-platform-kafka")
+    kafka = one(docs, "StatefulSet", "demo-kafka")
     assert kafka["spec"]["replicas"] == 1
-    assert kafka["spec"]["serviceName"] == "demo-iotpipe-platform-kafka-headless"
+    assert kafka["spec"]["serviceName"] == "demo-kafka-headless"
     pod = kafka["spec"]["template"]["spec"]
     assert pod["enableServiceLinks"] is False
     (c,) = pod["containers"]
     assert c["image"] == "apache/kafka:4.1.1"
     env = env_of(c)
-    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == (
-        "0@demo-iotpipe-platform-kafka-0.demo-iotpipe-platform-kafka-headless.iot.svc:9093"
-    )
-    assert (
-        env["KAFKA_ADVERTISED_LISTENERS"] == "PLAINTEXT://$(POD_NAME).demo-iotpipe-platform-kafka-headless.iot.svc:9092"
-    )
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == ("0@demo-kafka-0.demo-kafka-headless.iot.svc:9093")
+    assert env["KAFKA_ADVERTISED_LISTENERS"] == "PLAINTEXT://$(POD_NAME).demo-kafka-headless.iot.svc:9092"
     assert env["KAFKA_NODE_ID"] == {"fieldRef": {"fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}}
     assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "1"
     assert env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"] == "1"
     assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
     assert env["KAFKA_HEAP_OPTS"] == "-Xmx512m -Xms512m"
     assert kafka["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "10Gi"
-    one(docs, "Service", "demo-iotpipe-platform-kafka")
-    assert one(docs, "Service", "demo-iotpipe-platform-kafka-headless")["spec"]["clusterIP"] == "None"
+    one(docs, "Service", "demo-kafka")
+    assert one(docs, "Service", "demo-kafka-headless")["spec"]["clusterIP"] == "None"
 
-    hbase = one(docs, "StatefulSet", "demo-iotpipe-platform-hbase")
+    hbase = one(docs, "StatefulSet", "demo-hbase")
     containers = {c["name"]: c for c in hbase["spec"]["template"]["spec"]["containers"]}
     assert set(containers) == {"hbase", "thrift"}
     assert containers["hbase"]["image"] == containers["thrift"]["image"] == "iotpipe/hbase:0.1.0"
     assert containers["thrift"]["args"] == ["start", "-p", "9090"]
-    thrift_svc = one(docs, "Service", "demo-iotpipe-platform-hbase-thrift")
+    thrift_svc = one(docs, "Service", "demo-hbase")
     assert thrift_svc["spec"]["ports"][0]["port"] == 9090
-    site = one(docs, "ConfigMap", "demo-iotpipe-platform-hbase-conf")["data"]["hbase-site.xml"]
+    site = one(docs, "ConfigMap", "demo-hbase-conf")["data"]["hbase-site.xml"]
     assert "<name>hbase.rootdir</name><value>file:///data/hbase</value>" in site
     assert "<name>hbase.regionserver.thrift.port</name><value>9090</value>" in site
 
-    grafana = one(docs, "Deployment", "demo-iotpipe-platform-grafana")
+    grafana = one(docs, "Deployment", "demo-grafana")
     pod = grafana["spec"]["template"]["spec"]
     containers = {c["name"]: c for c in pod["containers"]}
     assert set(containers) == {"grafana", "dashboard-sidecar"}
@@ -232,41 +228,39 @@ def test_platform_defaults(helm: Helm) -> None:
     assert env_of(sidecar)["FOLDER_ANNOTATION"] == "grafana_folder"
     # only the sidecar gets an API token, through its own projected volume
     assert pod["automountServiceAccountToken"] is False
-    assert pod["serviceAccountName"] == "demo-iotpipe-platform-grafana"
+    assert pod["serviceAccountName"] == "demo-grafana"
     assert {m["name"] for m in sidecar["volumeMounts"]} == {"sidecar-dashboards", "sidecar-token"}
     assert "sidecar-token" not in {m["name"] for m in g["volumeMounts"]}
-    role = one(docs, "Role", "demo-iotpipe-platform-grafana-dashboards")
+    role = one(docs, "Role", "demo-grafana-dashboards")
     assert role["rules"] == [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]}]
-    binding = one(docs, "RoleBinding", "demo-iotpipe-platform-grafana-dashboards")
-    assert binding["subjects"] == [
-        {"kind": "ServiceAccount", "name": "demo-iotpipe-platform-grafana", "namespace": "iot"}
-    ]
+    binding = one(docs, "RoleBinding", "demo-grafana-dashboards")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "demo-grafana", "namespace": "iot"}]
     assert by_kind(docs, "ClusterRole") == []
     assert env_of(g)["GF_SERVER_ROOT_URL"] == "http://grafana.iotpipe.local/"
-    ingress = one(docs, "Ingress", "demo-iotpipe-platform-grafana")
+    ingress = one(docs, "Ingress", "demo-grafana")
     rule = ingress["spec"]["rules"][0]
     assert rule["host"] == "grafana.iotpipe.local"
     assert rule["http"]["paths"][0]["backend"]["service"] == {
-        "name": "demo-iotpipe-platform-grafana",
+        "name": "demo-grafana",
         "port": {"name": "http"},
     }
-    datasources = one(docs, "ConfigMap", "demo-iotpipe-platform-grafana-datasources")["data"]
+    datasources = one(docs, "ConfigMap", "demo-grafana-datasources")["data"]
     source = REPO_ROOT / "dashboards" / "grafana" / "provisioning" / "datasources" / "iotpipe-bridge.yaml"
     assert datasources == {"iotpipe-bridge.yaml": source.read_text(encoding="utf-8")}
-    assert env_of(g)["IOTPIPE_BRIDGE_URL"] == "http://demo-bridge.iot.svc:80"
+    assert env_of(g)["IOTPIPE_BRIDGE_URL"] == "http://factory-a-bridge.iot.svc:80"
     assert env_of(g)["IOTPIPE_BRIDGE_TOKEN"] == ""
-    secret = one(docs, "Secret", "demo-iotpipe-platform-grafana-admin")
+    secret = one(docs, "Secret", "demo-grafana-admin")
     assert set(secret["data"]) == {"admin-user", "admin-password"}
 
 
 def test_platform_ha(helm: Helm) -> None:
     docs = helm.render("iotpipe-platform", values=[VALUES_DIR / "iotpipe-platform.ha.yaml"], release="p", namespace="n")
-    kafka = one(docs, "StatefulSet", "p-iotpipe-platform-kafka")
+    kafka = one(docs, "StatefulSet", "p-kafka")
     assert kafka["spec"]["replicas"] == 3
     assert kafka["spec"]["podManagementPolicy"] == "Parallel"
     env = env_of(kafka["spec"]["template"]["spec"]["containers"][0])
     assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == ",".join(
-        f"{i}@p-iotpipe-platform-kafka-{i}.p-iotpipe-platform-kafka-headless.n.svc:9093" for i in range(3)
+        f"{i}@p-kafka-{i}.p-kafka-headless.n.svc:9093" for i in range(3)
     )
     assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "3"
     assert env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"] == "2"
@@ -282,21 +276,21 @@ def test_platform_ha(helm: Helm) -> None:
     assert kafka["metadata"]["labels"]["example.com/env"] == "staging"
     assert kafka["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
 
-    hbase = one(docs, "StatefulSet", "p-iotpipe-platform-hbase")
+    hbase = one(docs, "StatefulSet", "p-hbase")
     containers = {c["name"]: c for c in hbase["spec"]["template"]["spec"]["containers"]}
     assert containers["hbase"]["image"] == "registry.example.com/iotpipe/hbase:2.6.1-iot1"
     assert env_of(containers["hbase"])["JAVA_TOOL_OPTIONS"] == "-Xmx2g"
     assert env_of(containers["thrift"])["JAVA_TOOL_OPTIONS"] == "-Xmx512m"
     assert containers["thrift"]["args"] == ["start", "-p", "9191"]
-    thrift_svc = one(docs, "Service", "p-iotpipe-platform-hbase-thrift")
+    thrift_svc = one(docs, "Service", "p-hbase")
     assert thrift_svc["spec"]["type"] == "NodePort"
     assert thrift_svc["spec"]["ports"][0]["port"] == 9191
-    site = one(docs, "ConfigMap", "p-iotpipe-platform-hbase-conf")["data"]["hbase-site.xml"]
+    site = one(docs, "ConfigMap", "p-hbase-conf")["data"]["hbase-site.xml"]
     assert "<name>hbase.rootdir</name><value>file:///data/hbase-root</value>" in site  # user value wins
     assert "<name>hbase.regionserver.handler.count</name><value>30</value>" in site
 
     assert by_kind(docs, "Secret") == [], "an existing admin Secret is used, none is generated"
-    grafana = one(docs, "Deployment", "p-iotpipe-platform-grafana")
+    grafana = one(docs, "Deployment", "p-grafana")
     g = next(c for c in grafana["spec"]["template"]["spec"]["containers"] if c["name"] == "grafana")
     env = env_of(g)
     assert env["IOTPIPE_BRIDGE_TOKEN"] == {"secretKeyRef": {"name": "factory-a-bridge-token", "key": "token"}}
@@ -304,9 +298,9 @@ def test_platform_ha(helm: Helm) -> None:
     sidecar = next(c for c in grafana["spec"]["template"]["spec"]["containers"] if c["name"] == "dashboard-sidecar")
     assert env_of(sidecar)["NAMESPACE"] == "ALL"
     assert by_kind(docs, "Role") == []
-    cluster_role = one(docs, "ClusterRole", "n-p-iotpipe-platform-grafana")
+    cluster_role = one(docs, "ClusterRole", "n-p-grafana")
     assert cluster_role["rules"][0]["verbs"] == ["get", "list", "watch"]
-    one(docs, "ClusterRoleBinding", "n-p-iotpipe-platform-grafana")
+    one(docs, "ClusterRoleBinding", "n-p-grafana")
     assert env["GF_SECURITY_ADMIN_PASSWORD"] == {
         "secretKeyRef": {"name": "grafana-admin-creds", "key": "admin-password"}
     }
@@ -314,16 +308,14 @@ def test_platform_ha(helm: Helm) -> None:
     assert env["GF_SERVER_SERVE_FROM_SUB_PATH"] == "true"
     assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "true"
     volumes = {v["name"]: v for v in grafana["spec"]["template"]["spec"]["volumes"]}
-    assert volumes["storage"]["persistentVolumeClaim"]["claimName"] == "p-iotpipe-platform-grafana"
-    one(docs, "PersistentVolumeClaim", "p-iotpipe-platform-grafana")
+    assert volumes["storage"]["persistentVolumeClaim"]["claimName"] == "p-grafana"
+    one(docs, "PersistentVolumeClaim", "p-grafana")
     ingress = one(docs, "Ingress")
     assert ingress["spec"]["ingressClassName"] == "nginx"
     assert ingress["spec"]["tls"] == [{"secretName": "grafana-tls", "hosts": ["grafana.iot.example.com"]}]
     assert ingress["spec"]["rules"][0]["http"]["paths"][0]["path"] == "/grafana"
     assert ingress["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "letsencrypt"}
-    prometheus = yaml.safe_load(
-        one(docs, "ConfigMap", "p-iotpipe-platform-grafana-datasources")["data"]["prometheus.yaml"]
-    )
+    prometheus = yaml.safe_load(one(docs, "ConfigMap", "p-grafana-datasources")["data"]["prometheus.yaml"])
     assert prometheus["datasources"] == [{"name": "Prometheus", "uid": "prometheus", "type": "prometheus",
                                           "access": "proxy", "url": "http://prometheus-operated.monitoring.svc:9090",
                                           "editable": False}]  # fmt: skip
@@ -357,10 +349,29 @@ def test_platform_grafana_only(helm: Helm) -> None:
 def test_platform_dashboards_configmap_carries_every_dashboard_file(helm: Helm) -> None:
     files = sorted((REPO_ROOT / "charts" / "iotpipe-platform" / "files" / "grafana" / "dashboards").glob("*.json"))
     docs = helm.render("iotpipe-platform", release="demo")
-    cm = one(docs, "ConfigMap", "demo-iotpipe-platform-grafana-dashboards")
+    cm = one(docs, "ConfigMap", "demo-grafana-dashboards")
     assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert cm["metadata"]["annotations"]["grafana_folder"] == "iotpipe"
     data = cm.get("data") or {}
     assert sorted(data) == [f.name for f in files]
     for f in files:
         assert json.loads(data[f.name]) == json.loads(f.read_text(encoding="utf-8"))
+
+
+def test_the_sample_pipeline_points_at_the_platform_chart(helm: Helm) -> None:
+    """examples/pipeline.yaml names the services of this chart installed as release "platform" in namespace "iot"."""
+    sample = yaml.safe_load((REPO_ROOT / "examples" / "pipeline.yaml").read_text(encoding="utf-8"))
+    docs = helm.render("iotpipe-platform", release="platform", namespace="iot")
+    services = {d["metadata"]["name"]: d for d in by_kind(docs, "Service")}
+
+    def address(service: str, port_name: str) -> str:
+        port = next(p["port"] for p in services[service]["spec"]["ports"] if p["name"] == port_name)
+        return f"{service}.iot.svc:{port}"
+
+    assert sample["spec"]["kafka"]["bootstrapServers"] == address("platform-kafka", "client")
+    thrift = sample["spec"]["hbase"]["thrift"]
+    assert f"{thrift['host']}:{thrift['port']}" == address("platform-hbase", "thrift")
+    grafana = next(c for c in one(docs, "Deployment", "platform-grafana")["spec"]["template"]["spec"]["containers"]
+                   if c["name"] == "grafana")  # fmt: skip
+    bridge_port = sample["spec"]["bridge"]["service"]["port"]
+    assert env_of(grafana)["IOTPIPE_BRIDGE_URL"] == f"http://{sample['metadata']['name']}-bridge.iot.svc:{bridge_port}"

@@ -4,20 +4,12 @@
 {{- end }}
 
 {{/*
-Full name prefix of every object. At most 40 characters, because component suffixes ("-kafka-headless", ...) and
-StatefulSet pod/claim suffixes are appended and names must stay within 63.
+Name prefix of every object: the release name (or fullnameOverride), so release "platform" gives platform-kafka,
+platform-hbase, platform-grafana (the addresses examples/pipeline.yaml uses). At most 40 characters, because
+component suffixes ("-kafka-headless", ...) and StatefulSet pod/claim suffixes are appended and names stay within 63.
 */}}
 {{- define "iotpipe-platform.fullname" -}}
-{{- if .Values.fullnameOverride }}
-{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" }}
-{{- else }}
-{{- $name := default .Chart.Name .Values.nameOverride }}
-{{- if contains $name .Release.Name }}
-{{- .Release.Name | trunc 40 | trimSuffix "-" }}
-{{- else }}
-{{- printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" }}
-{{- end }}
-{{- end }}
+{{- default .Release.Name .Values.fullnameOverride | trunc 40 | trimSuffix "-" }}
 {{- end }}
 
 {{/* Chart name and version, for the helm.sh/chart label. */}}
@@ -61,7 +53,8 @@ appVersion. Call with (dict "image" .Values.kafka.image "root" .).
 {{- define "iotpipe-platform.kafka.fullname" -}}{{ include "iotpipe-platform.fullname" . }}-kafka{{- end }}
 {{- define "iotpipe-platform.kafka.headless" -}}{{ include "iotpipe-platform.fullname" . }}-kafka-headless{{- end }}
 {{- define "iotpipe-platform.hbase.fullname" -}}{{ include "iotpipe-platform.fullname" . }}-hbase{{- end }}
-{{- define "iotpipe-platform.hbase.thrift" -}}{{ include "iotpipe-platform.fullname" . }}-hbase-thrift{{- end }}
+{{/* The Thrift Service is the one HBase endpoint clients use, so it carries the plain "-hbase" name. */}}
+{{- define "iotpipe-platform.hbase.thrift" -}}{{ include "iotpipe-platform.fullname" . }}-hbase{{- end }}
 {{- define "iotpipe-platform.grafana.fullname" -}}{{ include "iotpipe-platform.fullname" . }}-grafana{{- end }}
 
 {{/* The in-cluster bootstrap address of Kafka (what an IoTPipeline's spec.kafka.bootstrapServers should name). */}}
