@@ -211,3 +211,30 @@ def test_upgrade_keeps_the_generated_grafana_password(helm: Any, cluster: Any, r
     assert res.returncode == 0, res.output
     assert password() == first
     assert helm.run(["uninstall", "g", *kube]).returncode == 0
+
+
+def test_readme_flow_install_charts_apply_the_sample_and_scale(
+    helm: Any, cluster: Any, restricted_ns: str, tmp_path: Path
+) -> None:
+    """README "Deploy on Kubernetes", as far as an API server without kubelets goes: both charts install, the sample
+    IoTPipeline is accepted by the chart's CRD, and `kubectl scale` drives its simulators through the scale subresource.
+    """
+    kube = ["--kubeconfig", str(cluster.kubeconfig), "--namespace", restricted_ns]
+    for release, chart in (("platform", "iotpipe-platform"), ("iotpipe-operator", "iotpipe-operator")):
+        res = helm.run(["install", release, str(REPO_ROOT / "charts" / chart), *kube])
+        assert res.returncode == 0, res.output
+    try:
+        res = kubectl(cluster, "apply", "-n", restricted_ns, "-f", str(REPO_ROOT / "examples" / "pipeline.yaml"))
+        assert res.returncode == 0, res.stderr
+        name = yaml.safe_load((REPO_ROOT / "examples" / "pipeline.yaml").read_text(encoding="utf-8"))["metadata"][
+            "name"
+        ]
+        res = kubectl(cluster, "scale", f"iotpipeline/{name}", "-n", restricted_ns, "--replicas=4")
+        assert res.returncode == 0, res.stderr
+        res = kubectl(cluster, "get", f"iotpipeline/{name}", "-n", restricted_ns, "-o",
+                      "jsonpath={.spec.simulators.replicas}")  # fmt: skip
+        assert res.stdout == "4"
+    finally:
+        kubectl(cluster, "delete", "iotpipelines", "--all", "-n", restricted_ns, "--wait=false")
+        for release in ("iotpipe-operator", "platform"):
+            helm.run(["uninstall", release, *kube])
