@@ -33,6 +33,9 @@ class StreamJobConfig:
                                    "back; 0 = never. Off by default: while a backlog is read, a partition that is "
                                    "merely not fetched yet would be skipped and its readings judged late",
                                    env="IOTPIPE_IDLE_TIMEOUT_MS", minimum=0)
+    batch_window_min: int = setting(60, "on-time readings reach the Python day logic in event-time batches of this "
+                                    "many minutes (the zone's UTC offsets must be multiples of it)",
+                                    env="IOTPIPE_BATCH_WINDOW_MIN", minimum=1, maximum=1440)
     checkpoint_dir: str = setting("", "checkpoint directory (path or URI); default $IOTPIPE_HOME/stream_job/"
                                   "checkpoints/<prefix>", env="IOTPIPE_CHECKPOINT_DIR")
     checkpoint_interval_ms: int = setting(2000, "checkpoint interval; transactional output becomes visible to "
@@ -77,7 +80,26 @@ def load_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Strea
         ZoneInfo(config.site_tz)
     except Exception as exc:  # ZoneInfoNotFoundError, ValueError
         raise ConfigError(f"IOTPIPE_SITE_TZ: unknown time zone {config.site_tz!r}") from exc
+    bad = offsets_not_multiple(config.site_tz, config.batch_window_min)
+    if bad:
+        raise ConfigError(f"IOTPIPE_BATCH_WINDOW_MIN: {config.batch_window_min} min batches would straddle local "
+                          f"midnights of {config.site_tz} (UTC offsets {bad}); use 15")
     return config
+
+
+def offsets_not_multiple(tz: str, minutes: int) -> list[str]:
+    """UTC offsets the zone used in 1990-2060 that are not multiples of `minutes` (days must align with batches)."""
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(tz)
+    bad = set()
+    for year in range(1990, 2061):
+        for month in (1, 4, 7, 10):
+            offset = datetime(year, month, 1, tzinfo=zone).utcoffset() or timedelta(0)
+            if (offset.total_seconds() // 60) % minutes or 1440 % minutes:
+                bad.add(str(offset))
+    return sorted(bad)
 
 
 def checkpoint_path(config: StreamJobConfig, environ: Mapping[str, str]) -> Path:

@@ -28,7 +28,7 @@ from pyflink.table.udf import udf
 
 from stream_job import sql
 from stream_job.config import StreamJobConfig
-from stream_job.core import DayAggregator
+from stream_job.core import DayAggregator, ts_ms_of
 from stream_job.validate import classify as classify_message
 from stream_job.validate import now_iso
 
@@ -51,29 +51,36 @@ def classify(key: bytes | None, value: bytes | None, topic: str, partition: int,
     return Row(*classify_message(key, value, topic, partition, offset, now_iso()))
 
 
-class _MapStore:
-    """core.Store over a PyFlink MapState."""
+SEP = "\x1f"
 
-    def __init__(self, state: Any) -> None:
+
+class _SiteStore:
+    """core.Store of one site inside a bucket's PyFlink MapState (keys prefixed with the site)."""
+
+    def __init__(self, state: Any, site: str) -> None:
         self.state = state
+        self.prefix = site + SEP
 
     def get(self, key: str) -> Any:
-        return self.state.get(key)
+        return self.state.get(self.prefix + key)
 
     def put(self, key: str, value: Any) -> None:
-        self.state.put(key, value)
+        self.state.put(self.prefix + key, value)
 
     def remove(self, key: str) -> None:
-        self.state.remove(key)
+        self.state.remove(self.prefix + key)
 
-    def keys(self) -> Iterable[str]:
-        return list(self.state.keys())
-
-    all_keys = keys
+    def all_keys(self) -> Iterable[str]:
+        n = len(self.prefix)
+        return [k[n:] for k in list(self.state.keys()) if k.startswith(self.prefix)]
 
 
 class DailyAggregates(KeyedProcessFunction):  # type: ignore[misc]
-    """Keyed by site: dedup, day state, first emission at the day's end, revisions, late readings."""
+    """Keyed by bucket (a few sites each): dedup, day state, first emission at the day's end, revisions, late readings.
+
+    Input rows carry a batch of readings 'site,sensor,ts,value,seq;...' (one event-time window of one bucket, or a
+    single out-of-order reading).
+    """
 
     def __init__(self, tz: str, lateness_ms: int) -> None:
         self.tz = tz
@@ -81,22 +88,45 @@ class DailyAggregates(KeyedProcessFunction):  # type: ignore[misc]
 
     def open(self, runtime_context: RuntimeContext) -> None:
         descriptor = MapStateDescriptor("days", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
-        self.store = _MapStore(runtime_context.get_map_state(descriptor))
+        self.state = runtime_context.get_map_state(descriptor)
         self.core = DayAggregator(ZoneInfo(self.tz), self.lateness_ms)
+        self.stores: dict[str, _SiteStore] = {}
+        self.ts_cache: dict[str, int] = {}
+
+    def _store(self, site: str) -> _SiteStore:
+        store = self.stores.get(site)
+        if store is None:
+            store = self.stores[site] = _SiteStore(self.state, site)
+        return store
+
+    def _ts_ms(self, ts: str) -> int:
+        ms = self.ts_cache.get(ts)
+        if ms is None:
+            if len(self.ts_cache) > 200_000:
+                self.ts_cache.clear()
+            ms = self.ts_cache[ts] = ts_ms_of(ts)
+        return ms
 
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterator[Row]:
         timers = ctx.timer_service()
-        ts_ms = value.ts_ms if value.ts_ms is not None else ctx.timestamp()
-        out, register = self.core.on_reading(self.store, value.site, value.sensor, value.ts, ts_ms, value.val,
-                                             value.seq, timers.current_watermark())
-        for ts in register:
-            timers.register_event_time_timer(ts)
-        for item in out:
-            yield Row(item.topic, item.key, item.value)
+        watermark = timers.current_watermark()
+        register: set[int] = set()
+        on_reading = self.core.on_reading
+        for item in value.batch.split(";"):
+            site, sensor, ts, val, seq = item.split(",")
+            out, new_timers = on_reading(self._store(site), site, sensor, ts, self._ts_ms(ts), float(val), int(seq),
+                                         watermark)
+            register.update(new_timers)
+            for o in out:
+                yield Row(o.topic, o.key, o.value)
+        for ts_timer in register:
+            timers.register_event_time_timer(ts_timer)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Row]:
-        for item in self.core.on_timer(self.store, ctx.get_current_key(), timestamp):
-            yield Row(item.topic, item.key, item.value)
+        sites = sorted({k.split(SEP, 1)[0] for k in list(self.state.keys())})
+        for site in sites:
+            for item in self.core.on_timer(self._store(site), site, timestamp):
+                yield Row(item.topic, item.key, item.value)
 
 
 def flink_configuration(config: StreamJobConfig, checkpoints: str, restore_from: str | None,
@@ -143,10 +173,13 @@ def build(config: StreamJobConfig, conf: Configuration, python_exe: str) -> Tabl
                       sql.slow_view(), sql.valid_view()):
         t_env.execute_sql(statement)
 
-    valid = t_env.sql_query("SELECT site, sensor, ts, ts_ms, val, seq, rt FROM valid")
+    t_env.execute_sql(sql.routed_view())
+    t_env.execute_sql(sql.on_time_view())
+    batches = t_env.to_data_stream(t_env.sql_query(sql.batched_query(config.batch_window_min)))
+    behind = t_env.to_data_stream(t_env.sql_query(sql.behind_query()))
     emitted = (
-        t_env.to_data_stream(valid)
-        .key_by(lambda row: row.site, key_type=Types.STRING())
+        batches.union(behind)
+        .key_by(lambda row: row.bucket, key_type=Types.STRING())
         .process(DailyAggregates(config.site_tz, config.lateness_ms),
                  output_type=Types.ROW_NAMED(["topic", "k", "v"],
                                              [Types.STRING(), Types.STRING(), Types.PRIMITIVE_ARRAY(Types.BYTE())]))
