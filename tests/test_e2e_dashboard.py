@@ -209,6 +209,8 @@ def test_dashboard_shows_the_pipeline_live(running_pipeline: dict[str, Any], bro
         wait_for(browser, "aggregates", lambda s: s["aggRows"] > 0, timeout=AGGREGATES_WAIT)
     time.sleep(2)  # let the last frame render before the picture
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    shot = browser.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+    size = browser.call("Page.getLayoutMetrics")["cssContentSize"]
+    shot = browser.call("Page.captureScreenshot", format="png", captureBeyondViewport=True,
+                        clip={"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1})
     (ARTIFACTS / "dashboard.png").write_bytes(base64.b64decode(shot["data"]))
     print(f"screenshot: {ARTIFACTS / 'dashboard.png'}; first {first}; later {page_state(browser)}")
