@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import websockets
 from confluent_kafka import Producer
@@ -69,7 +70,7 @@ def kafka(args: argparse.Namespace) -> Iterator[str]:
 
 
 @contextmanager
-def bridge(bootstrap: str, prefix: str) -> Iterator[str]:
+def bridge(bootstrap: str, prefix: str) -> Iterator[tuple[str, int]]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -88,7 +89,7 @@ def bridge(bootstrap: str, prefix: str) -> Iterator[str]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit("the bridge did not start")
             time.sleep(0.2)
-        yield f"ws://127.0.0.1:{port}/ws"
+        yield f"ws://127.0.0.1:{port}/ws", proc.pid
     finally:
         proc.terminate()
         proc.wait(30)
@@ -120,6 +121,16 @@ class ClientStats:
     received: int = 0
     overflow: int = 0
     delays: list[float] = field(default_factory=list)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load_average() -> float:
+    return os.getloadavg()[0]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -197,15 +208,20 @@ def main() -> int:
                for t in (topics.raw, topics.aggregates, topics.late, topics.deadletter)]
         for future in admin.create_topics(new).values():
             future.result(30)
-        with bridge(bootstrap, topics.prefix) as url:
+        with bridge(bootstrap, topics.prefix) as (url, pid):
             results = {}
             for name, clients in (("baseline", 1), ("fanout", args.clients)):
+                cpu0, own0, wall0 = cpu_seconds(pid), time.process_time(), time.monotonic()
                 r = asyncio.run(phase(url, bootstrap, topics.raw, clients, args.rate, args.warmup, args.duration))
+                wall = time.monotonic() - wall0
+                r["bridge_cpu_share"] = (cpu_seconds(pid) - cpu0) / wall
+                r["clients_cpu_share"] = (time.process_time() - own0) / wall
                 results[name] = r
                 print(f"{name:>8}: {clients:3d} client(s), {r['sent']} records sent at {args.rate}/s; per client "
                       f"{r['records_s_per_client_mean']:.0f} records/s (min {r['records_s_per_client_min']:.0f}); "
                       f"delay Kafka->client p50 {r['delay_ms_p50']:.1f} ms, p99 {r['delay_ms_p99']:.1f} ms, "
-                      f"max {r['delay_ms_max']:.1f} ms; overflow frames {r['overflow_frames']}", flush=True)
+                      f"max {r['delay_ms_max']:.1f} ms; overflow frames {r['overflow_frames']}; bridge process used "
+                      f"{r['bridge_cpu_share']:.2f} CPU, the clients {r['clients_cpu_share']:.2f}", flush=True)
     base, fan = results["baseline"], results["fanout"]
     ratio_p99 = fan["delay_ms_p99"] / base["delay_ms_p99"] if base["delay_ms_p99"] else float("nan")
     delivered = fan["records_s_per_client_min"] * args.clients
@@ -222,6 +238,10 @@ def main() -> int:
                       "baseline_delay_ms_p50": round(base["delay_ms_p50"], 1),
                       "baseline_delay_ms_p99": round(base["delay_ms_p99"], 1),
                       "ratio_p99_vs_baseline": round(ratio_p99, 2), "overflow_frames": fan["overflow_frames"],
+                      "bridge_cpu_share": round(fan["bridge_cpu_share"], 2),
+                      "baseline_bridge_cpu_share": round(base["bridge_cpu_share"], 2),
+                      "clients_cpu_share": round(fan["clients_cpu_share"], 2),
+                      "load_average_1m": round(load_average(), 1), "cores": os.cpu_count(),
                       "target_met": met}))
     return 0
 

@@ -43,7 +43,7 @@ class BridgeConfig:
                                  env="IOTPIPE_BRIDGE_HISTORY_LIMIT", minimum=1)
     consumer_group: str = setting("", "Kafka group id (only a label: partitions are assigned manually from the end; "
                                   "empty = unique per process)", env="IOTPIPE_BRIDGE_CONSUMER_GROUP")
-    batch_wait_ms: int = setting(20, "how long the Kafka tail waits to fill a batch (ms)",
+    batch_wait_ms: int = setting(50, "how long the Kafka tail waits to fill a batch (ms)",
                                  env="IOTPIPE_BRIDGE_BATCH_WAIT_MS", minimum=1, maximum=1000)
     log_level: str = setting("INFO", "log level", env="IOTPIPE_LOG_LEVEL",
                              choices=("DEBUG", "INFO", "WARNING", "ERROR"))
