@@ -24,7 +24,9 @@ DS = {"type": "yesoreyeram-infinity-datasource", "uid": DS_UID}
 DASHBOARD_UID = "iotpipe-live"
 COLORS = {"TH1": "#ff7a59", "TH2": "#4fb3ff", "HVAC1": "#f5c542", "HVAC2": "#c49bff", "MiAC1": "#5ad19a",
           "MiAC2": "#2f9e8f", "W1": "#5fa8ff", "Etot": "#f5c542", "Wtot": "#5fa8ff", "Mov1": "#ff6fae"}
-CHART_COPY = REPO / "charts" / "iotpipe-platform" / "files" / "grafana" / "dashboards" / "iotpipe-live.json"
+CHART_FILES = REPO / "charts" / "iotpipe-platform" / "files" / "grafana"
+CHART_COPY = CHART_FILES / "dashboards" / "iotpipe-live.json"
+CHART_DATASOURCE = CHART_FILES / "datasources" / "iotpipe-bridge.yaml"
 
 
 def col(selector: str, text: str, kind: str) -> dict[str, str]:
@@ -246,7 +248,8 @@ def outputs() -> dict[Path, str]:
         HERE / "provisioning" / "datasources" / "iotpipe-bridge.yaml": datasource_provisioning(),
         HERE / "provisioning" / "dashboards" / "iotpipe.yaml": dashboard_provider(),
         HERE / "configmaps.yaml": configmaps(dash),
-        CHART_COPY: dash,
+        CHART_COPY: dash,  # the platform chart ships both verbatim
+        CHART_DATASOURCE: datasource_provisioning(),
     }
 
 
