@@ -232,4 +232,5 @@
   });
   window.addEventListener("resize", schedule);
   loadSites().then(connect);
+  setInterval(loadSites, 30000);  // sites that start reporting later join the list
 })();
