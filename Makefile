@@ -77,5 +77,8 @@ helm: ## build helm from the Go module proxy into IOTPIPE_CACHE/bin (cached per 
 charts: setup helm ## chart, image and skaffold checks: helm lint/template, schemas, hadolint, dry-run apply (kube)
 	@$(BIN)/python -m pytest charts/tests $(PYTEST_ARGS)
 
+chart-crds: ## copy crds/ into the operator chart (after editing the CRD; a test keeps the copy identical)
+	cp crds/*.yaml charts/iotpipe-operator/crds/
+
 clean-state: stop ## stop and delete the local stack data (IOTPIPE_HOME, default ./.iotpipe)
 	$(BIN)/iotpipe local down --wipe

@@ -11,7 +11,7 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SOURCE = REPO_ROOT / "crds"
 COPY = REPO_ROOT / "charts" / "iotpipe-operator" / "crds"
-FIX = "cp crds/*.yaml charts/iotpipe-operator/crds/"
+FIX = "make chart-crds"
 
 
 def names(d: Path) -> list[str]:
