@@ -11,7 +11,7 @@ SERVICE_MARKERS := kafka or hbase or flink or kube or helm or browser or e2e
 MYPY_DIRS = $(wildcard libs/iotcommon/iotcommon stack/iotpipe_stack simulators/iot_simulators \
 	services/stream_job/stream_job services/hbase_sync/hbase_sync services/ws_bridge/ws_bridge operator/iot_operator)
 
-.PHONY: help setup run up stop down status logs test test-unit lint bench clean-state kube-tools helm charts browser
+.PHONY: help setup run up stop down status logs test test-unit lint bench clean-state kube-tools helm charts chart-crds browser
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
