@@ -55,6 +55,8 @@ class StreamJobConfig:
                                  "$FLINK_HOME/lib)", env="IOTPIPE_FLINK_CONNECTOR_JAR")
     python_mode: str = setting("process", "PyFlink execution mode of the Python functions", env="IOTPIPE_PYTHON_MODE",
                                choices=("process", "thread"))
+    flink_options: str = setting("", "extra Flink settings 'key=value;key=value' (e.g. python.profile.enabled=true)",
+                                 env="IOTPIPE_FLINK_OPTIONS")
     log_level: str = setting("INFO", "log level", env="IOTPIPE_LOG_LEVEL",
                              choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 

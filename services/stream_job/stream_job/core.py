@@ -4,13 +4,12 @@ One ``DayAggregator`` instance serves every site; the per-site state lives in a 
 ``MapState`` keyed by site; in unit tests: a dict). Callers feed valid, already-parsed readings with the current
 event-time watermark and get back the messages to emit plus the event-time timers to register; timers call ``on_timer``.
 
-State keys (strings; values are small tuples):
+State keys of a site (two kinds, so PyFlink's state cache answers almost every read and a new day costs no read):
 
-- ``s|<day>``                      -> (end_ms, closed)          one per open day of the site
-- ``a|<day>|<sensor>``             -> (Acc, seen)                running aggregate of one sensor on one day, and the
-                                                                 set of (ts_ms, seq) it holds (dedup; one state entry
-                                                                 per sensor and day keeps PyFlink's state cache hot)
-- ``e|<name>|<day>``               -> (revision, value, count)  last emitted version of one aggregate
+- ``I``       -> {"days": {day: [end_ms, closed]}, "eod": {day: {sensor: (Acc, seen)}}}   open days; the newest
+                 expired day's cumulative accumulators (Diff of the following day needs them)
+- ``D|<day>`` -> {"acc": {sensor: (Acc, seen)}, "emitted": {name: (revision, value, count)}}   one day: running
+                 aggregates, the (ts_ms, seq) identities they hold (dedup), the last emitted version of each aggregate
 
 Rules (docs/stream-job.md has the reasoning):
 
@@ -222,33 +221,36 @@ class DayAggregator:
                     "reason": LATE_REASON, "day": day, "late_by_ms": watermark - (win.end_ms + self.lateness_ms)}
             return [Output("late", f"{site}/{sensor}", _json(late))], []
         timers: list[int] = []
-        status_key = "s|" + day
-        status = st.get(status_key)
-        if status is None:
+        index = _index(st)
+        status = index["days"].get(day)
+        blob_key = "D|" + day
+        if status is None:  # a new day: nothing stored for it yet (no state read needed)
             closed = watermark >= win.end_ms
-            st.put(status_key, (win.end_ms, closed))
+            index["days"][day] = [win.end_ms, closed]
+            st.put("I", index)
+            blob: dict[str, Any] = {"acc": {}, "emitted": {}}
             timers = [win.end_ms, win.end_ms + self.lateness_ms]
         else:
             closed = status[1]
-        acc_key = f"a|{day}|{sensor}"
-        entry = st.get(acc_key)
+            blob = st.get(blob_key)
         ident = (ts_ms, seq)
         rule = SENSORS[sensor].rule
+        entry = blob["acc"].get(sensor)
         if entry is None:
-            st.put(acc_key, (_add(None, rule, ts_ms, seq, value), {ident}))
+            blob["acc"][sensor] = (_add(None, rule, ts_ms, seq, value), {ident})
         else:
             acc, seen = entry
             if ident in seen:
                 return [], timers
             seen.add(ident)
-            st.put(acc_key, (_add(acc, rule, ts_ms, seq, value), seen))
+            blob["acc"][sensor] = (_add(acc, rule, ts_ms, seq, value), seen)
+        st.put(blob_key, blob)
         if not closed:
             return [], timers
-        out = self._emit_changes(st, site, day)
-        if rule is Rule.CUMULATIVE:
-            following = st.get("s|" + shift(day, 1))
-            if following is not None and following[1]:
-                out += self._emit_changes(st, site, shift(day, 1))
+        out = self._emit_changes(st, index, site, day)
+        following = shift(day, 1)
+        if rule is Rule.CUMULATIVE and index["days"].get(following, (0, False))[1]:
+            out += self._emit_changes(st, index, site, following)
         return out, timers
 
     # -- timers ------------------------------------------------------------------------------------------------
@@ -256,64 +258,59 @@ class DayAggregator:
     def on_timer(self, st: Store, site: str, timestamp: int) -> list[Output]:
         """Event time reached ``timestamp``: close the days that ended, drop those past their lateness."""
         out: list[Output] = []
-        statuses = sorted(k for k in st.all_keys() if k.startswith("s|"))
+        index = _index(st)
         expired: list[str] = []
-        for key in statuses:
-            end_ms, closed = st.get(key)
-            day = key[2:]
+        for day in sorted(index["days"]):
+            status = index["days"][day]
+            end_ms, closed = status
             if not closed and end_ms <= timestamp:
-                st.put(key, (end_ms, True))
-                out += self._emit_changes(st, site, day)
+                status[1] = True
+                st.put("I", index)
+                out += self._emit_changes(st, index, site, day)
             if end_ms + self.lateness_ms <= timestamp:
                 expired.append(day)
         if expired:
-            self._drop(st, expired)
+            # Diff of the day after the newest expired day still needs that day's last cumulative readings
+            newest = max(expired)
+            blob = st.get("D|" + newest) or {"acc": {}}
+            index["eod"] = {newest: {s: e for s, e in blob["acc"].items() if s in _CUMULATIVE}}
+            for day in expired:
+                del index["days"][day]
+                st.remove("D|" + day)
+            st.put("I", index)
         return out
-
-    def _drop(self, st: Store, days: list[str]) -> None:
-        """Forget expired days (and any older leftovers); keep the newest expired day's cumulative accumulators,
-        which Diff of the following day still needs."""
-        newest = max(days)
-        for key in list(st.all_keys()):
-            parts = key.split("|")
-            tag = parts[0]
-            day = parts[2] if tag == "e" else parts[1]
-            if tag == "a" and SENSORS[parts[2]].rule is Rule.CUMULATIVE:
-                if day < newest:
-                    st.remove(key)
-            elif day <= newest:
-                st.remove(key)
 
     # -- emission ----------------------------------------------------------------------------------------------
 
-    def _emit_changes(self, st: Store, site: str, day: str) -> list[Output]:
-        accs = {}
-        for sensor in SENSORS:
-            entry = st.get(f"a|{day}|{sensor}")
-            if entry is not None:
-                accs[sensor] = entry[0]
+    def _emit_changes(self, st: Store, index: dict[str, Any], site: str, day: str) -> list[Output]:
+        blob = st.get("D|" + day)
+        accs = {sensor: entry[0] for sensor, entry in blob["acc"].items()}
         prev = shift(day, -1)
-        prev_last = {}
-        for sensor in _CUMULATIVE:
-            entry = st.get(f"a|{prev}|{sensor}")
-            if entry is not None:
-                prev_last[sensor] = entry[0][3]
+        prev_accs = st.get("D|" + prev)["acc"] if prev in index["days"] else index["eod"].get(prev, {})
+        prev_last = {sensor: prev_accs[sensor][0][3] for sensor in _CUMULATIVE if sensor in prev_accs}
         win = self.days.window(day)
         out: list[Output] = []
         emitted_at: str | None = None
+        emitted = blob["emitted"]
         for agg in day_aggregates(accs, prev_last):
-            ekey = f"e|{agg.name}|{day}"
-            last = st.get(ekey)
+            last = emitted.get(agg.name)
             if last is not None and last[1] == agg.value and last[2] == agg.count:
                 continue
             revision = 1 if last is None else last[0] + 1
-            st.put(ekey, (revision, agg.value, agg.count))
+            emitted[agg.name] = (revision, agg.value, agg.count)
             if emitted_at is None:
                 emitted_at = iso_z(self._clock())
             message = Aggregate(site, agg.name, agg.kind, agg.sensor, day, agg.value, agg.unit, agg.count, revision,
                                 _iso_ms(win.start_ms), _iso_ms(win.end_ms), emitted_at)
             out.append(Output("aggregates", message.key, message.encode()))
+        if emitted_at is not None:
+            st.put("D|" + day, blob)
         return out
+
+
+def _index(st: Store) -> dict[str, Any]:
+    index: dict[str, Any] | None = st.get("I")
+    return index if index is not None else {"days": {}, "eod": {}}
 
 
 def _iso_ms(ms: int) -> str:

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 from pyflink.common import Configuration, Row, Types
 from pyflink.datastream import KeyedProcessFunction, RuntimeContext, StreamExecutionEnvironment
-from pyflink.datastream.state import MapStateDescriptor
+from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 from pyflink.table import DataTypes, StreamTableEnvironment, TableResult
 from pyflink.table.udf import udf
 
@@ -89,6 +89,7 @@ class DailyAggregates(KeyedProcessFunction):  # type: ignore[misc]
     def open(self, runtime_context: RuntimeContext) -> None:
         descriptor = MapStateDescriptor("days", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
         self.state = runtime_context.get_map_state(descriptor)
+        self.sites = runtime_context.get_state(ValueStateDescriptor("sites", Types.PICKLED_BYTE_ARRAY()))
         self.core = DayAggregator(ZoneInfo(self.tz), self.lateness_ms)
         self.stores: dict[str, _SiteStore] = {}
         self.ts_cache: dict[str, int] = {}
@@ -112,19 +113,23 @@ class DailyAggregates(KeyedProcessFunction):  # type: ignore[misc]
         watermark = timers.current_watermark()
         register: set[int] = set()
         on_reading = self.core.on_reading
+        sites: set[str] = self.sites.value() or set()
+        known = len(sites)
         for item in value.batch.split(";"):
             site, sensor, ts, val, seq = item.split(",")
+            sites.add(site)
             out, new_timers = on_reading(self._store(site), site, sensor, ts, self._ts_ms(ts), float(val), int(seq),
                                          watermark)
             register.update(new_timers)
             for o in out:
                 yield Row(o.topic, o.key, o.value)
+        if len(sites) != known:
+            self.sites.update(sites)
         for ts_timer in register:
             timers.register_event_time_timer(ts_timer)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Row]:
-        sites = sorted({k.split(SEP, 1)[0] for k in list(self.state.keys())})
-        for site in sites:
+        for site in sorted(self.sites.value() or ()):
             for item in self.core.on_timer(self._store(site), site, timestamp):
                 yield Row(item.topic, item.key, item.value)
 
@@ -157,6 +162,9 @@ def flink_configuration(config: StreamJobConfig, checkpoints: str, restore_from:
         values["pipeline.jars"] = jar.absolute().as_uri()
     if restore_from is not None:
         values["execution.state-recovery.path"] = restore_from
+    for pair in filter(None, (p.strip() for p in config.flink_options.split(";"))):
+        key, _, value = pair.partition("=")
+        values[key.strip()] = value.strip()
     for key, value in values.items():
         conf.set_string(key, value)
     return conf

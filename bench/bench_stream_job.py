@@ -1,0 +1,284 @@
+"""Benchmark: sustained readings/s through the stream job (Kafka in -> raw + aggregates out) at parallelism 1 and 2,
+against a plain Kafka consumer reading the same kind of topic in the same run, and the delay from a day's closing
+reading to its first aggregate.
+
+For each parallelism: a fresh topic prefix; the job (unbounded, exactly-once sinks, checkpoints every
+--checkpoint-ms) is started and warmed up with one simulated day; then --readings readings (canonical reading.v1, 2
+partitions, --sites sites, every sensor) are produced as fast as possible. Rate = readings / (time from the first
+produce to the moment the last raw record is visible to a read_committed consumer). The baseline is a confluent-kafka
+consumer reading the same topic from the start (no processing). Latency: after the backlog, --closes times a
+reading that pushes the watermark past a day's end is produced; the delay is measured until that day's first
+AggDay[TH1] is visible (it includes the wait for the transaction commit at the next checkpoint).
+
+Starts its own Kafka (free loopback ports, temporary home) unless --bootstrap is given. Prints figures, then ONE JSON
+line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from iotcommon.messages import Reading
+from iotcommon.sensors import SENSORS
+from iotcommon.topics import Topics
+
+TARGET_RPS = 50_000
+TARGET_RATIO = 0.25
+START = datetime(2020, 1, 1, tzinfo=UTC) - timedelta(hours=2)  # local (Athens) midnight
+
+
+@contextmanager
+def kafka(args: argparse.Namespace) -> Iterator[tuple[str, Path, Path, dict[str, str]]]:
+    from iotpipe_stack.ports import free_ports
+    from iotpipe_stack.settings import resolve
+    from iotpipe_stack.stack import LocalStack
+
+    with tempfile.TemporaryDirectory(prefix="bench-sj-") as home:
+        port, controller, zk, thrift = free_ports(4)
+        environ = {k: v for k, v in os.environ.items() if k in ("IOTPIPE_CACHE", "IOTPIPE_FLINK_VENV")}
+        settings = resolve(environ, {"home": home}).replace(kafka_port=port, kafka_controller_port=controller,
+                                                            zk_port=zk, thrift_port=thrift)
+        stack = LocalStack(settings, progress=lambda m: print(f"[stack] {m}", flush=True), die_with_parent=True)
+        inst = stack.install(flink=True)
+        env = {**os.environ, "JAVA_HOME": str(inst.java.home), "JVM_ARGS": "-Xmx1g -XX:+UseParallelGC",
+               "PATH": f"{inst.java.home / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}", "IOTPIPE_HOME": home}
+        env.pop("PYTHONPATH", None)
+        env.pop("VIRTUAL_ENV", None)
+        try:
+            if args.bootstrap:
+                yield args.bootstrap, inst.flink_python, inst.connector_jar, env
+            else:
+                stack.up(["kafka"], flink=False)
+                yield settings.bootstrap, inst.flink_python, inst.connector_jar, env
+        finally:
+            if not args.bootstrap:
+                stack.down()
+
+
+def local_day(day: int) -> date:
+    return date(2020, 1, 1) + timedelta(days=day)
+
+
+def day_readings(sites: int, day: int, seq0: int) -> list[Reading]:
+    """One simulated day (96 quarters after local midnight) of every sensor of every site, in time order."""
+    out = []
+    for q in range(1, 97):
+        ts = (START + timedelta(days=day, minutes=15 * q)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        for s in range(sites):
+            for name, sensor in SENSORS.items():
+                if sensor.every_15_min or (q == 96 and name in ("Etot", "Wtot")) or (name == "Mov1" and q % 20 == 0):
+                    value = 1.0 if name == "Mov1" else round(10 + (q * 7 + s * 3) % 97 * 0.37, 2)
+                    if name in ("Etot", "Wtot"):
+                        value = float(1000 + 60000 * day)
+                    out.append(Reading(f"site{s:03d}", name, ts, value, sensor.unit, seq0 + q))
+    return out
+
+
+def produce(bootstrap: str, topic: str, readings: list[Reading]) -> float:
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.size": 1_000_000,
+                         "compression.type": "lz4", "queue.buffering.max.messages": 2_000_000})
+    started = time.monotonic()
+    for r in readings:
+        while True:
+            try:
+                producer.produce(topic, r.encode(), key=r.device.encode())
+                break
+            except BufferError:
+                producer.poll(0.05)
+    producer.flush(120)
+    return time.monotonic() - started
+
+
+class Tail:
+    """Counts committed records of a topic as they become visible (read_committed), in a thread."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.count = 0
+        self.keys: dict[bytes, float] = {}
+        self.last_at = 0.0
+        self._stop = threading.Event()
+        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex}",
+                                   "isolation.level": "read_committed", "enable.auto.commit": False,
+                                   "fetch.max.bytes": 52428800})
+        meta = self._consumer.list_topics(topic, timeout=10).topics[topic]
+        self._consumer.assign([TopicPartition(topic, p, 0) for p in meta.partitions])
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for msg in self._consumer.consume(10000, 0.2):
+                if msg.error():
+                    continue
+                self.count += 1
+                self.last_at = time.monotonic()
+                key = msg.key()
+                if key is not None and key not in self.keys:
+                    self.keys[key] = self.last_at
+
+    def wait_count(self, n: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while self.count < n and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.count >= n
+
+    def wait_key(self, key: bytes, timeout: float) -> float | None:
+        deadline = time.monotonic() + timeout
+        while key not in self.keys and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.keys.get(key)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._consumer.close()
+
+
+def baseline(bootstrap: str, topic: str, n: int) -> float:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"base-{uuid.uuid4().hex}",
+                         "enable.auto.commit": False, "fetch.max.bytes": 52428800})
+    meta = consumer.list_topics(topic, timeout=10).topics[topic]
+    consumer.assign([TopicPartition(topic, p, 0) for p in meta.partitions])
+    seen = 0
+    started = None
+    while seen < n:
+        batch = consumer.consume(10000, 1.0)
+        if started is None and batch:
+            started = time.monotonic()
+        seen += sum(1 for m in batch if not m.error())
+    elapsed = time.monotonic() - (started or time.monotonic())
+    consumer.close()
+    return n / elapsed if elapsed > 0 else float("inf")
+
+
+def run_job(args: argparse.Namespace, bootstrap: str, python: Path, jar: Path, env: dict[str, str],
+            parallelism: int) -> dict[str, Any]:
+    prefix = f"bench{parallelism}_{uuid.uuid4().hex[:6]}"
+    topics = Topics(prefix)
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for fut in admin.create_topics([NewTopic(topics.readings, 2, 1)] +
+                                   [NewTopic(t, 1, 1) for t in topics.all()[1:]]).values():
+        fut.result(30)
+    warm = day_readings(args.sites, 0, 0)
+    days = max(1, args.readings // len(warm))
+    backlog = [r for d in range(1, days + 1) for r in day_readings(args.sites, d, d * 100)]
+    job_env = {**env, "IOTPIPE_KAFKA_BOOTSTRAP": bootstrap, "IOTPIPE_TOPIC_PREFIX": prefix,
+               "IOTPIPE_FLINK_CONNECTOR_JAR": str(jar), "IOTPIPE_FLINK_PARALLELISM": str(parallelism),
+               "IOTPIPE_STARTING_OFFSETS": "earliest", "IOTPIPE_CHECKPOINT_INTERVAL_MS": str(args.checkpoint_ms),
+               "IOTPIPE_PYTHON_MODE": args.python_mode, "IOTPIPE_RESTORE": "none"}
+    log = Path(env["IOTPIPE_HOME"]) / f"{prefix}.log"
+    with log.open("wb") as out:
+        job = subprocess.Popen([str(python), "-m", "stream_job"], env=job_env, stdout=out, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    raw = Tail(bootstrap, topics.raw)
+    aggs = Tail(bootstrap, topics.aggregates)
+    try:
+        produce(bootstrap, topics.readings, warm)
+        if not raw.wait_count(len(warm), 600):
+            raise SystemExit(f"job p={parallelism} did not process the warm-up day; log: {log}")
+        print(f"  p={parallelism}: warmed up ({len(warm)} readings); producing {len(backlog)}", flush=True)
+        started = time.monotonic()
+        produce_s = produce(bootstrap, topics.readings, backlog)
+        total = len(warm) + len(backlog)
+        if not raw.wait_count(total, 1800):
+            raise SystemExit(f"job p={parallelism} stalled at {raw.count}/{total} raw records; log: {log}")
+        raw_s = raw.last_at - started
+        last_day = local_day(days - 1)
+        aggs.wait_key(f"site000/AggDay[TH1]/{last_day}".encode(), 120)
+        rps = len(backlog) / raw_s
+        print(f"  p={parallelism}: {len(backlog)} readings in {raw_s:.1f} s = {rps:,.0f} readings/s "
+              f"(producer alone: {len(backlog) / produce_s:,.0f}/s)", flush=True)
+        # latency: a reading past the end of day `days` (+ delay) closes it; wait for its first aggregate
+        delays = []
+        for i in range(args.closes):
+            day = days + 1 + i
+            before = raw.count
+            day_batch = day_readings(args.sites, day, day * 100)
+            produce(bootstrap, topics.readings, day_batch)
+            raw.wait_count(before + len(day_batch), 300)  # the day is in; only the closing reading is missing
+            closing = [Reading(f"site{s:03d}", "TH1", (START + timedelta(days=day + 1, minutes=15))
+                               .strftime("%Y-%m-%dT%H:%M:%SZ"), 20.0, "C", day * 100 + 99) for s in range(args.sites)]
+            closing += [Reading(f"site{s:03d}", "TH2", closing[0].ts, 20.0, "C", day * 100 + 99)
+                        for s in range(args.sites)]
+            before = raw.count
+            sent = time.monotonic()
+            produce(bootstrap, topics.readings, closing)
+            day_name = local_day(day)
+            got = aggs.wait_key(f"site000/AggDay[TH1]/{day_name}".encode(), 120)
+            if got is not None:
+                delays.append((got - sent) * 1000)
+            raw.wait_count(before + len(closing), 60)
+        return {"rps": rps, "seconds": raw_s, "readings": len(backlog), "close_ms": delays}
+    finally:
+        raw.close()
+        aggs.close()
+        if job.poll() is None:
+            job.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                job.wait(60)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(job.pid, signal.SIGKILL)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bootstrap", default="", help="use this Kafka instead of starting one")
+    parser.add_argument("--readings", type=int, default=400_000, help="backlog size (rounded to whole days)")
+    parser.add_argument("--sites", type=int, default=40)
+    parser.add_argument("--parallelism", default="1,2")
+    parser.add_argument("--checkpoint-ms", type=int, default=1000)
+    parser.add_argument("--closes", type=int, default=3, help="day closes timed for the latency figure")
+    parser.add_argument("--python-mode", default="process", choices=("process", "thread"))
+    args = parser.parse_args(argv)
+
+    with kafka(args) as (bootstrap, python, jar, env):
+        results: dict[int, dict[str, Any]] = {}
+        base_rps = []
+        for p in (int(x) for x in args.parallelism.split(",")):
+            results[p] = run_job(args, bootstrap, python, jar, env, p)
+            prefix_topics = [t for t in AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).topics
+                             if t.startswith(f"bench{p}_") and t.endswith(".readings")]
+            n = results[p]["readings"]
+            base_rps.append(baseline(bootstrap, prefix_topics[0], n))
+            print(f"  baseline: a plain consumer reads the same topic at {base_rps[-1]:,.0f} readings/s", flush=True)
+    base = statistics.median(base_rps)
+    figures: dict[str, Any] = {"bench": "stream_job", "sites": args.sites, "python_mode": args.python_mode,
+                               "checkpoint_ms": args.checkpoint_ms, "baseline_consumer_rps": round(base)}
+    print("\nresults")
+    for p, r in results.items():
+        ratio = r["rps"] / base
+        close = statistics.median(r["close_ms"]) if r["close_ms"] else None
+        print(f"  parallelism {p}: {r['rps']:,.0f} readings/s (target {TARGET_RPS:,}: "
+              f"{'met' if r['rps'] >= TARGET_RPS else 'NOT met'}), {ratio:.1%} of the plain consumer "
+              f"(target {TARGET_RATIO:.0%}: {'met' if ratio >= TARGET_RATIO else 'NOT met'}); "
+              f"closing reading -> first aggregate: median {close if close is None else round(close)} ms "
+              f"over {len(r['close_ms'])}")
+        figures[f"p{p}_rps"] = round(r["rps"])
+        figures[f"p{p}_ratio"] = round(ratio, 4)
+        figures[f"p{p}_readings"] = r["readings"]
+        figures[f"p{p}_close_to_aggregate_ms"] = None if close is None else round(close)
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
