@@ -130,7 +130,8 @@ def browser(tmp_path: Path) -> Iterator[DevTools]:
     proc = subprocess.Popen(
         [chromium_binary(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage", f"--user-data-dir={profile}",
-         "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0", "--window-size=1600,1500",
+         "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0", "--window-size=1600,1700",
+         "--hide-scrollbars",
          "about:blank"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
     try:
