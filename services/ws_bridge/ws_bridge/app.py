@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import socket
@@ -122,8 +123,8 @@ def _state(conn: Request | WebSocket) -> BridgeState:
 
 
 def _publish(state: BridgeState, batch: list[Record]) -> None:
-    for record in batch:
-        state.metrics.records_in.labels(record.stream).inc()
+    for stream, count in collections.Counter(r.stream for r in batch).items():
+        state.metrics.records_in.labels(stream).inc(count)
     before = sum(s.dropped_total for s in state.sessions)
     state.hub.publish(batch)
     dropped = sum(s.dropped_total for s in state.sessions) - before
