@@ -26,6 +26,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"stream_job: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # PyFlink/Beam reconfigure the root logger when the job is built: keep our progress lines on our own handler
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(config.log_level)
+    log.propagate = False
     log.info("settings: %s", describe(config))
 
     remote = "://" in config.checkpoint_dir and not config.checkpoint_dir.startswith("file://")
