@@ -183,10 +183,10 @@ def build(config: StreamJobConfig, conf: Configuration, python_exe: str) -> Tabl
 
     t_env.execute_sql(sql.routed_view())
     t_env.execute_sql(sql.on_time_view())
-    batches = t_env.to_data_stream(t_env.sql_query(sql.batched_query(config.batch_window_min)))
-    behind = t_env.to_data_stream(t_env.sql_query(sql.behind_query()))
+    # one query (one translation) so the Python path reads the topic once; raw + dead letters read it once more
+    to_python = t_env.sql_query(f"{sql.batched_query(config.batch_window_min)}\nUNION ALL\n{sql.behind_query()}")
     emitted = (
-        batches.union(behind)
+        t_env.to_data_stream(to_python)
         .key_by(lambda row: row.bucket, key_type=Types.STRING())
         .process(DailyAggregates(config.site_tz, config.lateness_ms),
                  output_type=Types.ROW_NAMED(["topic", "k", "v"],
