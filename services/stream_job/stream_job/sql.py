@@ -38,11 +38,37 @@ def _q(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+_TS = r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z"
+# A reading-shaped JSON object in any key order / spacing (what other producers, e.g. the simulator, write): one
+# "ts" key, "v": 1, a known sensor. Only its event time is taken from it here; validity is still decided by the
+# reference validator (slow path).
+LOOSE = (
+    r'^\s*\{(?=[\s\S]*"v"\s*:\s*1\s*[,}])(?=[\s\S]*"sensor"\s*:\s*"(' + _SENSORS + r')"\s*[,}])'
+    r'(?![\s\S]*"ts"\s*:[\s\S]*"ts"\s*:)[\s\S]*\}\s*$'
+)
+LOOSE_TS = r'"ts"\s*:\s*"(' + _TS + r')"\s*[,}]'
+LOOSE_SENSOR = r'"sensor"\s*:\s*"([A-Za-z0-9]+)"'
+LOOSE_UNIT = r'"unit"\s*:\s*"([A-Za-z]+)"'
+
+
+def _to_timestamp(text_expr: str) -> str:
+    return f"TRY_CAST(REPLACE(REPLACE({text_expr}, 'T', ' '), 'Z', '') AS TIMESTAMP(3))"
+
+
 def rowtime_expr() -> str:
-    """Event time of canonical readings; epoch 0 (never moves the watermark) for everything else."""
-    ts = f"SPLIT_INDEX({_TEXT}, '\"', 13)"
-    cast = f"TRY_CAST(REPLACE(REPLACE({ts}, 'T', ' '), 'Z', '') AS TIMESTAMP(3))"
-    return f"CASE WHEN REGEXP({_TEXT}, {_q(CANONICAL)}) THEN COALESCE({cast}, {EPOCH}) ELSE {EPOCH} END"
+    """Event time of readings: canonical ones, and reading-shaped JSON in any key order (the unit must match the
+    sensor); epoch 0 (never moves the watermark) for everything else.
+
+    Without the second case a producer that writes valid readings in another key order (the simulator does) never
+    moves the watermark: raw copies flow but no day ever closes, so no aggregate is emitted.
+    """
+    canonical = _to_timestamp(f"SPLIT_INDEX({_TEXT}, '\"', 13)")
+    loose = _to_timestamp(f"REGEXP_EXTRACT({_TEXT}, {_q(LOOSE_TS)}, 1)")
+    loose_unit_ok = (f"REGEXP_EXTRACT({_TEXT}, {_q(LOOSE_UNIT)}, 1) = "
+                     f"{unit_of(f'REGEXP_EXTRACT({_TEXT}, {_q(LOOSE_SENSOR)}, 1)')}")
+    return (f"CASE WHEN REGEXP({_TEXT}, {_q(CANONICAL)}) THEN COALESCE({canonical}, {EPOCH}) "
+            f"WHEN REGEXP({_TEXT}, {_q(LOOSE)}) AND {loose_unit_ok} THEN COALESCE({loose}, {EPOCH}) "
+            f"ELSE {EPOCH} END")
 
 
 def _kafka(config: StreamJobConfig, topic: str) -> str:
@@ -100,12 +126,14 @@ def sink_ddl(config: StreamJobConfig) -> list[str]:
 
 
 def classified_view() -> str:
-    """Every input row with its fast-path verdict: canonical and with a valid instant."""
+    """Every input row with its fast-path verdict: canonical and with a valid instant (rt alone is not enough: it is
+    also set for reading-shaped JSON in another key order, which only the slow path may parse)."""
     sensor = f"SPLIT_INDEX({_TEXT}, '\"', 9)"
     return f"""
 CREATE TEMPORARY VIEW classified AS
 SELECT k, v, src_topic, src_partition, src_offset, rt, {_TEXT} AS s,
-       rt > {EPOCH} AND SPLIT_INDEX({_TEXT}, '"', 19) = {unit_of(sensor)} AS fast
+       REGEXP({_TEXT}, {_q(CANONICAL)}) AND rt > {EPOCH} AND SPLIT_INDEX({_TEXT}, '"', 19) = {unit_of(sensor)}
+         AS fast
 FROM readings_src"""  # noqa: S608
 
 
