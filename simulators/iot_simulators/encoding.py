@@ -1,8 +1,9 @@
 """Wire encoding of readings (``iotcommon.messages.Reading``, schema reading.v1.json), made cheap.
 
 A message is compact JSON such as
-``{"v":1,"site":"site-00001","sensor":"TH1","unit":"C","ts":"2020-01-01T00:15:00Z","seq":0,"value":13.812}``
-and its key the device id ``site-00001/TH1``. Values carry three decimals. Everything constant per device is built
+``{"v":1,"site":"site-00001","sensor":"TH1","ts":"2020-01-01T00:15:00Z","value":13.812,"unit":"C","seq":0}``
+(the key order of ``Reading.encode``, which the stream job parses in the JVM without Python) and its key the device
+id ``site-00001/TH1``. Values carry three decimals. Everything constant per device is built
 once; per message only the value is formatted (as integer thousandths, which is much cheaper than float formatting).
 The emit functions hand each (key, payload) to a ``produce(topic, payload, key)`` callable: the Kafka producer's own
 method in production, a list in tests.
@@ -19,7 +20,7 @@ from iotcommon.sensors import SENSORS
 from iotcommon.topics import device_id
 
 Produce = Callable[[str, bytes, bytes], object]
-_FRACTIONS = [b"%03d}" % i for i in range(1000)]
+_FRACTIONS = [b"%03d" % i for i in range(1000)]
 
 
 def site_id(number: int) -> str:
@@ -28,9 +29,12 @@ def site_id(number: int) -> str:
 
 
 def _prefix(site: str, sensor: str) -> bytes:
-    head = json.dumps({"v": VERSION, "site": site, "sensor": sensor, "unit": SENSORS[sensor].unit},
-                      separators=(",", ":"))
+    head = json.dumps({"v": VERSION, "site": site, "sensor": sensor}, separators=(",", ":"))
     return head[:-1].encode() + b',"ts":"'
+
+
+def _tail(sensor: str, seq: int) -> bytes:
+    return b',"unit":"%s","seq":%d}' % (SENSORS[sensor].unit.encode(), seq)
 
 
 class Encoder:
@@ -42,11 +46,12 @@ class Encoder:
         self.prefixes = {s: [_prefix(site, s) for site in sites] for s in SENSORS}
 
     def emit_block(self, block: Block, topic: str, produce: Produce, on_full: Callable[[], None]) -> int:
-        mid = b'%s","seq":%d,"value":' % (block.ts.encode(), block.seq)
+        mid = b'%s","value":' % block.ts.encode()
+        tail = _tail(block.sensor, block.seq)
         fr = _FRACTIONS
         for key, p, m in zip(self.keys[block.sensor], self.prefixes[block.sensor], block.milli, strict=True):
-            payload = b"%s%s%d.%s" % (p, mid, m // 1000, fr[m % 1000]) if m >= 0 else b"%s%s-%d.%s" % (
-                p, mid, -m // 1000, fr[-m % 1000])
+            payload = b"%s%s%d.%s%s" % (p, mid, m // 1000, fr[m % 1000], tail) if m >= 0 else b"%s%s-%d.%s%s" % (
+                p, mid, -m // 1000, fr[-m % 1000], tail)
             try:
                 produce(topic, payload, key)
             except BufferError:
@@ -56,7 +61,7 @@ class Encoder:
 
     def encode_event(self, event: Event) -> tuple[bytes, bytes]:
         p = self.prefixes[event.sensor][event.site]
-        payload = b'%s%s","seq":%d,"value":%s}' % (p, event.ts.encode(), event.seq, _num(event.value))
+        payload = b'%s%s","value":%s%s' % (p, event.ts.encode(), _num(event.value), _tail(event.sensor, event.seq))
         return self.keys[event.sensor][event.site], payload
 
     def emit_step(self, out: StepOutput, topic: str, produce: Produce, on_full: Callable[[], None]) -> int:
