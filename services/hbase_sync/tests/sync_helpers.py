@@ -26,8 +26,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+
+from iotcommon.topics import Topics
 
 UNIT = {"TH1": "C", "TH2": "C", "HVAC1": "Wh", "W1": "l"}
 
@@ -194,13 +196,33 @@ def assert_exactly(expected: Expected, tables: dict[str, dict[bytes, bytes]]) ->
 
 # -- Kafka group -----------------------------------------------------------------------------------------------------
 
+_COORDINATOR_MOVING = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                       KafkaError.COORDINATOR_NOT_AVAILABLE}
+
+
+def committed_offsets(consumer: Consumer, tps: list[TopicPartition], attempts: int = 30) -> list[TopicPartition]:
+    """The group's committed offsets, retried while the group coordinator moves or loads (a fresh or restarted
+    broker answers NOT_COORDINATOR / COORDINATOR_LOAD_IN_PROGRESS for a while; that is not what a test checks)."""
+    for attempt in range(attempts):
+        try:
+            result: list[TopicPartition] = consumer.committed(tps, timeout=30)
+            return result
+        except KafkaException as exc:
+            error = exc.args[0]
+            transient = error.retriable() or error.code() in _COORDINATOR_MOVING
+            if attempt == attempts - 1 or not transient:
+                raise
+            time.sleep(1)
+    raise AssertionError("unreachable")
+
+
 def group_lag(bootstrap: str, group: str, topics: list[str], partitions: int) -> int:
     """Records of these topics not yet committed by the group (end offset - committed offset, summed)."""
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
                   "isolation.level": "read_committed"})
     try:
         tps = [TopicPartition(t, p) for t in topics for p in range(partitions)]
-        committed = c.committed(tps, timeout=30)
+        committed = committed_offsets(c, tps)
         lag = 0
         for tp in committed:
             _low, high = c.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=30)
@@ -324,7 +346,7 @@ def http_get(url: str) -> str:
 def committed(bootstrap: str, group: str, topics: list[str], partitions: int) -> dict[tuple[str, int], int]:
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
     try:
-        tps = c.committed([TopicPartition(t, p) for t in topics for p in range(partitions)], timeout=30)
+        tps = committed_offsets(c, [TopicPartition(t, p) for t in topics for p in range(partitions)])
         return {(tp.topic, tp.partition): tp.offset for tp in tps}
     finally:
         c.close()
@@ -346,3 +368,9 @@ def rows_written_from_log(log: str) -> int:
     m = re.search(r"stopped: (\d+) rows written", log)
     assert m, log[-3000:]
     return int(m.group(1))
+
+
+def topic_names(prefix: str) -> list[str]:
+    """The stream job's output topics of one pipeline: what the sync worker consumes."""
+    topics = Topics(prefix)
+    return [topics.raw, topics.aggregates, topics.late, topics.deadletter]

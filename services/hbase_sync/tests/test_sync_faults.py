@@ -18,6 +18,7 @@ from sync_helpers import (
     create_topics,
     group_lag,
     read_tables,
+    topic_names,
     wait_until,
     worker_env,
     workers,
@@ -30,10 +31,6 @@ pytestmark = [pytest.mark.kafka, pytest.mark.hbase, pytest.mark.slow]
 
 PARTITIONS = 3
 OUTAGE_S = 30  # what the scenario asks for: Thrift down for 30 s while records keep coming
-
-
-def topic_names(prefix: str) -> list[str]:
-    return [f"{prefix}.{t}" for t in ("raw", "aggregates", "late", "deadletter")]
 
 
 def test_kill_9_mid_stream_then_restart_loses_nothing_and_duplicates_nothing(

@@ -20,6 +20,7 @@ from sync_helpers import (
     http_get,
     read_tables,
     reading,
+    topic_names,
     wait_until,
     worker_env,
     workers,
@@ -31,10 +32,6 @@ from iotpipe_stack.testing import HBaseService, KafkaService
 pytestmark = [pytest.mark.kafka, pytest.mark.hbase, pytest.mark.slow]
 
 PARTITIONS = 3
-
-
-def topic_names(prefix: str) -> list[str]:
-    return [f"{prefix}.{t}" for t in ("raw", "aggregates", "late", "deadletter")]
 
 
 def test_every_input_record_lands_in_hbase_exactly_once_with_its_content(
