@@ -27,10 +27,6 @@ SKAFFOLD = yaml.safe_load((REPO_ROOT / "skaffold.yaml").read_text(encoding="utf-
 DOCKERFILES = {a["image"]: REPO_ROOT / a["docker"]["dockerfile"] for a in SKAFFOLD["build"]["artifacts"]}
 #: (Dockerfile, rule) -> why that image does not follow the rule. A listed exception that is no longer needed fails.
 RULE_EXCEPTIONS: dict[tuple[str, str], str] = {
-    ("services/stream_job/Dockerfile", "multi-stage"): (
-        "built on the official Flink image, whose entrypoint and layout the Flink Kubernetes Operator expects; the "
-        "pip build tools are purged in the layer that installs the venv instead of staying in a build stage"
-    ),
     ("services/stream_job/Dockerfile", "own-entrypoint"): (
         "keeps the official Flink /docker-entrypoint.sh (jobmanager | taskmanager | standalone-job); the job is "
         "started by Flink's PythonDriver with -pym stream_job (see PYTHON_DRIVER_MODULES)"

@@ -14,6 +14,7 @@ from types import FrameType
 from iotcommon.config import describe
 from iotcommon.errors import ConfigError
 from stream_job.config import checkpoint_path, find_connector_jar, latest_checkpoint, load_config
+from stream_job.udf_jar import find_udf_jar
 
 log = logging.getLogger("stream_job")
 
@@ -21,7 +22,8 @@ log = logging.getLogger("stream_job")
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(sys.argv[1:] if argv is None else argv, os.environ)
-        jar = find_connector_jar(config, os.environ)
+        jars = [jar for jar in (find_connector_jar(config, os.environ), find_udf_jar(config.udf_jar, os.environ))
+                if jar is not None]
     except ConfigError as exc:
         print(f"stream_job: {exc}", file=sys.stderr)
         return 2
@@ -62,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    result = build(config, flink_configuration(config, checkpoints, restore_from, jar), sys.executable)
+    result = build(config, flink_configuration(config, checkpoints, restore_from, jars), sys.executable)
     client = result.get_job_client()
     job_id = client.get_job_id() if client is not None else "?"
     log.info("job %s running: %s.readings -> raw, aggregates, late, deadletter", job_id, config.topic_prefix)

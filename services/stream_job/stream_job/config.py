@@ -53,6 +53,8 @@ class StreamJobConfig:
                                            "must be unique per running job", env="IOTPIPE_TRANSACTIONAL_ID_PREFIX")
     connector_jar: str = setting("", "path of the Kafka SQL connector jar (default: found in $IOTPIPE_CACHE or "
                                  "$FLINK_HOME/lib)", env="IOTPIPE_FLINK_CONNECTOR_JAR")
+    udf_jar: str = setting("", "path of the job's Java functions jar (default: $FLINK_HOME/lib/iotpipe-stream-udf.jar, "
+                           "else built once with javac into $IOTPIPE_CACHE/jars)", env="IOTPIPE_FLINK_UDF_JAR")
     python_mode: str = setting("process", "PyFlink execution mode of the Python functions", env="IOTPIPE_PYTHON_MODE",
                                choices=("process", "thread"))
     flink_options: str = setting("", "extra Flink settings 'key=value;key=value' (e.g. python.profile.enabled=true)",

@@ -2,9 +2,10 @@
 
 The hot path stays in the JVM: every reading whose bytes are in the canonical compact form that
 ``iotcommon.messages.Reading.encode`` writes (key order, no spaces, finite numbers, a known sensor, the sensor's
-unit) is recognised and split by built-in functions. Anything else (invalid, or valid but formatted differently) takes
-the slow path: a Python UDF running ``iotcommon.messages.decode_reading``, the reference validator, so both paths
-accept exactly the same messages and the dead-letter reason codes are iotcommon's.
+unit) is recognised and split in one pass by the job's Java functions (``services/stream_job/java``), which get the
+grammar from here (CANONICAL, UNITS). Anything else (invalid, or valid but formatted differently) takes the slow path:
+a Python table function running ``iotcommon.messages.decode_reading``, the reference validator, so both paths accept
+exactly the same messages and the dead-letter reason codes are iotcommon's.
 
 The statements are built from configuration values we control (quoted with ``_q``), never from message data.
 """
@@ -22,9 +23,6 @@ CANONICAL = (
     r'"ts":"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z",'
     r'"value":' + _NUMBER + r',"unit":"(C|Wh|l|count)","seq":(0|[1-9][0-9]{0,17})\}$'
 )
-# Positions after splitting a canonical reading on '"':
-# {"v":1,"site":"S","sensor":"X","ts":"T","value":N,"unit":"U","seq":Q}
-#  0 1  2  3   4 5 6  7     8 9 10 11 12 13 14 15  16  17  18 19 20 21 22
 EPOCH = "TIMESTAMP '1970-01-01 00:00:00'"
 _TEXT = "CAST(v AS STRING)"
 
@@ -55,18 +53,23 @@ def _to_timestamp(text_expr: str) -> str:
     return f"TRY_CAST(REPLACE(REPLACE({text_expr}, 'T', ' '), 'Z', '') AS TIMESTAMP(3))"
 
 
-def rowtime_expr() -> str:
-    """Event time of readings: canonical ones, and reading-shaped JSON in any key order (the unit must match the
-    sensor); epoch 0 (never moves the watermark) for everything else.
+UNITS = ";".join(f"{name}={sensor.unit}" for name, sensor in SENSORS.items())
+GRAMMAR = f"{_q(CANONICAL)}, {_q(UNITS)}"
 
-    Without the second case a producer that writes valid readings in another key order (the simulator does) never
-    moves the watermark: raw copies flow but no day ever closes, so no aggregate is emitted.
+
+def rowtime_expr() -> str:
+    """Event time of readings: canonical ones (Java ``reading_time``, one pass), and reading-shaped JSON in any key
+    order (the unit must match the sensor); epoch 0 (never moves the watermark) for everything else.
+
+    Without the second case a producer that writes valid readings in another key order never moves the watermark:
+    raw copies flow but no day ever closes, so no aggregate is emitted.
     """
-    canonical = _to_timestamp(f"SPLIT_INDEX({_TEXT}, '\"', 13)")
     loose = _to_timestamp(f"REGEXP_EXTRACT({_TEXT}, {_q(LOOSE_TS)}, 1)")
     loose_unit_ok = (f"REGEXP_EXTRACT({_TEXT}, {_q(LOOSE_UNIT)}, 1) = "
                      f"{unit_of(f'REGEXP_EXTRACT({_TEXT}, {_q(LOOSE_SENSOR)}, 1)')}")
-    return (f"CASE WHEN REGEXP({_TEXT}, {_q(CANONICAL)}) THEN COALESCE({canonical}, {EPOCH}) "
+    canonical = f"reading_time(v, {GRAMMAR})"  # memoised per thread: the second call costs a comparison
+    # CASE, not COALESCE: only CASE branches are evaluated lazily, and the loose regexes are expensive
+    return (f"CASE WHEN {canonical} IS NOT NULL THEN {canonical} "
             f"WHEN REGEXP({_TEXT}, {_q(LOOSE)}) AND {loose_unit_ok} THEN COALESCE({loose}, {EPOCH}) "
             f"ELSE {EPOCH} END")
 
@@ -125,35 +128,42 @@ def sink_ddl(config: StreamJobConfig) -> list[str]:
     return out
 
 
+def scan_query() -> str:
+    """What the job reads from the source (rt_src: the rowtime, carried over as the stream records' timestamps)."""
+    return "SELECT k, v, src_topic, src_partition, src_offset, rt AS rt_src FROM readings_src"
+
+
+def _field(name: str) -> str:
+    return f"reading_field(v, {GRAMMAR}, {_q(name)})"
+
+
 def classified_view() -> str:
-    """Every input row with its fast-path verdict: canonical and with a valid instant (rt alone is not enough: it is
-    also set for reading-shaped JSON in another key order, which only the slow path may parse)."""
-    sensor = f"SPLIT_INDEX({_TEXT}, '\"', 9)"
+    """Every input row with its fast-path verdict and, when fast, its fields: the Java function ``reading_field``
+    accepts a message iff it matches CANONICAL as a whole, its unit is the sensor's (UNITS) and its instant exists
+    (after the epoch); it parses a message once, however many fields are read."""
     return f"""
 CREATE TEMPORARY VIEW classified AS
-SELECT k, v, src_topic, src_partition, src_offset, rt, {_TEXT} AS s,
-       REGEXP({_TEXT}, {_q(CANONICAL)}) AND rt > {EPOCH} AND SPLIT_INDEX({_TEXT}, '"', 19) = {unit_of(sensor)}
-         AS fast
-FROM readings_src"""  # noqa: S608
+SELECT k, v, src_topic, src_partition, src_offset, rt, {_field("site")} IS NOT NULL AS fast,
+       {_field("site")} AS site, {_field("sensor")} AS sensor, {_field("ts")} AS ts, {_field("value")} AS val,
+       {_field("seq")} AS seq
+FROM readings"""  # noqa: S608
 
 
 def fast_valid_view() -> str:
     return """
 CREATE TEMPORARY VIEW fast_valid AS
-SELECT SPLIT_INDEX(s, '"', 5) AS site,
-       SPLIT_INDEX(s, '"', 9) AS sensor,
-       SPLIT_INDEX(s, '"', 13) AS ts,
-       SUBSTRING(SPLIT_INDEX(s, '"', 16) FROM 2 FOR CHAR_LENGTH(SPLIT_INDEX(s, '"', 16)) - 2) AS val,
-       SUBSTRING(SPLIT_INDEX(s, '"', 22) FROM 2 FOR CHAR_LENGTH(SPLIT_INDEX(s, '"', 22)) - 2) AS seq,
-       v, rt
-FROM classified WHERE fast"""
+SELECT site, sensor, ts, val, seq, v, rt FROM classified WHERE fast"""
 
 
 def slow_view() -> str:
+    """Messages the fast path did not accept, through the Python reference validator (a table function: see
+    ``job.classify``); r.ok tells valid readings (in another form) from dead letters."""
     return """
 CREATE TEMPORARY VIEW slow AS
-SELECT classify(k, v, src_topic, src_partition, src_offset) AS r, v, rt
-FROM classified WHERE NOT fast"""
+SELECT r.ok, r.dl, r.site, r.sensor, r.ts, r.val, r.seq, v, rt
+FROM (SELECT * FROM classified WHERE NOT fast),
+     LATERAL TABLE(classify(k, v, src_topic, src_partition, src_offset))
+       AS r(ok, dl, site, sensor, ts, ts_ms, val, seq)"""
 
 
 def valid_view() -> str:
@@ -162,7 +172,7 @@ def valid_view() -> str:
 CREATE TEMPORARY VIEW valid AS
 SELECT site, sensor, ts, val, seq, v, rt FROM fast_valid
 UNION ALL
-SELECT r.site, r.sensor, r.ts, CAST(r.val AS STRING), CAST(r.seq AS STRING), v, rt FROM slow WHERE r.ok"""
+SELECT site, sensor, ts, CAST(val AS STRING), CAST(seq AS STRING), v, rt FROM slow WHERE ok"""
 
 
 BUCKETS = 16  # Python keys: hex digit of md5(site). Fixed: checkpointed state is keyed by it.
@@ -205,5 +215,5 @@ def behind_query() -> str:
 def inserts() -> list[str]:
     return [
         "INSERT INTO raw_sink SELECT CONCAT(site, '/', sensor), v FROM valid",
-        "INSERT INTO deadletter_sink SELECT r.dl FROM slow WHERE NOT r.ok",
+        "INSERT INTO deadletter_sink SELECT dl FROM slow WHERE NOT ok",
     ]

@@ -1,0 +1,117 @@
+package dev.iotpipe.flink;
+
+import java.nio.charset.StandardCharsets;
+import java.time.DateTimeException;
+import java.time.LocalDateTime;
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.Map;
+import java.util.regex.Pattern;
+
+/**
+ * One reading in the canonical compact form that iotcommon's Reading.encode writes, parsed in a single pass.
+ *
+ * <p>The grammar is not defined here: the SQL passes it as arguments (stream_job.sql.CANONICAL, a regex, and the
+ * sensor units "TH1=C;HVAC1=Wh;..."), so Python stays the one definition. A message is canonical iff the regex matches
+ * the whole text, the unit is the sensor's, and the instant exists (a real calendar date, after the epoch).
+ */
+final class CanonicalReading {
+    final String site;
+    final String sensor;
+    final String ts;
+    final String value;
+    final String seq;
+    final LocalDateTime time;
+
+    private CanonicalReading(String[] parts, LocalDateTime time) {
+        // {"v":1,"site":"S","sensor":"X","ts":"T","value":N,"unit":"U","seq":Q} split on '"':
+        //  0 1  2  3   4 5 6  7     8 9 10 11 12 13 14 15  16  17  18 19 20 21 22
+        this.site = parts[5];
+        this.sensor = parts[9];
+        this.ts = parts[13];
+        this.value = parts[16].substring(1, parts[16].length() - 1);
+        this.seq = parts[22].substring(1, parts[22].length() - 1);
+        this.time = time;
+    }
+
+    private static final class Grammar {
+        final String regex;
+        final String units;
+        final Pattern pattern;
+        final Map<String, String> unitOf = new HashMap<>();
+
+        Grammar(String regex, String units) {
+            this.regex = regex;
+            this.units = units;
+            this.pattern = Pattern.compile(regex);
+            for (String pair : units.split(";")) {
+                int eq = pair.indexOf('=');
+                unitOf.put(pair.substring(0, eq), pair.substring(eq + 1));
+            }
+        }
+    }
+
+    /** Per thread: the grammar in use and the last message parsed (the watermark and the parse see it in turn). */
+    private static final class Memo {
+        Grammar grammar;
+        byte[] lastBytes;
+        CanonicalReading lastResult;
+    }
+
+    private static final ThreadLocal<Memo> MEMO = ThreadLocal.withInitial(Memo::new);
+
+    /** The parsed reading, or null when the message is not a canonical reading. */
+    static CanonicalReading parse(byte[] bytes, String regex, String units) {
+        if (bytes == null) {
+            return null;
+        }
+        Memo memo = MEMO.get();
+        Grammar grammar = memo.grammar;
+        if (grammar == null || !grammar.regex.equals(regex) || !grammar.units.equals(units)) {
+            grammar = memo.grammar = new Grammar(regex, units);
+            memo.lastBytes = null;
+        }
+        if (memo.lastBytes != null && Arrays.equals(memo.lastBytes, bytes)) {
+            return memo.lastResult;
+        }
+        CanonicalReading result = parseText(new String(bytes, StandardCharsets.UTF_8), grammar);
+        memo.lastBytes = bytes.clone();
+        memo.lastResult = result;
+        return result;
+    }
+
+    private static CanonicalReading parseText(String text, Grammar grammar) {
+        if (!grammar.pattern.matcher(text).matches()) {
+            return null;
+        }
+        String[] parts = text.split("\"");
+        if (parts.length != 23 || !parts[19].equals(grammar.unitOf.get(parts[9]))) {
+            return null;
+        }
+        LocalDateTime time = instant(parts[13]);
+        if (time == null || time.getYear() < 1970 || time.equals(LocalDateTime.of(1970, 1, 1, 0, 0))) {
+            return null;
+        }
+        return new CanonicalReading(parts, time);
+    }
+
+    /** "YYYY-MM-DDTHH:MM:SS[.f{1,6}]Z" (shape already checked by the grammar), truncated to the millisecond. */
+    private static LocalDateTime instant(String ts) {
+        try {
+            int nanos = 0;
+            if (ts.charAt(19) == '.') {
+                String digits = ts.substring(20, ts.length() - 1);
+                int millis = Integer.parseInt((digits + "00").substring(0, 3));
+                nanos = millis * 1_000_000;
+            }
+            return LocalDateTime.of(num(ts, 0, 4), num(ts, 5, 7), num(ts, 8, 10), num(ts, 11, 13), num(ts, 14, 16),
+                    num(ts, 17, 19), nanos);
+        } catch (DateTimeException | NumberFormatException | IndexOutOfBoundsException e) {
+            return null;
+        }
+    }
+
+    private static int num(String text, int from, int to) {
+        return Integer.parseInt(text, from, to, 10);
+    }
+}

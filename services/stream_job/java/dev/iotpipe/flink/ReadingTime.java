@@ -1,0 +1,16 @@
+package dev.iotpipe.flink;
+
+import java.time.LocalDateTime;
+import org.apache.flink.table.annotation.DataTypeHint;
+import org.apache.flink.table.functions.ScalarFunction;
+
+/** SQL: reading_time(v BYTES, grammar STRING, units STRING) -> TIMESTAMP(3): a canonical reading's event time (UTC),
+ * or NULL when the message is not a canonical reading. */
+public class ReadingTime extends ScalarFunction {
+    private static final long serialVersionUID = 1L;
+
+    public @DataTypeHint("TIMESTAMP(3)") LocalDateTime eval(byte[] value, String grammar, String units) {
+        CanonicalReading reading = CanonicalReading.parse(value, grammar, units);
+        return reading == null ? null : reading.time;
+    }
+}
