@@ -3,7 +3,7 @@ against a plain Kafka consumer reading the same kind of topic in the same run, a
 reading to its first aggregate.
 
 For each parallelism: a fresh topic prefix; the job (unbounded, exactly-once sinks, checkpoints every
---checkpoint-ms) is started and warmed up with one simulated day; then --readings readings (canonical reading.v1, 2
+--checkpoint-ms) is started and warmed up with --warmup-days simulated days; then --readings readings (canonical reading.v1, 2
 partitions, --sites sites, every sensor) are produced as fast as possible. Rate = readings / (time from the first
 produce to the moment the last raw record is visible to a read_committed consumer). The baseline is a confluent-kafka
 consumer reading the same topic from the start (no processing). Latency: after the backlog, --closes times a
@@ -59,7 +59,7 @@ def kafka(args: argparse.Namespace) -> Iterator[tuple[str, Path, Path, dict[str,
                                                             zk_port=zk, thrift_port=thrift)
         stack = LocalStack(settings, progress=lambda m: print(f"[stack] {m}", flush=True), die_with_parent=True)
         inst = stack.install(flink=True)
-        env = {**os.environ, "JAVA_HOME": str(inst.java.home), "JVM_ARGS": "-Xmx1g -XX:+UseParallelGC",
+        env = {**os.environ, "JAVA_HOME": str(inst.java.home), "JVM_ARGS": args.jvm_args,
                "PATH": f"{inst.java.home / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}", "IOTPIPE_HOME": home}
         env.pop("PYTHONPATH", None)
         env.pop("VIRTUAL_ENV", None)
@@ -187,9 +187,11 @@ def run_job(args: argparse.Namespace, bootstrap: str, python: Path, jar: Path, e
     for fut in admin.create_topics([NewTopic(topics.readings, 2, 1)] +
                                    [NewTopic(t, 1, 1) for t in topics.all()[1:]]).values():
         fut.result(30)
-    warm = day_readings(args.sites, 0, 0)
-    days = max(1, args.readings // len(warm))
-    backlog = encode([r for d in range(1, days + 1) for r in day_readings(args.sites, d, d * 100)])
+    per_day = len(day_readings(args.sites, 0, 0))
+    first = args.warmup_days  # days 0 .. first-1 warm the job up (JIT, Python worker); the backlog follows them
+    warm = [r for d in range(first) for r in day_readings(args.sites, d, d * 100)]
+    days = max(2, args.readings // per_day)
+    backlog = encode([r for d in range(first, first + days) for r in day_readings(args.sites, d, d * 100)])
     job_env = {**env, "IOTPIPE_KAFKA_BOOTSTRAP": bootstrap, "IOTPIPE_TOPIC_PREFIX": prefix,
                "IOTPIPE_FLINK_CONNECTOR_JAR": str(jar), "IOTPIPE_FLINK_PARALLELISM": str(parallelism),
                "IOTPIPE_STARTING_OFFSETS": "earliest", "IOTPIPE_CHECKPOINT_INTERVAL_MS": str(args.checkpoint_ms),
@@ -203,7 +205,7 @@ def run_job(args: argparse.Namespace, bootstrap: str, python: Path, jar: Path, e
     try:
         produce(bootstrap, topics.readings, encode(warm))
         if not raw.wait_count(len(warm), 600):
-            raise SystemExit(f"job p={parallelism} did not process the warm-up day; log: {log}")
+            raise SystemExit(f"job p={parallelism} did not process the warm-up days; log: {log}")
         print(f"  p={parallelism}: warmed up ({len(warm)} readings); producing {len(backlog)}", flush=True)
         started = time.monotonic()
         produce_s = produce(bootstrap, topics.readings, backlog)
@@ -211,15 +213,15 @@ def run_job(args: argparse.Namespace, bootstrap: str, python: Path, jar: Path, e
         if not raw.wait_count(total, 1800):
             raise SystemExit(f"job p={parallelism} stalled at {raw.count}/{total} raw records; log: {log}")
         raw_s = raw.last_at - started
-        last_day = local_day(days - 1)
+        last_day = local_day(first + days - 2)  # the newest day a later reading closed
         aggs.wait_key(f"site000/AggDay[TH1]/{last_day}".encode(), 120)
         rps = len(backlog) / raw_s
         print(f"  p={parallelism}: {len(backlog)} readings in {raw_s:.1f} s = {rps:,.0f} readings/s "
               f"(producer alone: {len(backlog) / produce_s:,.0f}/s)", flush=True)
-        # latency: a reading past the end of day `days` (+ delay) closes it; wait for its first aggregate
+        # latency: a reading past the end of a day (+ delay) closes it; wait for its first aggregate
         delays = []
         for i in range(args.closes):
-            day = days + 1 + i
+            day = first + days + 1 + i
             before = raw.count
             day_batch = day_readings(args.sites, day, day * 100)
             produce(bootstrap, topics.readings, encode(day_batch))
@@ -254,9 +256,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bootstrap", default="", help="use this Kafka instead of starting one")
     parser.add_argument("--readings", type=int, default=400_000, help="backlog size (rounded to whole days)")
     parser.add_argument("--sites", type=int, default=40)
+    parser.add_argument("--warmup-days", type=int, default=10, help="simulated days the job processes before the "
+                        "timed backlog (JIT compilation and worker start-up are not part of a sustained rate)")
     parser.add_argument("--parallelism", default="1,2")
     parser.add_argument("--checkpoint-ms", type=int, default=1000)
     parser.add_argument("--closes", type=int, default=3, help="day closes timed for the latency figure")
+    parser.add_argument("--jvm-args", default="-Xmx1g -XX:+UseParallelGC", help="JVM_ARGS of the job's JVM")
     parser.add_argument("--python-mode", default="process", choices=("process", "thread"))
     args = parser.parse_args(argv)
 
@@ -272,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  baseline: a plain consumer reads the same topic at {base_rps[-1]:,.0f} readings/s", flush=True)
     base = statistics.median(base_rps)
     figures: dict[str, Any] = {"bench": "stream_job", "sites": args.sites, "python_mode": args.python_mode,
+                               "jvm_args": args.jvm_args,
                                "checkpoint_ms": args.checkpoint_ms, "baseline_consumer_rps": round(base)}
     print("\nresults")
     for p, r in results.items():

@@ -119,8 +119,11 @@ def sink_ddl(config: StreamJobConfig) -> list[str]:
     topics = Topics(config.topic_prefix)
     keyed = "'key.format' = 'raw', 'key.fields' = 'k', 'value.format' = 'raw', 'value.fields-include' = 'EXCEPT_KEY'"
     out = []
-    for name, topic, value_type in (("raw", topics.raw, "BYTES"), ("aggregates", topics.aggregates, "BYTES"),
-                                    ("late", topics.late, "BYTES")):
+    # two writers of .raw (fast and slow path): a sink with one input chains to the operators before it, so the fast
+    # path's copies are written by the scanning thread without a serialised hand-over
+    # (no sink name may be a prefix of another: each aborts lingering transactions by its transactional-id prefix)
+    for name, topic, value_type in (("raw", topics.raw, "BYTES"), ("slowraw", topics.raw, "BYTES"),
+                                    ("aggregates", topics.aggregates, "BYTES"), ("late", topics.late, "BYTES")):
         out.append(f"CREATE TEMPORARY TABLE {name}_sink (k STRING, v {value_type}) WITH ("
                    f"{_kafka(config, topic)}, {keyed}, {_sink_options(config, name)})")
     out.append(f"CREATE TEMPORARY TABLE deadletter_sink (v STRING) WITH ({_kafka(config, topics.deadletter)}, "
@@ -214,6 +217,7 @@ def behind_query() -> str:
 
 def inserts() -> list[str]:
     return [
-        "INSERT INTO raw_sink SELECT CONCAT(site, '/', sensor), v FROM valid",
+        "INSERT INTO raw_sink SELECT CONCAT(site, '/', sensor), v FROM fast_valid",
+        "INSERT INTO slowraw_sink SELECT CONCAT(site, '/', sensor), v FROM slow WHERE ok",
         "INSERT INTO deadletter_sink SELECT dl FROM slow WHERE NOT ok",
     ]
