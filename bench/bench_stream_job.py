@@ -3,12 +3,12 @@ against a plain Kafka consumer reading the same kind of topic in the same run, a
 reading to its first aggregate.
 
 For each parallelism: a fresh topic prefix; the job (unbounded, exactly-once sinks, checkpoints every
---checkpoint-ms) is started and warmed up with --warmup-days simulated days; then --readings readings (canonical reading.v1, 2
-partitions, --sites sites, every sensor) are produced as fast as possible. Rate = readings / (time from the first
-produce to the moment the last raw record is visible to a read_committed consumer). The baseline is a confluent-kafka
-consumer reading the same topic from the start (no processing). Latency: after the backlog, --closes times a
-reading that pushes the watermark past a day's end is produced; the delay is measured until that day's first
-AggDay[TH1] is visible (it includes the wait for the transaction commit at the next checkpoint).
+--checkpoint-ms) is started and warmed up with --warmup-days simulated days (JIT, Python worker); then --readings
+readings (canonical reading.v1, pre-encoded, 2 partitions, --sites sites, every sensor) are produced as fast as
+possible. Rate = readings / (time from the first produce to the moment the last raw record is visible to a
+read_committed consumer). The baseline is a confluent-kafka consumer reading the same topic from the start (no
+processing). Latency: after the backlog, --closes times a reading that pushes the watermark past a day's end is
+produced; the delay is measured until that day's first AggDay[TH1] is visible (it includes the wait for the transaction commit at the next checkpoint).
 
 Starts its own Kafka (free loopback ports, temporary home) unless --bootstrap is given. Prints figures, then ONE JSON
 line.
@@ -264,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jvm-args", default="-Xmx1g -XX:+UseParallelGC", help="JVM_ARGS of the job's JVM")
     parser.add_argument("--python-mode", default="process", choices=("process", "thread"))
     args = parser.parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so the job (its own process group) and Kafka are stopped by the finally blocks
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
 
     with kafka(args) as (bootstrap, python, jar, env):
         results: dict[int, dict[str, Any]] = {}

@@ -10,7 +10,7 @@ Topology (one Flink job):
                                                    \-> dead letters -> INSERT <prefix>.deadletter
       valid -> DataStream keyed by site bucket -> Python KeyedProcessFunction (state + event-time timers)
             -> aggregates -> INSERT <prefix>.aggregates ; late -> INSERT <prefix>.late
-    All four sinks are transactional Kafka sinks (exactly-once, committed on checkpoints).
+    All sinks are transactional Kafka sinks (exactly-once, committed on checkpoints).
 """
 
 from __future__ import annotations
