@@ -8,7 +8,8 @@ readings (canonical reading.v1, pre-encoded, 2 partitions, --sites sites, every 
 possible. Rate = readings / (time from the first produce to the moment the last raw record is visible to a
 read_committed consumer). The baseline is a confluent-kafka consumer reading the same topic from the start (no
 processing). Latency: after the backlog, --closes times a reading that pushes the watermark past a day's end is
-produced; the delay is measured until that day's first AggDay[TH1] is visible (it includes the wait for the transaction commit at the next checkpoint).
+produced; the delay is measured until that day's first AggDay[TH1] is visible (it includes the wait for the
+transaction commit at the next checkpoint).
 
 Starts its own Kafka (free loopback ports, temporary home) unless --bootstrap is given. Prints figures, then ONE JSON
 line.
