@@ -5,9 +5,9 @@ Topology (one Flink job):
     Kafka <prefix>.readings (SQL source: raw key/value bytes + topic/partition/offset, watermark on the event time)
       -> one scan shared by all queries (to_data_stream / from_data_stream right after the source)
       -> classified: canonical form parsed by the Java functions (JVM)
-           fast  -> fields -------------------------------------------------\
+           fast  -> fields -------------------------------------------------\\
            slow  -> Python table function classify (iotcommon validator) --+-> valid -> INSERT <prefix>.raw
-                                                   \-> dead letters -> INSERT <prefix>.deadletter
+                                                   \\-> dead letters -> INSERT <prefix>.deadletter
       valid -> DataStream keyed by site bucket -> Python KeyedProcessFunction (state + event-time timers)
             -> aggregates -> INSERT <prefix>.aggregates ; late -> INSERT <prefix>.late
     All sinks are transactional Kafka sinks (exactly-once, committed on checkpoints).
