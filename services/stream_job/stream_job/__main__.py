@@ -13,7 +13,7 @@ from types import FrameType
 
 from iotcommon.config import describe
 from iotcommon.errors import ConfigError
-from stream_job.config import checkpoint_path, find_connector_jar, latest_checkpoint, load_config
+from stream_job.config import checkpoint_path, failure_hint, find_connector_jar, latest_checkpoint, load_config
 from stream_job.udf_jar import find_udf_jar
 
 log = logging.getLogger("stream_job")
@@ -64,7 +64,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    result = build(config, flink_configuration(config, checkpoints, restore_from, jars), sys.executable)
+    try:
+        result = build(config, flink_configuration(config, checkpoints, restore_from, jars), sys.executable)
+    except Exception as exc:  # py4j carries the Java exception; a restore failure can surface here or later
+        hint = failure_hint(str(exc), restore_from)
+        if hint is None:
+            raise
+        log.error("cannot start: %s", hint)
+        return 2
     client = result.get_job_client()
     job_id = client.get_job_id() if client is not None else "?"
     log.info("job %s running: %s.readings -> raw, aggregates, late, deadletter", job_id, config.topic_prefix)
@@ -85,6 +92,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if outcome[0] is None:
             log.info("job %s finished", job_id)
             return 0
+        hint = failure_hint(str(outcome[0]), restore_from)
+        if hint is not None:
+            log.error("job %s cannot start: %s", job_id, hint)
+            return 2
         log.error("job %s failed: %s", job_id, outcome[0])
         return 1
     if client is not None:

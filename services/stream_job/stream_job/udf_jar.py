@@ -12,6 +12,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import zipfile
 from collections.abc import Mapping
@@ -87,4 +88,5 @@ def find_udf_jar(configured: str, environ: Mapping[str, str]) -> Path | None:
     target = cache / "jars" / f"iotpipe-stream-udf-{sources_hash()}.jar"
     if target.is_file():
         return target
+    print(f"stream_job: compiling the job's Java functions into {target} (first run only)", file=sys.stderr)
     return build(target, flink_lib(), _javac(environ))

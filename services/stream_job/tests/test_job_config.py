@@ -1,0 +1,34 @@
+"""Unit tests: the stream job's settings and the hints it gives for failures the user can fix."""
+
+from __future__ import annotations
+
+import pytest
+
+from iotcommon.errors import ConfigError
+from stream_job.config import failure_hint, load_config
+
+FLINK_RESTORE_ERROR = (
+    "org.apache.flink.runtime.client.JobInitializationException: Could not start the JobMaster.\n"
+    "Caused by: java.lang.IllegalStateException: Failed to rollback to checkpoint/savepoint file:/x/chk-7. Cannot map "
+    "checkpoint/savepoint state for operator 0a448493b4782967b150582570326227 to the new program, because the "
+    "operator is not available in the new program."
+)
+
+
+def test_a_checkpoint_of_another_job_version_gets_a_fix_in_the_message() -> None:
+    hint = failure_hint(FLINK_RESTORE_ERROR, "file:///x/chk-7")
+    assert hint is not None
+    assert "file:///x/chk-7" in hint
+    assert "--restore none" in hint
+
+
+def test_other_failures_and_fresh_starts_get_no_hint() -> None:
+    assert failure_hint("java.lang.OutOfMemoryError: Java heap space", "file:///x/chk-7") is None
+    assert failure_hint(FLINK_RESTORE_ERROR, None) is None
+
+
+def test_settings_come_from_flags_over_env_and_bad_values_are_refused() -> None:
+    config = load_config(["--restore", "none", "--parallelism", "2"], {"IOTPIPE_FLINK_PARALLELISM": "3"})
+    assert (config.restore, config.parallelism) == ("none", 2)
+    with pytest.raises((ConfigError, SystemExit)):
+        load_config(["--parallelism", "0"], {})
