@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -44,7 +45,7 @@ from iotcommon.topics import Topics
 
 TARGET_RPS = 50_000
 TARGET_RATIO = 0.25
-START = datetime(2020, 1, 1, tzinfo=UTC) - timedelta(hours=2)  # local (Athens) midnight
+ZONE = ZoneInfo("Europe/Athens")  # the job's default IOTPIPE_SITE_TZ
 
 
 @contextmanager
@@ -79,14 +80,27 @@ def local_day(day: int) -> date:
     return date(2020, 1, 1) + timedelta(days=day)
 
 
+def day_start(day: int) -> datetime:
+    """Local midnight (UTC) that starts simulated day `day`: DST-correct, so a day is 23, 24 or 25 hours."""
+    return datetime.combine(local_day(day), datetime.min.time(), ZONE).astimezone(UTC)
+
+
+def iso(ts: datetime) -> str:
+    return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def day_readings(sites: int, day: int, seq0: int) -> list[Reading]:
-    """One simulated day (96 quarters after local midnight) of every sensor of every site, in time order."""
+    """One simulated local day (its quarters after local midnight, the last at the next midnight) of every sensor of
+    every site, in time order. No reading lies past the day's end, so only a later reading closes it."""
     out = []
-    for q in range(1, 97):
-        ts = (START + timedelta(days=day, minutes=15 * q)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    start = day_start(day)
+    quarters = int((day_start(day + 1) - start).total_seconds()) // 900
+    for q in range(1, quarters + 1):
+        ts = iso(start + timedelta(minutes=15 * q))
         for s in range(sites):
             for name, sensor in SENSORS.items():
-                if sensor.every_15_min or (q == 96 and name in ("Etot", "Wtot")) or (name == "Mov1" and q % 20 == 0):
+                at_end = q == quarters and name in ("Etot", "Wtot")
+                if sensor.every_15_min or at_end or (name == "Mov1" and q % 20 == 0):
                     value = 1.0 if name == "Mov1" else round(10 + (q * 7 + s * 3) % 97 * 0.37, 2)
                     if name in ("Etot", "Wtot"):
                         value = float(1000 + 60000 * day)
@@ -227,8 +241,8 @@ def run_job(args: argparse.Namespace, bootstrap: str, python: Path, jar: Path, e
             day_batch = day_readings(args.sites, day, day * 100)
             produce(bootstrap, topics.readings, encode(day_batch))
             raw.wait_count(before + len(day_batch), 300)  # the day is in; only the closing reading is missing
-            closing = [Reading(f"site{s:03d}", "TH1", (START + timedelta(days=day + 1, minutes=15))
-                               .strftime("%Y-%m-%dT%H:%M:%SZ"), 20.0, "C", day * 100 + 99) for s in range(args.sites)]
+            closing = [Reading(f"site{s:03d}", "TH1", iso(day_start(day + 1) + timedelta(minutes=15)), 20.0, "C",
+                               day * 100 + 99) for s in range(args.sites)]
             closing += [Reading(f"site{s:03d}", "TH2", closing[0].ts, 20.0, "C", day * 100 + 99)
                         for s in range(args.sites)]
             closing_messages = encode(closing)
