@@ -107,7 +107,6 @@ def source_ddl(config: StreamJobConfig) -> str:
 CREATE TEMPORARY TABLE readings_src (
   k BYTES,
   v BYTES,
-  src_topic STRING METADATA FROM 'topic' VIRTUAL,
   src_partition INT METADATA FROM 'partition' VIRTUAL,
   src_offset BIGINT METADATA FROM 'offset' VIRTUAL,
   rt AS {rowtime_expr()},
@@ -133,7 +132,7 @@ def sink_ddl(config: StreamJobConfig) -> list[str]:
 
 def scan_query() -> str:
     """What the job reads from the source (rt_src: the rowtime, carried over as the stream records' timestamps)."""
-    return "SELECT k, v, src_topic, src_partition, src_offset, rt AS rt_src FROM readings_src"
+    return "SELECT k, v, src_partition, src_offset, rt AS rt_src FROM readings_src"
 
 
 def _field(name: str) -> str:
@@ -146,7 +145,7 @@ def classified_view() -> str:
     (after the epoch); it parses a message once, however many fields are read."""
     return f"""
 CREATE TEMPORARY VIEW classified AS
-SELECT k, v, src_topic, src_partition, src_offset, rt, {_field("site")} IS NOT NULL AS fast,
+SELECT k, v, src_partition, src_offset, rt, {_field("site")} IS NOT NULL AS fast,
        {_field("site")} AS site, {_field("sensor")} AS sensor, {_field("ts")} AS ts, {_field("value")} AS val,
        {_field("seq")} AS seq
 FROM readings"""  # noqa: S608
@@ -158,15 +157,17 @@ CREATE TEMPORARY VIEW fast_valid AS
 SELECT site, sensor, ts, val, seq, v, rt FROM classified WHERE fast"""
 
 
-def slow_view() -> str:
+def slow_view(config: StreamJobConfig) -> str:
     """Messages the fast path did not accept, through the Python reference validator (a table function: see
-    ``job.classify``); r.ok tells valid readings (in another form) from dead letters."""
-    return """
+    ``job.classify``); r.ok tells valid readings (in another form) from dead letters. The source topic is a constant
+    (one topic is read): carrying it per message as metadata cost two string conversions each."""
+    topic = _q(Topics(config.topic_prefix).readings)
+    return f"""
 CREATE TEMPORARY VIEW slow AS
 SELECT r.ok, r.dl, r.site, r.sensor, r.ts, r.val, r.seq, v, rt
 FROM (SELECT * FROM classified WHERE NOT fast),
-     LATERAL TABLE(classify(k, v, src_topic, src_partition, src_offset))
-       AS r(ok, dl, site, sensor, ts, ts_ms, val, seq)"""
+     LATERAL TABLE(classify(k, v, {topic}, src_partition, src_offset))
+       AS r(ok, dl, site, sensor, ts, ts_ms, val, seq)"""  # noqa: S608
 
 
 def valid_view() -> str:
