@@ -115,17 +115,34 @@ def checkpoint_path(config: StreamJobConfig, environ: Mapping[str, str]) -> Path
     return home / "stream_job" / "checkpoints" / config.topic_prefix
 
 
+def configured_jar(configured: str, variable: str) -> Path | None:
+    """The jar a setting names (it must exist), or None when the setting is empty."""
+    if not configured:
+        return None
+    path = Path(configured)
+    if not path.is_file():
+        raise ConfigError(f"{variable}: no such file {path}")
+    return path
+
+
+def in_flink_lib(jar_name: str, environ: Mapping[str, str]) -> bool:
+    """Whether the jar already sits on Flink's classpath ($FLINK_HOME/lib, as in the image)."""
+    flink_home = environ.get("FLINK_HOME")
+    return bool(flink_home) and (Path(str(flink_home)) / "lib" / jar_name).is_file()
+
+
+def cache_dir(environ: Mapping[str, str]) -> Path:
+    return Path(environ.get("IOTPIPE_CACHE", os.path.expanduser("~/.cache/iotpipe")))
+
+
 def find_connector_jar(config: StreamJobConfig, environ: Mapping[str, str]) -> Path | None:
     """The connector jar to add to the job, or None when it is already on Flink's classpath ($FLINK_HOME/lib)."""
-    if config.connector_jar:
-        path = Path(config.connector_jar)
-        if not path.is_file():
-            raise ConfigError(f"IOTPIPE_FLINK_CONNECTOR_JAR: no such file {path}")
-        return path
-    flink_home = environ.get("FLINK_HOME")
-    if flink_home and (Path(flink_home) / "lib" / CONNECTOR_JAR).is_file():
+    explicit = configured_jar(config.connector_jar, "IOTPIPE_FLINK_CONNECTOR_JAR")
+    if explicit is not None:
+        return explicit
+    if in_flink_lib(CONNECTOR_JAR, environ):
         return None
-    cache = Path(environ.get("IOTPIPE_CACHE", os.path.expanduser("~/.cache/iotpipe")))
+    cache = cache_dir(environ)
     for candidate in (cache / "m2/org/apache/flink/flink-sql-connector-kafka/5.0.0-2.2" / CONNECTOR_JAR,
                       cache / "jars" / CONNECTOR_JAR):
         if candidate.is_file():

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from iotcommon.errors import ConfigError
+from stream_job.config import cache_dir, configured_jar, in_flink_lib
 
 SOURCES = Path(__file__).resolve().parent.parent / "java"
 JAR_NAME = "iotpipe-stream-udf.jar"  # the name in $FLINK_HOME/lib (the image)
@@ -64,28 +65,28 @@ def build(target: Path, classpath: Path, javac: str) -> Path:
                               capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL)
         if proc.returncode != 0:
             raise ConfigError(f"compiling the job's Java functions failed:\n{proc.stdout}{proc.stderr}")
-        partial = Path(tmp) / target.name
-        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as jar:
-            jar.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\nCreated-By: iotpipe stream_job\n\n")
-            for path in sorted(classes.rglob("*.class")):
-                jar.write(path, path.relative_to(classes).as_posix())
-        shutil.move(str(partial), str(target.with_suffix(".partial")))
-        os.replace(target.with_suffix(".partial"), target)
+        # a partial file of our own beside the target: jobs starting together may build at the same time
+        fd, partial = tempfile.mkstemp(prefix=target.name + ".", suffix=".partial", dir=target.parent)
+        os.close(fd)
+        try:
+            with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as jar:
+                jar.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\nCreated-By: iotpipe stream_job\n\n")
+                for path in sorted(classes.rglob("*.class")):
+                    jar.write(path, path.relative_to(classes).as_posix())
+            os.replace(partial, target)
+        finally:
+            Path(partial).unlink(missing_ok=True)
     return target
 
 
 def find_udf_jar(configured: str, environ: Mapping[str, str]) -> Path | None:
     """The jar to add to the job; None when it is already on Flink's classpath ($FLINK_HOME/lib, the image)."""
-    if configured:
-        path = Path(configured)
-        if not path.is_file():
-            raise ConfigError(f"IOTPIPE_FLINK_UDF_JAR: no such file {path}")
-        return path
-    flink_home = environ.get("FLINK_HOME")
-    if flink_home and (Path(flink_home) / "lib" / JAR_NAME).is_file():
+    explicit = configured_jar(configured, "IOTPIPE_FLINK_UDF_JAR")
+    if explicit is not None:
+        return explicit
+    if in_flink_lib(JAR_NAME, environ):
         return None
-    cache = Path(environ.get("IOTPIPE_CACHE", os.path.expanduser("~/.cache/iotpipe")))
-    target = cache / "jars" / f"iotpipe-stream-udf-{sources_hash()}.jar"
+    target = cache_dir(environ) / "jars" / f"iotpipe-stream-udf-{sources_hash()}.jar"
     if target.is_file():
         return target
     print(f"stream_job: compiling the job's Java functions into {target} (first run only)", file=sys.stderr)
