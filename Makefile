@@ -80,5 +80,5 @@ charts: setup helm ## chart, image and skaffold checks: helm lint/template, sche
 chart-crds: ## copy crds/ into the operator chart (after editing the CRD; a test keeps the copy identical)
 	cp crds/*.yaml charts/iotpipe-operator/crds/
 
-clean-state: stop ## stop and delete the local stack data (IOTPIPE_HOME, default ./.iotpipe)
+clean-state: stop ## stop and delete the local stack data and stream job checkpoints (IOTPIPE_HOME, default ./.iotpipe)
 	$(BIN)/iotpipe local down --wipe

@@ -4,7 +4,7 @@ iotpipe local install             fetch jars + create .venv-flink (cached; no ne
 iotpipe local up                  start Kafka, HBase, Thrift; check the Flink runtime; wait until ready
 iotpipe local status [--json]     what runs where (exit 0 = all ready, 3 = not all ready)
 iotpipe local logs [NAME] [-n N] [-f]
-iotpipe local down [--wipe]       stop every process of this home (--wipe also deletes data)
+iotpipe local down [--wipe]       stop every process of this home (--wipe also deletes data and checkpoints)
 iotpipe run [--detach]            up + the pipeline's own processes (pipeline.py); foreground until Ctrl-C/SIGTERM
 """
 
@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-flink", action="store_true", help="skip the PyFlink runtime check/install")
     _add_settings(p)
     p = sub.add_parser("down", help="stop every process of this stack home")
-    p.add_argument("--wipe", action="store_true", help="also delete data and configs under the home")
+    p.add_argument("--wipe", action="store_true",
+                   help="also delete data, configs and the stream job's checkpoints under the home")
     _add_settings(p)
     p = sub.add_parser("status", help="what runs where; exit 0 if all ready, 3 if not")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")

@@ -28,6 +28,9 @@ from iotpipe_stack.settings import REPO_ROOT, StackSettings
 SERVICES: tuple[str, ...] = ("kafka", "hbase", "thrift")
 STOP_TIMEOUT = {"kafka": 30.0, "hbase": 45.0, "thrift": 10.0}
 LOG_TAIL = 25
+# what `down --wipe` deletes under the home: service data, rendered configs, and the stream job's default checkpoint
+# directory (stream_job.config.checkpoint_path), which would otherwise restore stale state against wiped Kafka/HBase
+WIPED_DIRS: tuple[str, ...] = ("data", "conf", "stream_job/checkpoints")
 
 Progress = Callable[[str], None]
 
@@ -286,6 +289,8 @@ class LocalStack:
 
         timeout: seconds per process before SIGKILL (default: per component, long enough for a clean shutdown)."""
         if not self.s.run_dir.exists():
+            if wipe:
+                self._wipe()
             return []
         with self.locked():
             pipeline = [n for n in self.process_names() if n not in SERVICES]
@@ -294,13 +299,18 @@ class LocalStack:
                 results = list(pool.map(lambda n: self.stop_service(n, timeout), ["thrift", "hbase", "kafka"]))
             stopped += [n for n, ok in zip(["thrift", "hbase", "kafka"], results, strict=True) if ok]
             if wipe:
-                import shutil
-
-                for sub in ("data", "conf"):
-                    shutil.rmtree(self.s.home / sub, ignore_errors=True)
-                self.state_file.unlink(missing_ok=True)
-                self.progress(f"wiped data under {self.s.home}")
+                self._wipe()
             return stopped
+
+    def _wipe(self) -> None:
+        """Delete the data, configs and the stream job's checkpoints (a restored checkpoint would carry stale state
+        into wiped Kafka and HBase); logs stay."""
+        import shutil
+
+        for sub in WIPED_DIRS:
+            shutil.rmtree(self.s.home / sub, ignore_errors=True)
+        self.state_file.unlink(missing_ok=True)
+        self.progress(f"wiped data and stream job checkpoints under {self.s.home}")
 
     # ---------------------------------------------------------------- status
     def where(self, name: str) -> str:

@@ -171,6 +171,27 @@ def test_cli_down_on_an_empty_home_is_a_no_op(tmp_path: Path, capsys: pytest.Cap
     assert "nothing was running" in capsys.readouterr().out
 
 
+def test_down_wipe_deletes_data_configs_and_stream_job_checkpoints(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    kept = [home / "logs" / "kafka.log"]
+    wiped = [home / "data" / "kafka" / "meta.properties", home / "conf" / "hbase-site.xml",
+             home / "stream_job" / "checkpoints" / "iotpipe" / "chk-7" / "_metadata"]
+    for path in kept + wiped:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x")
+    for run_dir_exists in (True, False):  # a job run without `iotpipe local up` has no run/ directory
+        if run_dir_exists:
+            (home / "run").mkdir()
+        else:
+            for path in wiped:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text("x")
+        assert cli.main(["local", "down", "--wipe", "--home", str(home)], environ={}) == 0
+        assert [p for p in wiped if p.exists()] == []
+        assert not (home / "stream_job" / "checkpoints").exists()
+        assert all(p.exists() for p in kept)
+
+
 # ---------------------------------------------------------------- supervisor (real child processes, no services)
 def test_supervisor_starts_logs_and_stops_a_process_group(tmp_path: Path) -> None:
     files = supervisor.ProcFiles("sleeper", tmp_path / "run" / "s.pid", tmp_path / "logs" / "s.log")
