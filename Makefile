@@ -30,6 +30,7 @@ $(SETUP_STAMP): requirements/dev.txt pyproject.toml
 
 setup: $(SETUP_STAMP) ## .venv, .venv-flink, Kafka/HBase/connector jars (jars cached in IOTPIPE_CACHE; fast when done)
 	@$(BIN)/iotpipe local install >/dev/null
+	@sh services/ws_bridge/fetch-uplot.sh  # the dashboard's chart library (npm, pinned + integrity-checked)
 
 run: setup ## start the stack (+ pipeline processes) and stay in the foreground until Ctrl-C; ARGS=--detach to return
 	$(BIN)/iotpipe run $(ARGS)
