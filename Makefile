@@ -72,6 +72,16 @@ bench: setup ## run every bench/bench_*.py (each prints figures and ends with on
 kube-tools: ## build kube-apiserver, kubectl, etcd from the Go module proxy into IOTPIPE_CACHE/bin (cached per version)
 	bash stack/kube/build.sh
 
+.PHONY: cluster-tools cluster cluster-down
+cluster-tools: kube-tools ## build kubelet, controller-manager, scheduler, kube-proxy, CoreDNS (Go module proxy; cached per version)
+	bash stack/kube/build-cluster.sh
+
+cluster: setup cluster-tools ## start a real single-node Kubernetes (root; docs/local-cluster.md); prints KUBECONFIG, CONTAINERD_ADDRESS
+	$(BIN)/python -m iotpipe_stack.cluster up
+
+cluster-down: ## stop the local cluster: no process, mount, interface or iptables chain stays
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m iotpipe_stack.cluster down; else echo "nothing to stop (no .venv)"; fi
+
 helm: ## build helm from the Go module proxy into IOTPIPE_CACHE/bin (cached per version)
 	bash stack/kube/build-helm.sh
 

@@ -103,8 +103,15 @@ class KubeAPIServer:
     """etcd + kube-apiserver under ``home``. ``users`` maps extra token users to their groups (admin is built in)."""
 
     def __init__(self, home: Path, binaries: KubeBinaries, users: Mapping[str, Sequence[str]] | None = None,
-                 progress: Progress = _print, die_with_parent: bool = False) -> None:
+                 progress: Progress = _print, die_with_parent: bool = False, address: str = LOOPBACK,
+                 service_accounts: bool = False, extra_args: Sequence[str] = ()) -> None:
+        """address: where the API server listens and what it advertises (the local cluster gives a node-reachable
+        one); service_accounts: keep the ServiceAccount admission plugin (needs a controller-manager); extra_args:
+        more kube-apiserver flags."""
         self.home = home
+        self.address = address
+        self.service_accounts = service_accounts
+        self.extra_args = tuple(extra_args)
         self.bins = binaries
         self.progress = progress
         self.die_with_parent = die_with_parent
@@ -120,7 +127,7 @@ class KubeAPIServer:
 
     @property
     def server(self) -> str:
-        return f"https://{LOOPBACK}:{self.port}"
+        return f"https://{self.address}:{self.port}"
 
     @property
     def kubeconfig(self) -> Path:
@@ -166,13 +173,15 @@ class KubeAPIServer:
         ], die_with_parent=self.die_with_parent)
         self.progress(f"starting kube-apiserver v{K8S_VERSION} on {self.server}")
         supervisor.start(self.api_files, [
-            str(self.bins.apiserver), f"--etcd-servers={etcd_url}", f"--bind-address={LOOPBACK}",
-            f"--advertise-address={LOOPBACK}", f"--secure-port={self.port}", f"--cert-dir={pki}",
+            str(self.bins.apiserver), f"--etcd-servers={etcd_url}", f"--bind-address={self.address}",
+            f"--advertise-address={self.address}", f"--secure-port={self.port}", f"--cert-dir={pki}",
             "--service-cluster-ip-range=10.0.0.0/24", "--allow-privileged=true", "--authorization-mode=RBAC",
-            f"--token-auth-file={pki / 'tokens.csv'}", "--disable-admission-plugins=ServiceAccount",
-            f"--service-account-issuer=https://{LOOPBACK}:{self.port}", f"--service-account-key-file={pki / 'sa.key'}",
+            f"--token-auth-file={pki / 'tokens.csv'}",
+            *(() if self.service_accounts else ("--disable-admission-plugins=ServiceAccount",)),
+            f"--service-account-issuer=https://{self.address}:{self.port}",
+            f"--service-account-key-file={pki / 'sa.key'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}", "--profiling=false",
-            "--enable-priority-and-fairness=false", "--v=0",
+            "--enable-priority-and-fairness=false", "--v=0", *self.extra_args,
         ], die_with_parent=self.die_with_parent)
         self._wait_ready(timeout)
         self.kubeconfig_for(ADMIN)
