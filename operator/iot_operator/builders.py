@@ -6,6 +6,7 @@ the pipeline's labels, and the shared settings of docs/development.md as env var
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -22,8 +23,17 @@ FLINK_DEPLOYMENT_API = "flink.apache.org/v1beta1"
 SYNC_HTTP_PORT = 9464
 FLINK_ENTRYPOINT = "/docker-entrypoint.sh"  # of the official Flink images the stream-job image builds on
 
+FLINK_UID = 9999  # the flink user of the Flink images (services/stream_job/Dockerfile: USER 9999:9999)
+FLINK_DATA = "/flink-data"  # mount path of the checkpoint volume in the Flink pods
+FLINK_DATA_VOLUME = "flink-data"
+BRIDGE_TOKEN_KEY = "token"  # noqa: S105 - the key inside the generated Secret, not a secret
+
+# Pod Security "restricted": non-root with the runtime's seccomp profile, no privilege escalation, no capabilities
 _POD_SECURITY: Manifest = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
 _CONTAINER_SECURITY: Manifest = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+# Flink pods also get the flink user's group on the checkpoint volume (fsGroup), so it is writable
+_FLINK_POD_SECURITY: Manifest = {**_POD_SECURITY, "runAsUser": FLINK_UID, "runAsGroup": FLINK_UID,
+                                 "fsGroup": FLINK_UID}
 
 
 def child_name(p: PipelineSpec, component: str) -> str:
@@ -92,10 +102,11 @@ def _container(name: str, image: str, env: list[Manifest], resources: Resources 
 
 
 def _workload(p: PipelineSpec, kind: str, component: str, replicas: int, containers: list[Manifest],
-              pod_annotations: dict[str, str] | None = None, **spec_extra: Any) -> Manifest:
+              pod_annotations: dict[str, str] | None = None, pod_extra: Manifest | None = None,
+              **spec_extra: Any) -> Manifest:
     template: Manifest = {
         "metadata": {"labels": labels(p, component)},
-        "spec": {"securityContext": _POD_SECURITY, "containers": containers},
+        "spec": {"securityContext": _POD_SECURITY, "containers": containers, **(pod_extra or {})},
     }
     if pod_annotations:
         template["metadata"]["annotations"] = pod_annotations
@@ -131,17 +142,38 @@ def sync_deployment(p: PipelineSpec) -> Manifest:
     return _workload(p, "Deployment", "sync", replicas, [container])
 
 
+def bridge_token_secret_name(p: PipelineSpec) -> str | None:
+    """The Secret with the bridge's token: the user's (authSecretRef), the generated one, or None (auth off)."""
+    if p.bridge.auth == "off":
+        return None
+    return p.bridge.auth_secret_name or child_name(p, "bridge-token")
+
+
+def generates_bridge_token(p: PipelineSpec) -> bool:
+    return p.bridge.auth != "off" and not p.bridge.auth_secret_name
+
+
+def bridge_token_secret(p: PipelineSpec, token: str) -> Manifest:
+    """The generated token Secret (owned by the pipeline, so it goes with it). Created once, never rewritten."""
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": _meta(p, child_name(p, "bridge-token"), "bridge"),
+            "data": {BRIDGE_TOKEN_KEY: base64.b64encode(token.encode()).decode()}}
+
+
 def bridge_deployment(p: PipelineSpec) -> Manifest:
     b = p.bridge
+    secret = bridge_token_secret_name(p)
     env = _env({
         **shared_env(p),
+        "IOTPIPE_SITE_ZONES": p.site_zones_text,
         "IOTPIPE_BRIDGE_HOST": "0.0.0.0",
         "IOTPIPE_BRIDGE_PORT": str(b.port),
-        "IOTPIPE_BRIDGE_AUTH": "on" if b.auth_secret_name else "off",
+        "IOTPIPE_BRIDGE_AUTH": "on" if secret else "off",
     })
-    if b.auth_secret_name:
+    if secret:
+        key_name = b.auth_secret_key if b.auth_secret_name else BRIDGE_TOKEN_KEY
         env.append({"name": "IOTPIPE_BRIDGE_TOKEN",
-                    "valueFrom": {"secretKeyRef": {"name": b.auth_secret_name, "key": b.auth_secret_key}}})
+                    "valueFrom": {"secretKeyRef": {"name": secret, "key": key_name}}})
     probe = {"tcpSocket": {"port": "http"}, "periodSeconds": 10}
     container = _container("bridge", b.image, env, b.resources, ports=[{"name": "http", "containerPort": b.port}],
                            readinessProbe=probe, livenessProbe={**probe, "failureThreshold": 6})
@@ -178,6 +210,7 @@ def simulator_statefulset(p: PipelineSpec) -> Manifest:
     s = p.simulators
     env = _env({
         **shared_env(p),
+        "IOTPIPE_SITE_ZONES": p.site_zones_text,
         "IOTPIPE_SIM_SITES": str(s.sites_per_replica),
         # the StatefulSet ordinal from the pod's host name (<name>-<i>); sites start at offset i * sites
         "IOTPIPE_REPLICA_INDEX": "hostname",
@@ -190,35 +223,84 @@ def simulator_statefulset(p: PipelineSpec) -> Manifest:
                      podManagementPolicy="Parallel")
 
 
-def _flink_conf(p: PipelineSpec) -> dict[str, str]:
+def uses_checkpoint_volume(p: PipelineSpec) -> bool:
+    """Checkpoints live on a PersistentVolumeClaim unless the spec gives a storage URI."""
+    return not p.flink.checkpoint_storage_uri
+
+
+def checkpoint_dir(p: PipelineSpec) -> str:
+    return p.flink.checkpoint_storage_uri or f"file://{FLINK_DATA}/checkpoints"
+
+
+def savepoint_dir(p: PipelineSpec) -> str | None:
+    if p.flink.savepoints_uri:
+        return p.flink.savepoints_uri
+    return f"file://{FLINK_DATA}/savepoints" if uses_checkpoint_volume(p) else None
+
+
+def ha_dir(p: PipelineSpec) -> str:
+    """Flink's high-availability metadata (FlinkDeployment mode): beside the checkpoints."""
+    return f"{checkpoint_dir(p).rstrip('/')}/ha" if p.flink.checkpoint_storage_uri else f"file://{FLINK_DATA}/ha"
+
+
+def checkpoint_claim(p: PipelineSpec) -> Manifest | None:
+    """The checkpoint volume's PersistentVolumeClaim (owned by the pipeline), or None with a storage URI."""
+    if not uses_checkpoint_volume(p):
+        return None
+    v = p.flink.checkpoint_volume
+    spec: Manifest = {"accessModes": [v.access_mode], "resources": {"requests": {"storage": v.size}}}
+    if v.storage_class:
+        spec["storageClassName"] = v.storage_class
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": _meta(p, child_name(p, "flink-checkpoints"), "flink"), "spec": spec}
+
+
+def _flink_volume(p: PipelineSpec) -> tuple[list[Manifest], list[Manifest]]:
+    """(volumes, volumeMounts) of a Flink pod: the checkpoint claim at FLINK_DATA, if there is one."""
+    if not uses_checkpoint_volume(p):
+        return [], []
+    return ([{"name": FLINK_DATA_VOLUME, "persistentVolumeClaim": {"claimName": child_name(p, "flink-checkpoints")}}],
+            [{"name": FLINK_DATA_VOLUME, "mountPath": FLINK_DATA}])
+
+
+def _flink_conf(p: PipelineSpec, high_availability: bool) -> dict[str, str]:
     f = p.flink
     conf = {
         "taskmanager.numberOfTaskSlots": str(f.tm_slots),
         "parallelism.default": str(f.parallelism),
         "execution.checkpointing.interval": f"{f.checkpoint_interval_seconds}s",
         "execution.checkpointing.mode": f.checkpoint_mode,
+        "execution.checkpointing.dir": checkpoint_dir(p),
+        "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
         "python.executable": f.python_executable,
         "python.client.executable": f.python_executable,
     }
-    if f.checkpoint_storage_uri:
-        conf["execution.checkpointing.dir"] = f.checkpoint_storage_uri
-    if f.savepoints_uri:
-        conf["execution.checkpointing.savepoint-dir"] = f.savepoints_uri
+    savepoints = savepoint_dir(p)
+    if savepoints:
+        conf["execution.checkpointing.savepoint-dir"] = savepoints
+    if high_availability:  # the Flink operator's last-state upgrades (and JobManager restarts) recover through HA
+        conf["high-availability.type"] = "kubernetes"
+        conf["high-availability.storageDir"] = ha_dir(p)
     conf.update(dict(f.configuration))
     return conf
 
 
-def stream_job_env(p: PipelineSpec) -> dict[str, str]:
-    """services/stream_job/stream_job/config.py settings."""
-    env = {
+def stream_job_env(p: PipelineSpec, flink_operator: bool) -> dict[str, str]:
+    """services/stream_job/stream_job/config.py settings.
+
+    Deployments mode: the job itself restores from the newest checkpoint in its checkpoint directory on every start
+    (IOTPIPE_RESTORE=latest). FlinkDeployment mode: the Flink operator restores (HA metadata / savepoints), so the
+    job must not pick a checkpoint of its own.
+    """
+    return {
         **shared_env(p),
+        "IOTPIPE_SITE_ZONES": p.site_zones_text,
         "IOTPIPE_FLINK_PARALLELISM": str(p.flink.parallelism),
         "IOTPIPE_LATENESS_S": str(p.flink.allowed_lateness_minutes * 60),
         "IOTPIPE_CHECKPOINT_INTERVAL_MS": str(p.flink.checkpoint_interval_seconds * 1000),
+        "IOTPIPE_CHECKPOINT_DIR": checkpoint_dir(p),
+        "IOTPIPE_RESTORE": "none" if flink_operator else "latest",
     }
-    if p.flink.checkpoint_storage_uri:
-        env["IOTPIPE_CHECKPOINT_DIR"] = p.flink.checkpoint_storage_uri
-    return env
 
 
 def python_driver_args(p: PipelineSpec) -> list[str]:
@@ -227,8 +309,20 @@ def python_driver_args(p: PipelineSpec) -> list[str]:
 
 
 def flink_deployment(p: PipelineSpec) -> Manifest:
-    """A FlinkDeployment for the Flink Kubernetes Operator (PythonDriver in application mode)."""
+    """A FlinkDeployment for the Flink Kubernetes Operator (PythonDriver in application mode).
+
+    What the operator's validator asks for: a checkpoint directory for last-state/savepoint upgrades, Kubernetes HA
+    for last-state, a savepoint directory for savepoint upgrades. The pod template passes Pod Security "restricted".
+    """
     f = p.flink
+    volumes, mounts = _flink_volume(p)
+    main: Manifest = {"name": "flink-main-container", "env": _env(stream_job_env(p, flink_operator=True)),
+                      "securityContext": _CONTAINER_SECURITY}
+    if mounts:
+        main["volumeMounts"] = mounts
+    pod_spec: Manifest = {"securityContext": _FLINK_POD_SECURITY, "containers": [main]}
+    if volumes:
+        pod_spec["volumes"] = volumes
     return {
         "apiVersion": FLINK_DEPLOYMENT_API,
         "kind": "FlinkDeployment",
@@ -236,13 +330,12 @@ def flink_deployment(p: PipelineSpec) -> Manifest:
         "spec": {
             "image": f.image,
             "flinkVersion": f.flink_version,
-            "flinkConfiguration": _flink_conf(p),
+            "flinkConfiguration": _flink_conf(p, high_availability=True),
             "serviceAccount": "flink",
             "restartNonce": f.restart_nonce,
             "jobManager": {"resource": {"cpu": f.jm_cpu, "memory": f.jm_memory}},
             "taskManager": {"replicas": f.tm_replicas, "resource": {"cpu": f.tm_cpu, "memory": f.tm_memory}},
-            "podTemplate": {"spec": {"containers": [{"name": "flink-main-container",
-                                                      "env": _env(stream_job_env(p))}]}},
+            "podTemplate": {"metadata": {"labels": labels(p, "flink")}, "spec": pod_spec},
             "job": {
                 "jarURI": f.jar_uri,
                 "entryClass": "org.apache.flink.client.python.PythonDriver",
@@ -256,14 +349,24 @@ def flink_deployment(p: PipelineSpec) -> Manifest:
 
 
 def _flink_properties(p: PipelineSpec) -> str:
-    conf = {"jobmanager.rpc.address": child_name(p, "flink-jobmanager"), **_flink_conf(p),
+    conf = {"jobmanager.rpc.address": child_name(p, "flink-jobmanager"), **_flink_conf(p, high_availability=False),
             "jobmanager.memory.process.size": p.flink.jm_memory, "taskmanager.memory.process.size": p.flink.tm_memory}
     return "\n".join(f"{k}: {v}" for k, v in conf.items())
 
 
+def _flink_pod_extra(p: PipelineSpec) -> Manifest:
+    volumes, _ = _flink_volume(p)
+    return {"securityContext": _FLINK_POD_SECURITY, **({"volumes": volumes} if volumes else {})}
+
+
+def _flink_container_extra(p: PipelineSpec) -> Manifest:
+    _, mounts = _flink_volume(p)
+    return {"volumeMounts": mounts} if mounts else {}
+
+
 def flink_jobmanager(p: PipelineSpec) -> Manifest:
     """Standalone application mode without the Flink operator: the JobManager runs the job (`standalone-job`)."""
-    env = _env({**stream_job_env(p), "FLINK_PROPERTIES": _flink_properties(p)})
+    env = _env({**stream_job_env(p, flink_operator=False), "FLINK_PROPERTIES": _flink_properties(p)})
     container = _container(
         "jobmanager", p.flink.image, env, Resources(f"{p.flink.jm_cpu:g}", None),
         command=[FLINK_ENTRYPOINT],  # the Flink image's launcher, whatever the image's own ENTRYPOINT is
@@ -272,19 +375,21 @@ def flink_jobmanager(p: PipelineSpec) -> Manifest:
         ports=[{"name": "rpc", "containerPort": 6123}, {"name": "blob", "containerPort": 6124},
                {"name": "rest", "containerPort": 8081}],
         livenessProbe={"tcpSocket": {"port": 6123}, "periodSeconds": 15},
+        **_flink_container_extra(p),
     )
     return _workload(p, "Deployment", "flink-jobmanager", 0 if p.suspend else 1, [container],
                      pod_annotations={"iotpipe.dev/restart-nonce": str(p.flink.restart_nonce)},
-                     strategy={"type": "Recreate"})
+                     pod_extra=_flink_pod_extra(p), strategy={"type": "Recreate"})
 
 
 def flink_taskmanager(p: PipelineSpec) -> Manifest:
-    env = _env({**stream_job_env(p), "FLINK_PROPERTIES": _flink_properties(p)})
+    env = _env({**stream_job_env(p, flink_operator=False), "FLINK_PROPERTIES": _flink_properties(p)})
     container = _container("taskmanager", p.flink.image, env, Resources(f"{p.flink.tm_cpu:g}", None),
                            command=[FLINK_ENTRYPOINT], args=["taskmanager"],
-                           ports=[{"name": "data", "containerPort": 6121}])
+                           ports=[{"name": "data", "containerPort": 6121}], **_flink_container_extra(p))
     return _workload(p, "Deployment", "flink-taskmanager", 0 if p.suspend else p.flink.tm_replicas, [container],
-                     pod_annotations={"iotpipe.dev/restart-nonce": str(p.flink.restart_nonce)})
+                     pod_annotations={"iotpipe.dev/restart-nonce": str(p.flink.restart_nonce)},
+                     pod_extra=_flink_pod_extra(p))
 
 
 def flink_jobmanager_service(p: PipelineSpec) -> Manifest:
@@ -310,7 +415,7 @@ def grafana_configmap(p: PipelineSpec) -> Manifest | None:
 
 def desired_children(p: PipelineSpec, flink_operator: bool) -> list[Manifest]:
     """Every child the pipeline should have, in apply order. ``flink_operator``: the FlinkDeployment CRD exists."""
-    out: list[Manifest | None] = []
+    out: list[Manifest | None] = [checkpoint_claim(p)]
     if flink_operator:
         out.append(flink_deployment(p))
     else:

@@ -23,7 +23,7 @@ import kopf
 from iot_operator import API_VERSION, FINALIZER, GROUP, PLURAL, VERSION, metrics
 from iot_operator import status as st
 from iot_operator.config import DESCRIPTION, OperatorConfig
-from iot_operator.reconcile import Deps, cleanup, lock_for, real_deps, reconcile
+from iot_operator.reconcile import Deps, WorkloadsStopping, cleanup, lock_for, real_deps, reconcile
 from iotcommon.config import describe, load
 from iotcommon.errors import ConfigError, ServiceUnavailable
 
@@ -88,7 +88,7 @@ def _emitter(body: Mapping[str, Any], pipeline: str) -> Any:
 
 
 def _pass(trigger: str, body: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """One reconcile + the status it wants. Returns (status keys to write, unavailable dependencies)."""
+    """One reconcile + the status it wants. Returns (status merge patch, what failed and needs a retry)."""
     meta = body.get("metadata") or {}
     pipeline = f"{meta.get('namespace')}/{meta.get('name')}"
     started = time.monotonic()
@@ -104,11 +104,11 @@ def _pass(trigger: str, body: Mapping[str, Any]) -> tuple[dict[str, Any], list[s
     if changes:
         metrics.STATUS_WRITES.labels(pipeline).inc()
         for c in st.transitions(old.get("conditions"), desired["conditions"]):
-            if c["type"] == st.READY and c["status"] != "True" and c["reason"] in (st.INVALID_SPEC,
-                                                                                 st.DEPENDENCY_UNAVAILABLE):
+            if c["type"] == st.READY and c["status"] != "True" and c["reason"] in (
+                    st.INVALID_SPEC, st.DEPENDENCY_UNAVAILABLE, st.RECONCILE_ERROR, st.CONFLICT):
                 emit(c["reason"], c["message"], warning=True)
     metrics.set_phase(pipeline, desired["phase"])
-    return changes, outcome.unavailable
+    return changes, outcome.retry
 
 
 def _run(trigger: str, body: kopf.Body, patch: kopf.Patch, retry: int) -> None:
@@ -117,7 +117,8 @@ def _run(trigger: str, body: kopf.Body, patch: kopf.Patch, retry: int) -> None:
         patch.status[key] = value
     if unavailable:
         delay = backoff(retry)
-        raise kopf.TemporaryError(f"dependency unavailable, retrying in {delay:.0f} s: {'; '.join(unavailable)}",
+        raise kopf.TemporaryError(f"step failed or dependency unavailable, retrying in {delay:.0f} s: "
+                                  f"{'; '.join(unavailable)}",
                                   delay=delay)
 
 
@@ -213,6 +214,8 @@ def on_delete(body: kopf.Body, retry: int, **_: Any) -> None:
     pipeline = f"{body.metadata.namespace}/{body.metadata.name}"
     try:
         cleanup(body, CONFIG, deps(), _emitter(body, pipeline))
+    except WorkloadsStopping as exc:  # pods take their grace period to go: check again soon, without backoff
+        raise kopf.TemporaryError(f"cleanup postponed: {exc}", delay=min(5.0, backoff(0))) from exc
     except ServiceUnavailable as exc:
         raise kopf.TemporaryError(f"cleanup postponed: {exc}", delay=backoff(retry)) from exc
     metrics.set_phase(pipeline, None)

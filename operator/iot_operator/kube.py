@@ -18,14 +18,36 @@ import urllib3
 from iot_operator import FIELD_MANAGER
 from iotcommon.errors import ServiceUnavailable
 
-#: (apiVersion, kind) -> plural of every kind the operator manages
+#: (apiVersion, kind) of every kind of child the operator creates (listed by label for drift and pruning)
+CHILD_KINDS: tuple[tuple[str, str], ...] = (
+    ("v1", "PersistentVolumeClaim"),
+    ("v1", "Secret"),
+    ("v1", "Service"),
+    ("v1", "ConfigMap"),
+    ("apps/v1", "Deployment"),
+    ("apps/v1", "StatefulSet"),
+    ("networking.k8s.io/v1", "Ingress"),
+    ("flink.apache.org/v1beta1", "FlinkDeployment"),
+)
+#: workloads, in the order a deletion stops them: producers first, then the job, then the consumers
+WORKLOAD_KINDS: tuple[tuple[str, str], ...] = (
+    ("apps/v1", "StatefulSet"),
+    ("flink.apache.org/v1beta1", "FlinkDeployment"),
+    ("apps/v1", "Deployment"),
+)
+
+#: (apiVersion, kind) -> plural of every kind the operator reads or writes
 PLURALS: dict[tuple[str, str], str] = {
+    ("v1", "PersistentVolumeClaim"): "persistentvolumeclaims",
+    ("v1", "Secret"): "secrets",
     ("v1", "Service"): "services",
     ("v1", "ConfigMap"): "configmaps",
+    ("v1", "Pod"): "pods",
     ("apps/v1", "Deployment"): "deployments",
     ("apps/v1", "StatefulSet"): "statefulsets",
     ("networking.k8s.io/v1", "Ingress"): "ingresses",
     ("flink.apache.org/v1beta1", "FlinkDeployment"): "flinkdeployments",
+    ("iotpipe.dev/v1alpha1", "IoTPipeline"): "iotpipelines",
 }
 
 _lock = threading.Lock()
@@ -55,9 +77,10 @@ def reset_client() -> None:
         _client = None
 
 
-def collection_path(api_version: str, plural: str, namespace: str) -> str:
+def collection_path(api_version: str, plural: str, namespace: str | None) -> str:
+    """A namespace's collection, or every namespace's with ``namespace=None``."""
     base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-    return f"{base}/namespaces/{namespace}/{plural}"
+    return f"{base}/namespaces/{namespace}/{plural}" if namespace else f"{base}/{plural}"
 
 
 def object_path(obj: dict[str, Any]) -> str:
@@ -107,12 +130,14 @@ class Kube:
             raise
         return dict(data)
 
-    def list(self, api_version: str, kind: str, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+    def list(self, api_version: str, kind: str, namespace: str | None, label_selector: str) -> list[dict[str, Any]]:
+        """Objects of a kind in a namespace (None: in all namespaces) matching a label selector ("" = all)."""
         from kubernetes.client.exceptions import ApiException
 
         path = collection_path(api_version, PLURALS[(api_version, kind)], namespace)
+        query = [("labelSelector", label_selector)] if label_selector else []
         try:
-            data, _ = self._call("GET", path, query=[("labelSelector", label_selector)])
+            data, _ = self._call("GET", path, query=query)
         except ApiException as exc:
             if exc.status == 404:  # the kind is not served (e.g. no FlinkDeployment CRD)
                 return []
@@ -135,7 +160,7 @@ class Kube:
         return True
 
     def patch_status(self, path: str, status: dict[str, Any]) -> None:
-        """Merge-patch the status subresource (only the keys given)."""
+        """Merge-patch the status subresource (only the keys given; a null removes its key)."""
         self._call("PATCH", f"{path}/status", body={"status": status}, content_type="application/merge-patch+json")
 
     def post_event(self, obj: Mapping[str, Any], event_type: str, reason: str, message: str) -> None:

@@ -20,8 +20,12 @@ PHASES = ("Pending", "Provisioning", "Running", "Degraded", "Suspended", "Failed
 def result_of(outcome: Outcome) -> str:
     if outcome.invalid is not None:
         return "invalid"
+    if outcome.conflict is not None:
+        return "conflict"
     if outcome.unavailable:
         return "unavailable"
+    if outcome.errors:
+        return "error"
     return "ok"
 
 

@@ -8,16 +8,17 @@ backoff when ``outcome.unavailable`` is not empty. The I/O edges come in through
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from iot_operator import builders
+from iot_operator import API_VERSION, KIND, builders, claims, flinkstate
 from iot_operator import status as st
 from iot_operator.config import OperatorConfig
-from iot_operator.kube import PLURALS, Kube
+from iot_operator.kube import CHILD_KINDS, WORKLOAD_KINDS, Kube
 from iot_operator.spec import InvalidSpec, PipelineSpec, parse
 from iot_operator.tables import HBaseAdmin, table_status
 from iot_operator.tables import plan as table_plan
@@ -68,10 +69,49 @@ def reconcile(body: Mapping[str, Any], cfg: OperatorConfig, deps: Deps, emit: Em
             out.invalid = str(exc)
             return out
         out.suspended = p.suspend
-        _topics(p, deps, emit, out)
-        _tables(p, deps, emit, out)
-        _children(p, body, deps, emit, out)
+        try:
+            out.conflict = claims.conflict(p, _pipelines(deps.kube, p.namespace), cfg)
+        except Exception as exc:  # without knowing the claims, touch nothing this pass
+            out.errors.append(f"claims: {_describe(exc)}")
+            return out
+        if out.conflict is not None:
+            return out  # another pipeline owns the data: never write to (or, later, delete) it
+        _step(out, "kafka", (st.KAFKA,), lambda: _topics(p, deps, emit, out))
+        _step(out, "hbase", (st.HBASE,), lambda: _tables(p, deps, emit, out))
+        _step(out, "kubernetes", (st.FLINK, st.SYNC, st.BRIDGE, st.SIMULATORS, st.GRAFANA),
+              lambda: _children(p, body, deps, emit, out))
         return out
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+def _step(out: st.Outcome, name: str, ctypes: tuple[str, ...], run: Callable[[], None]) -> None:
+    """Run one step; whatever it raises becomes its conditions' reason, never an aborted pass with a stale status."""
+    try:
+        run()
+    except ServiceUnavailable as exc:
+        out.unavailable.append(f"{name}: {exc}")
+        for ctype in ctypes:
+            out.add(st.Condition(ctype, False, st.DEPENDENCY_UNAVAILABLE, str(exc)))
+    except Exception as exc:  # reported as Degraded with the reason, retried with backoff
+        log.exception(f"reconcile step {name} failed")
+        out.errors.append(f"{name}: {_describe(exc)}")
+        for ctype in ctypes:
+            out.add(st.Condition(ctype, False, st.RECONCILE_ERROR, _describe(exc)))
+
+
+def _pipelines(kube: Kube, namespace: str) -> list[dict[str, Any]]:
+    """Every IoTPipeline the operator may read: all namespaces if allowed, else the pipeline's own."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        return kube.list(API_VERSION, KIND, None, "")
+    except ApiException as exc:
+        if exc.status != 403:
+            raise
+    return kube.list(API_VERSION, KIND, namespace, "")
 
 
 def _topics(p: PipelineSpec, deps: Deps, emit: Emit, out: st.Outcome) -> None:
@@ -151,7 +191,7 @@ def _children(p: PipelineSpec, body: Mapping[str, Any], deps: Deps, emit: Emit, 
     desired = builders.desired_children(p, flink_operator)
     selector = f"{builders.PIPELINE_LABEL}={p.name}"
     existing: dict[tuple[str, str, str], dict[str, Any]] = {}
-    for api_version, kind in PLURALS:
+    for api_version, kind in CHILD_KINDS:
         if kind == "FlinkDeployment" and not flink_operator:
             continue
         for obj in kube.list(api_version, kind, p.namespace, selector):
@@ -178,8 +218,9 @@ def _children(p: PipelineSpec, body: Mapping[str, Any], deps: Deps, emit: Emit, 
             if before != after:
                 emit("ScaledSimulators", f"simulators scaled from {before} to {after} replicas ({p.simulators.sites} "
                                          f"sites)")
+    keep = _bridge_token(p, kube, existing, emit, failed)
     for k, obj in existing.items():
-        if k not in live and not any(builders.key(d) == k for d in desired) and kube.delete(obj):
+        if k not in live and k not in keep and not any(builders.key(d) == k for d in desired) and kube.delete(obj):
             emit("ChildDeleted", f"deleted {k[1]} {k[2]} (no longer in the spec)")
 
     def by(kind: str, component: str) -> dict[str, Any] | None:
@@ -202,11 +243,15 @@ def _children(p: PipelineSpec, body: Mapping[str, Any], deps: Deps, emit: Emit, 
     if p.bridge.ingress.enabled:
         scheme = "https" if p.bridge.ingress.tls_secret_name else "http"
         bridge["url"] = f"{scheme}://{p.bridge.ingress.host}{p.bridge.ingress.path}"
+    token_secret = builders.bridge_token_secret_name(p)
+    bridge["auth"] = "token" if token_secret else "off"
+    if token_secret:
+        bridge["tokenSecret"] = token_secret
     out.details["bridge"] = bridge
     out.details["simulators"] = {"replicas": p.simulators.replicas, "readyReplicas": sim_ready,
                                  "sites": p.simulators.sites if sim_n else 0,
                                  "labelSelector": builders.label_selector(p, "simulator")}
-    _flink(p, live, failed, flink_operator, out)
+    _flink(p, live, failed, flink_operator, kube, out)
     if "grafana" in failed:
         out.add(st.Condition(st.GRAFANA, False, "ApplyFailed", failed["grafana"]))
     elif p.grafana.enabled:
@@ -218,39 +263,52 @@ def _children(p: PipelineSpec, body: Mapping[str, Any], deps: Deps, emit: Emit, 
         out.add(st.Condition(st.GRAFANA, True, "Disabled", "grafana.enabled is false"))
 
 
+def _bridge_token(p: PipelineSpec, kube: Kube, existing: Mapping[tuple[str, str, str], Any], emit: Emit,
+                  failed: dict[str, str]) -> set[tuple[str, str, str]]:
+    """Create the bridge's token Secret once when the spec names none (auth on by default). Returns its key."""
+    from kubernetes.client.exceptions import ApiException
+
+    if not builders.generates_bridge_token(p):
+        return set()
+    secret = builders.bridge_token_secret(p, "")
+    k = builders.key(secret)
+    if k in existing:
+        return {k}  # never rewritten: the token clients hold stays valid
+    try:
+        _, created = kube.apply(builders.bridge_token_secret(p, secrets.token_urlsafe(32)))
+    except ApiException as exc:
+        if exc.status is None or exc.status >= 500:
+            raise
+        failed["bridge"] = f"creating Secret {k[2]} was refused ({exc.status}): {_api_message(exc)}"
+        return {k}
+    if created:
+        emit("BridgeTokenCreated", f"created Secret {k[2]} with a generated bridge token (key "
+                                   f"{builders.BRIDGE_TOKEN_KEY})")
+    return {k}
+
+
 def _flink(p: PipelineSpec, live: Mapping[tuple[str, str, str], dict[str, Any]], failed: Mapping[str, str],
-           flink_operator: bool, out: st.Outcome) -> None:
+           flink_operator: bool, kube: Kube, out: st.Outcome) -> None:
     for component in ("flink", "flink-jobmanager", "flink-taskmanager"):
         if component in failed:
             out.add(st.Condition(st.FLINK, False, "ApplyFailed", failed[component]))
             return
+    checkpoints = builders.checkpoint_dir(p)
     if flink_operator:
         name = builders.child_name(p, "flink")
         fd = live.get((builders.FLINK_DEPLOYMENT_API, "FlinkDeployment", name)) or {}
-        state = str(fd.get("status", {}).get("jobStatus", {}).get("state") or "")
-        out.details["flink"] = {"mode": "FlinkDeployment", "deploymentName": name, "jobState": state or "UNKNOWN",
-                                "suspended": p.suspend}
-        if p.suspend:
-            out.add(st.Condition(st.FLINK, True, st.SUSPENDED, "job.state is suspended"))
-        elif state == "RUNNING":
-            out.add(st.Condition(st.FLINK, True, "Running", f"FlinkDeployment {name}: job RUNNING"))
-        else:
-            out.add(st.Condition(st.FLINK, False, "JobNotRunning",
-                                 f"FlinkDeployment {name}: job state {state or 'not reported yet'}"))
+        details, condition = flinkstate.from_flinkdeployment(name, fd, p.suspend)
+        out.details["flink"] = {**details, "checkpoints": checkpoints}
+        out.add(condition)
         return
     jm = live.get(("apps/v1", "Deployment", builders.child_name(p, "flink-jobmanager")))
     tm = live.get(("apps/v1", "Deployment", builders.child_name(p, "flink-taskmanager")))
-    (jm_n, jm_ready), (tm_n, tm_ready) = _ready(jm), _ready(tm)
-    out.details["flink"] = {"mode": "Deployments", "deploymentName": builders.child_name(p, "flink-jobmanager"),
-                            "jobState": "SUSPENDED" if p.suspend else ("DEPLOYED" if jm_ready >= 1 else "PENDING"),
-                            "suspended": p.suspend}
-    if p.suspend:
-        out.add(st.Condition(st.FLINK, True, st.SUSPENDED, "JobManager and TaskManagers scaled to 0"))
-    elif jm_ready >= jm_n and tm_ready >= tm_n:
-        out.add(st.Condition(st.FLINK, True, "Running", f"JobManager ready, {tm_ready}/{tm_n} TaskManagers ready"))
-    else:
-        out.add(st.Condition(st.FLINK, False, "ReplicasNotReady",
-                             f"JobManager {jm_ready}/{jm_n} ready, TaskManagers {tm_ready}/{tm_n} ready"))
+    pods = [*kube.list("v1", "Pod", p.namespace, builders.label_selector(p, "flink-jobmanager")),
+            *kube.list("v1", "Pod", p.namespace, builders.label_selector(p, "flink-taskmanager"))]
+    details, condition = flinkstate.from_deployments(builders.child_name(p, "flink-jobmanager"), _ready(jm),
+                                                     _ready(tm), pods, p.suspend)
+    out.details["flink"] = {**details, "checkpoints": checkpoints}
+    out.add(condition)
 
 
 def _was_reported(body: Mapping[str, Any], component: str) -> bool:
@@ -268,22 +326,48 @@ def _api_message(exc: Any) -> str:
         return str(exc.reason)
 
 
+class WorkloadsStopping(ServiceUnavailable):
+    """A deletion waits for the pipeline's pods to be gone before it drops topics and tables (retried soon)."""
+
+
+def stop_workloads(p: PipelineSpec, kube: Kube, emit: Emit) -> list[str]:
+    """Delete the pipeline's workloads (simulators first, then the job, sync workers, bridge); the pods still there."""
+    for api_version, kind in WORKLOAD_KINDS:
+        if kind == "FlinkDeployment" and not kube.serves("flink.apache.org/v1beta1", "flinkdeployments"):
+            continue
+        for obj in kube.list(api_version, kind, p.namespace, f"{builders.PIPELINE_LABEL}={p.name}"):
+            if _owned(obj, p.uid) and kube.delete(obj):
+                emit("WorkloadStopped", f"deleted {kind} {obj['metadata']['name']} before dropping data")
+    pods = kube.list("v1", "Pod", p.namespace, f"{builders.PIPELINE_LABEL}={p.name}")
+    return sorted(str(pod["metadata"]["name"]) for pod in pods)
+
+
 def cleanup(body: Mapping[str, Any], cfg: OperatorConfig, deps: Deps, emit: Emit) -> list[str]:
-    """On deletion: drop topics / tables whose deletion policy is Delete. Raises ServiceUnavailable to be retried."""
+    """On deletion with a Delete policy, in a safe order: stop every workload and wait until its pods are gone (no
+    producer can recreate a topic), then drop the topics / tables whose policy is Delete, unless another pipeline
+    names the same prefix. Raises ServiceUnavailable (WorkloadsStopping while pods remain) to be retried."""
     try:
         p = parse(body, cfg)
     except InvalidSpec:
         return []  # nothing was ever created from an invalid spec
-    done: list[str] = []
-    if p.topic_deletion_policy == "Delete":
-        deleted = deps.kafka(p).delete([t.name for t in p.topics])
-        done += [f"deleted topic {n}" for n in deleted]
-    if p.table_deletion_policy == "Delete":
-        admin = deps.hbase(p)
-        try:
-            done += [f"deleted table {n}" for n in admin.delete([t.name for t in p.tables])]
-        finally:
-            admin.close()
-    for what in done:
-        emit("Cleanup", what)
-    return done
+    with lock_for(p.uid):
+        pods = stop_workloads(p, deps.kube, emit)
+        if pods:
+            raise WorkloadsStopping(f"waiting for {len(pods)} pod(s) to stop before dropping data: "
+                                    f"{', '.join(pods[:5])}{' ...' if len(pods) > 5 else ''}")
+        kept = claims.kept_by_others(p, _pipelines(deps.kube, p.namespace), cfg)
+        for what, other in kept.items():
+            emit("CleanupSkipped", f"{what} kept: IoTPipeline {other} uses the same prefix", True)
+        done: list[str] = []
+        if p.topic_deletion_policy == "Delete" and "topics" not in kept:
+            deleted = deps.kafka(p).delete([t.name for t in p.topics])
+            done += [f"deleted topic {n}" for n in deleted]
+        if p.table_deletion_policy == "Delete" and "tables" not in kept:
+            admin = deps.hbase(p)
+            try:
+                done += [f"deleted table {n}" for n in admin.delete([t.name for t in p.tables])]
+            finally:
+                admin.close()
+        for what in done:
+            emit("Cleanup", what)
+        return done

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -17,6 +17,7 @@ from iot_operator.config import OperatorConfig
 from iotcommon.errors import ConfigError
 from iotcommon.hbase_layout import TABLES
 from iotcommon.topics import Topics
+from iotcommon.zones import format_site_zones, parse_site_zones
 
 #: logical topic name in the CR -> attribute of iotcommon.topics.Topics
 TOPIC_KEYS = ("readings", "raw", "aggregates", "late", "deadletter")
@@ -58,6 +59,15 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class CheckpointVolume:
+    """The PersistentVolumeClaim that holds checkpoints (and HA metadata) when no storageUri is given."""
+
+    size: str = "1Gi"
+    storage_class: str | None = None
+    access_mode: str = "ReadWriteOnce"
+
+
+@dataclass(frozen=True)
 class FlinkSpec:
     image: str
     flink_version: str = "v2_2"
@@ -70,6 +80,7 @@ class FlinkSpec:
     checkpoint_interval_seconds: int = 30
     checkpoint_mode: str = "EXACTLY_ONCE"
     checkpoint_storage_uri: str | None = None
+    checkpoint_volume: CheckpointVolume = field(default_factory=CheckpointVolume)
     savepoints_uri: str | None = None
     upgrade_mode: str = "last-state"
     restart_nonce: int = 0
@@ -109,8 +120,9 @@ class BridgeSpec:
     service_type: str = "ClusterIP"
     service_port: int = 80
     ingress: IngressSpec = field(default_factory=IngressSpec)
-    auth_secret_name: str | None = None
+    auth_secret_name: str | None = None  # the user's Secret; None: the operator generates one (unless auth is off)
     auth_secret_key: str = "token"  # noqa: S105 - the key name inside the Secret, not a secret
+    auth: str = "token"  # token | off (off only when the user asks for it)
     resources: Resources = field(default_factory=Resources)
 
 
@@ -161,11 +173,24 @@ class PipelineSpec:
     bridge: BridgeSpec
     simulators: SimulatorSpec
     grafana: GrafanaSpec
+    site_zones: tuple[tuple[str, str], ...] = ()  # site -> IANA zone overrides of flink.timeZone, sorted
+    created: str = ""  # metadata.creationTimestamp: the older of two pipelines claiming one prefix keeps it
+
+    @property
+    def site_zones_text(self) -> str:
+        """IOTPIPE_SITE_ZONES (iotcommon.zones format)."""
+        return format_site_zones(dict(self.site_zones))
 
     @property
     def needs_finalizer(self) -> bool:
         """Only a Delete policy needs cleanup before the object goes; Retain leaves nothing to do."""
         return self.topic_deletion_policy == "Delete" or self.table_deletion_policy == "Delete"
+
+
+def default(cls: type, name: str) -> Any:
+    """A dataclass field's default: parse() reads the defaults from the dataclasses, never repeats them."""
+    f = cls.__dataclass_fields__[name]  # type: ignore[attr-defined]
+    return f.default_factory() if f.default_factory is not MISSING else f.default
 
 
 def _obj(value: Any, where: str) -> Mapping[str, Any]:
@@ -272,6 +297,7 @@ def parse(body: Mapping[str, Any], images: OperatorConfig) -> PipelineSpec:
 
     flink_raw = _obj(spec.get("flink"), "spec.flink")
     ckpt = _obj(flink_raw.get("checkpointing"), "flink.checkpointing")
+    vol = _obj(ckpt.get("volume"), "flink.checkpointing.volume")
     jm = _obj(_obj(flink_raw.get("jobManager"), "flink.jobManager").get("resources"), "flink.jobManager.resources")
     tm_raw = _obj(flink_raw.get("taskManager"), "flink.taskManager")
     tm = _obj(tm_raw.get("resources"), "flink.taskManager.resources")
@@ -286,7 +312,11 @@ def parse(body: Mapping[str, Any], images: OperatorConfig) -> PipelineSpec:
         allowed_lateness_minutes=int(flink_raw.get("allowedLatenessMinutes", 2880)),
         checkpoint_interval_seconds=int(ckpt.get("intervalSeconds", 30)),
         checkpoint_mode=str(ckpt.get("mode", "EXACTLY_ONCE")),
-        checkpoint_storage_uri=ckpt.get("storageUri"),
+        checkpoint_storage_uri=ckpt.get("storageUri") or None,
+        checkpoint_volume=CheckpointVolume(
+            size=str(vol.get("size", default(CheckpointVolume, "size"))),
+            storage_class=vol.get("storageClassName") or None,
+            access_mode=str(vol.get("accessMode", default(CheckpointVolume, "access_mode")))),
         savepoints_uri=flink_raw.get("savepointsUri"),
         upgrade_mode=str(flink_raw.get("upgradeMode", "last-state")),
         restart_nonce=int(flink_raw.get("restartNonce", 0)),
@@ -303,6 +333,9 @@ def parse(body: Mapping[str, Any], images: OperatorConfig) -> PipelineSpec:
         ZoneInfo(flink.time_zone)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise InvalidSpec(f"flink.timeZone {flink.time_zone!r} is not a known IANA time zone") from exc
+    if flink.upgrade_mode == "savepoint" and flink.checkpoint_storage_uri and not flink.savepoints_uri:
+        raise InvalidSpec("flink.savepointsUri is required with upgradeMode savepoint and a checkpointing.storageUri "
+                          "(without a storageUri savepoints go to the checkpoint volume)")
     if flink.parallelism > flink.tm_replicas * flink.tm_slots:
         raise InvalidSpec("flink.parallelism must be at most flink.taskManager.replicas * flink.taskManager.taskSlots")
 
@@ -335,7 +368,8 @@ def parse(body: Mapping[str, Any], images: OperatorConfig) -> PipelineSpec:
         service_port=int(svc.get("port", 80)),
         ingress=ingress,
         auth_secret_name=auth.get("name"),
-        auth_secret_key=str(auth.get("key", "token")),
+        auth_secret_key=str(auth.get("key", default(BridgeSpec, "auth_secret_key"))),
+        auth=str(bridge_raw.get("auth", default(BridgeSpec, "auth"))),
         resources=_resources(bridge_raw.get("resources"), "bridge.resources"),
     )
 
@@ -347,6 +381,12 @@ def parse(body: Mapping[str, Any], images: OperatorConfig) -> PipelineSpec:
         speed=float(sim_raw.get("speed", 900.0)),
         resources=_resources(sim_raw.get("resources"), "simulators.resources"),
     )
+    if bridge.auth == "off" and bridge.auth_secret_name:
+        raise InvalidSpec("bridge.auth is off but bridge.authSecretRef is set: choose one")
+    if bridge.auth == "off" and ingress.enabled:
+        raise InvalidSpec("bridge.auth cannot be off when the ingress is enabled (the bridge would be public)")
+    site_zones = _site_zones(spec.get("siteZones"))
+
     graf = _obj(spec.get("grafana"), "spec.grafana")
     grafana = GrafanaSpec(bool(graf.get("enabled", True)), str(graf.get("dashboardLabel", "grafana_dashboard")),
                           str(graf.get("folder", "iotpipe")), str(graf.get("datasourceUid", "prometheus")))
@@ -374,4 +414,19 @@ def parse(body: Mapping[str, Any], images: OperatorConfig) -> PipelineSpec:
         bridge=bridge,
         simulators=simulators,
         grafana=grafana,
+        site_zones=site_zones,
+        created=str(meta.get("creationTimestamp") or ""),
     )
+
+
+def _site_zones(raw: Any) -> tuple[tuple[str, str], ...]:
+    """spec.siteZones (site -> IANA zone), checked with the same rules the services apply to IOTPIPE_SITE_ZONES."""
+    zones = {str(k): str(v) for k, v in _obj(raw, "spec.siteZones").items()}
+    bad = [s for s, z in zones.items() if "," in s or "=" in s or "," in z or "=" in z]
+    if bad:
+        raise InvalidSpec(f"spec.siteZones: {bad[0]!r}: site ids and zones cannot contain ',' or '='")
+    try:
+        parsed = parse_site_zones(format_site_zones(zones))
+    except ConfigError as exc:
+        raise InvalidSpec(str(exc).replace("IOTPIPE_SITE_ZONES", "spec.siteZones")) from exc
+    return tuple(sorted(parsed.items()))

@@ -33,7 +33,8 @@ def test_children_without_the_flink_operator() -> None:
     assert sorted(kids) == sorted([
         ("Service", "p1-flink-jobmanager"), ("Deployment", "p1-flink-jobmanager"),
         ("Deployment", "p1-flink-taskmanager"), ("Deployment", "p1-sync"), ("Service", "p1-bridge"),
-        ("Deployment", "p1-bridge"), ("StatefulSet", "p1-simulator"), ("ConfigMap", "p1-grafana-dashboard")])
+        ("Deployment", "p1-bridge"), ("StatefulSet", "p1-simulator"), ("ConfigMap", "p1-grafana-dashboard"),
+        ("PersistentVolumeClaim", "p1-flink-checkpoints")])
 
 
 def test_children_with_the_flink_operator_use_a_flinkdeployment() -> None:
@@ -107,7 +108,7 @@ def test_images_and_component_settings() -> None:
     bridge = kids[("Deployment", "p1-bridge")]["spec"]["template"]["spec"]["containers"][0]
     assert bridge["image"] == "reg/bridge:1"
     assert env_of(bridge)["IOTPIPE_BRIDGE_HOST"] == "0.0.0.0"
-    assert env_of(bridge)["IOTPIPE_BRIDGE_AUTH"] == "off"
+    assert env_of(bridge)["IOTPIPE_BRIDGE_AUTH"] == "on"  # with the generated token (test_op_bridge_auth.py)
     jm = kids[("Deployment", "p1-flink-jobmanager")]["spec"]["template"]["spec"]["containers"][0]
     assert jm["image"] == "reg/job:1"
     assert jm["command"] == ["/docker-entrypoint.sh"]

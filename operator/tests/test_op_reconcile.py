@@ -71,19 +71,23 @@ class FakeKube:
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.applies = 0
+        self.flink_operator = False
 
     def serves(self, api_version: str, plural: str) -> bool:
-        return False
+        return self.flink_operator
 
     def apply(self, obj: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         self.applies += 1
         k = (obj["apiVersion"], obj["kind"], obj["metadata"]["name"])
         created = k not in self.objects
-        self.objects[k] = copy.deepcopy(obj)
+        status = self.objects.get(k, {}).get("status")  # what the object's controller reported stays
+        self.objects[k] = {**copy.deepcopy(obj), **({"status": status} if status else {})}
         return self.objects[k], created
 
-    def list(self, api_version: str, kind: str, namespace: str, label_selector: str) -> list[dict[str, Any]]:
-        return [o for k, o in self.objects.items() if k[:2] == (api_version, kind)]
+    def list(self, api_version: str, kind: str, namespace: str | None, label_selector: str) -> list[dict[str, Any]]:
+        wanted = dict(part.split("=") for part in label_selector.split(",") if part)
+        return [o for k, o in self.objects.items() if k[:2] == (api_version, kind)
+                and wanted.items() <= (o["metadata"].get("labels") or {}).items()]
 
     def delete(self, obj: dict[str, Any]) -> bool:
         return self.objects.pop((obj["apiVersion"], obj["kind"], obj["metadata"]["name"]), None) is not None
@@ -121,13 +125,14 @@ def test_first_pass_creates_everything_and_second_pass_changes_nothing() -> None
     out = reconcile(body(), CFG, deps, ev)
     assert sorted(kafka.topics) == ["ns.p.aggregates", "ns.p.deadletter", "ns.p.late", "ns.p.raw", "ns.p.readings"]
     assert sorted(hbase.tables) == ["ns_p_aggregates", "ns_p_deadletters", "ns_p_late", "ns_p_raw"]
-    assert len(kube.objects) == 8
+    assert len(kube.objects) == 10  # 8 workloads/services/configmaps, the checkpoint claim, the bridge token Secret
     conds = {c.type: c for c in out.conditions}
     assert conds[st.KAFKA].ok and conds[st.HBASE].ok and conds[st.GRAFANA].ok
     assert conds[st.SYNC] == st.Condition(st.SYNC, False, "ReplicasNotReady", "0/1 replicas ready")
     assert [r for r, _ in ev.seen].count("TopicCreated") == 5
     assert [r for r, _ in ev.seen].count("HBaseTableCreated") == 4
-    assert [r for r, _ in ev.seen].count("ChildCreated") == 8
+    assert [r for r, _ in ev.seen].count("ChildCreated") == 9
+    assert [r for r, _ in ev.seen].count("BridgeTokenCreated") == 1
 
     ev2 = Events()
     b = body()
@@ -174,7 +179,7 @@ def test_unreachable_kafka_still_reconciles_the_rest() -> None:
     assert out.unavailable == ["kafka: Kafka at k:9092 is unreachable: fake"]
     conds = {c.type: c for c in out.conditions}
     assert (conds[st.KAFKA].ok, conds[st.KAFKA].reason) == (False, "DependencyUnavailable")
-    assert conds[st.HBASE].ok and len(hbase.tables) == 4 and len(kube.objects) == 8
+    assert conds[st.HBASE].ok and len(hbase.tables) == 4 and len(kube.objects) == 10
     assert st.ready_condition(out).reason == "DependencyUnavailable"
 
 
@@ -203,3 +208,197 @@ def test_cleanup_follows_the_deletion_policies() -> None:
     done = cleanup(body(kafka={"bootstrapServers": "k:9092", "topicDeletionPolicy": "Delete"},
                         hbase={"thrift": {"host": "hb"}, "tableDeletionPolicy": "Delete"}), CFG, deps, Events())
     assert len(done) == 9 and not kafka.topics and not hbase.tables
+
+
+# ---- a failed step is reported, never an aborted pass (issue 13) ------------------------------------------------
+
+def _thrift_ioerror() -> Exception:
+    import happybase  # noqa: F401 - loads the Hbase_thrift module of HBase's Thrift1 IDL
+    from Hbase_thrift import IOError as HBaseIOError
+
+    return HBaseIOError(message="org.apache.hadoop.hbase.ipc.ServerNotRunningYetException: Server is not running yet")
+
+
+def test_unexpected_errors_of_each_step_are_reported_and_the_other_steps_still_run() -> None:
+    import concurrent.futures
+
+    deps, kafka, hbase, kube = world()
+
+    def kafka_times_out(names: Sequence[str]) -> dict[str, TopicState]:
+        raise concurrent.futures.TimeoutError()  # what an admin future's result(timeout=...) raises
+
+    def hbase_starting(desired: Sequence[TableSpec]) -> dict[str, TableState]:
+        raise _thrift_ioerror()
+
+    kafka.observe = kafka_times_out  # type: ignore[method-assign]
+    hbase.observe = hbase_starting  # type: ignore[method-assign]
+    out = reconcile(body(), CFG, deps, Events())  # must not raise
+    conds = {c.type: c for c in out.conditions}
+    assert (conds[st.KAFKA].ok, conds[st.KAFKA].reason) == (False, "ReconcileError")
+    assert conds[st.KAFKA].message.startswith("TimeoutError")
+    assert (conds[st.HBASE].ok, conds[st.HBASE].reason) == (False, "ReconcileError")
+    assert "ServerNotRunningYetException" in conds[st.HBASE].message
+    assert len(kube.objects) == 10  # the children were still reconciled
+    assert [e.split(":")[0] for e in out.errors] == ["kafka", "hbase"]
+    assert out.retry == out.errors  # the caller retries with backoff
+
+    status = st.desired_status(out, 1, {"conditions": [{"type": "Ready", "status": "True"}]}, "T")
+    by_type = {c["type"]: c for c in status["conditions"]}
+    assert (by_type["Ready"]["status"], by_type["Ready"]["reason"]) == ("False", "ReconcileError")
+    assert (by_type["Degraded"]["status"], by_type["Degraded"]["reason"]) == ("True", "ReconcileError")
+    assert status["phase"] == "Degraded"
+
+
+def test_a_server_error_of_the_kubernetes_api_is_reported_not_raised() -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    deps, _, hbase, kube = world()
+
+    def api_down(obj: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        raise ApiException(status=503, reason="Service Unavailable")
+
+    kube.apply = api_down  # type: ignore[method-assign]
+    out = reconcile(body(), CFG, deps, Events())
+    conds = {c.type: c for c in out.conditions}
+    assert conds[st.HBASE].ok and len(hbase.tables) == 4
+    for ctype in (st.FLINK, st.SYNC, st.BRIDGE, st.SIMULATORS, st.GRAFANA):
+        assert (conds[ctype].ok, conds[ctype].reason) == (False, "DependencyUnavailable"), ctype
+    assert out.unavailable and out.unavailable[0].startswith("kubernetes: the Kubernetes API failed")
+    assert st.degraded_condition(out).reason == "DependencyUnavailable"
+
+
+# ---- the Flink job's state and errors in the status (issue 13) ----------------------------------------------------
+
+def test_the_flinkdeployment_state_and_error_reach_the_status() -> None:
+    deps, _, _, kube = world()
+    kube.flink_operator = True
+    reconcile(body(), CFG, deps, Events())
+    fd = kube.objects[("flink.apache.org/v1beta1", "FlinkDeployment", "p-flink")]
+    fd["status"] = {"jobStatus": {"state": "FAILED"}, "jobManagerDeploymentStatus": "ERROR",
+                    "lifecycleState": "FAILED", "error": "java.lang.RuntimeException: the job's main() failed"}
+    out = reconcile(body(), CFG, deps, Events())
+    flink = out.details["flink"]
+    assert (flink["jobState"], flink["jobManagerDeploymentStatus"], flink["lifecycleState"]) == (
+        "FAILED", "ERROR", "FAILED")
+    assert flink["error"] == "java.lang.RuntimeException: the job's main() failed"
+    cond = next(c for c in out.conditions if c.type == st.FLINK)
+    assert (cond.ok, cond.reason) == (False, "JobFailed") and "main() failed" in cond.message
+
+
+def test_a_crashing_jobmanager_pod_is_the_job_error_in_deployments_mode() -> None:
+    deps, _, _, kube = world()
+    kube.objects[("v1", "Pod", "p-flink-jobmanager-1")] = {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "p-flink-jobmanager-1", "labels": {"iotpipe.dev/pipeline": "p",
+                     "app.kubernetes.io/instance": "p", "app.kubernetes.io/component": "flink-jobmanager"}},
+        "status": {"containerStatuses": [{"name": "jobmanager", "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                                          "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}}}]}}
+    out = reconcile(body(), CFG, deps, Events())
+    assert out.details["flink"]["jobState"] == "FAILING"
+    assert out.details["flink"]["error"] == ("pod p-flink-jobmanager-1 container jobmanager: CrashLoopBackOff; last "
+                                             "exit 1 Error")
+    assert out.details["flink"]["checkpoints"] == "file:///flink-data/checkpoints"
+    assert next(c for c in out.conditions if c.type == st.FLINK).reason == "PodsFailing"
+
+
+# ---- bridge auth on by default (issue 13) ------------------------------------------------------------------------
+
+def test_a_bridge_token_secret_is_generated_once_and_kept() -> None:
+    import base64
+
+    deps, _, _, kube = world()
+    ev = Events()
+    out = reconcile(body(), CFG, deps, ev)
+    secret = kube.objects[("v1", "Secret", "p-bridge-token")]
+    token = base64.b64decode(secret["data"]["token"]).decode()
+    assert len(token) >= 32
+    assert secret["metadata"]["ownerReferences"][0]["uid"] == "u1"  # garbage-collected with the pipeline
+    assert ("BridgeTokenCreated", "created Secret p-bridge-token with a generated bridge token (key token)") in ev.seen
+    bridge = kube.objects[("apps/v1", "Deployment", "p-bridge")]["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in bridge["env"]}
+    assert env["IOTPIPE_BRIDGE_AUTH"] == "on"
+    assert env["IOTPIPE_BRIDGE_TOKEN"] == {"secretKeyRef": {"name": "p-bridge-token", "key": "token"}}
+    assert out.details["bridge"]["tokenSecret"] == "p-bridge-token"
+
+    reconcile(body(), CFG, deps, Events())  # a later pass keeps the token clients already hold
+    assert kube.objects[("v1", "Secret", "p-bridge-token")]["data"]["token"] == secret["data"]["token"]
+
+    ev = Events()  # the user's own Secret replaces the generated one
+    reconcile(body(bridge={"authSecretRef": {"name": "mine", "key": "k"}}), CFG, deps, ev)
+    assert ("v1", "Secret", "p-bridge-token") not in kube.objects
+    bridge = kube.objects[("apps/v1", "Deployment", "p-bridge")]["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in bridge["env"]}
+    assert env["IOTPIPE_BRIDGE_TOKEN"] == {"secretKeyRef": {"name": "mine", "key": "k"}}
+
+
+def test_bridge_auth_is_off_only_when_the_spec_says_so() -> None:
+    deps, _, _, kube = world()
+    out = reconcile(body(bridge={"auth": "off", "service": {"type": "NodePort"}}), CFG, deps, Events())
+    assert ("v1", "Secret", "p-bridge-token") not in kube.objects
+    bridge = kube.objects[("apps/v1", "Deployment", "p-bridge")]["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in bridge["env"]}
+    assert env["IOTPIPE_BRIDGE_AUTH"] == "off" and "IOTPIPE_BRIDGE_TOKEN" not in env
+    assert out.details["bridge"]["auth"] == "off"
+
+
+# ---- deletion in a safe order; prefixes owned by one pipeline (issue 13) ---------------------------------------
+
+def _pipeline_obj(name: str, uid: str, created: str, **spec: Any) -> dict[str, Any]:
+    b = body(**spec)
+    b["apiVersion"], b["kind"] = "iotpipe.dev/v1alpha1", "IoTPipeline"
+    b["metadata"] = {"name": name, "namespace": "ns", "uid": uid, "generation": 1, "creationTimestamp": created}
+    return b
+
+
+DELETE = {"kafka": {"bootstrapServers": "k:9092", "topicPrefix": "shared", "topicDeletionPolicy": "Delete"},
+          "hbase": {"thrift": {"host": "hb"}, "tablePrefix": "shared", "tableDeletionPolicy": "Delete"}}
+
+
+def test_cleanup_stops_the_workloads_and_waits_for_their_pods_before_dropping_data() -> None:
+    from iot_operator.reconcile import WorkloadsStopping
+
+    deps, kafka, hbase, kube = world()
+    mine = _pipeline_obj("p", "u1", "2026-01-01T00:00:00Z", **DELETE)
+    reconcile(mine, CFG, deps, Events())
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p-simulator-0", "namespace": "ns",
+                                                            "labels": {"iotpipe.dev/pipeline": "p"}}}
+    kube.objects[("v1", "Pod", "p-simulator-0")] = pod
+    ev = Events()
+    try:
+        cleanup(mine, CFG, deps, ev)
+        raise AssertionError("cleanup went on while a pod still ran")
+    except WorkloadsStopping as exc:
+        assert "p-simulator-0" in str(exc)
+    workloads = [k for k in kube.objects if k[1] in ("Deployment", "StatefulSet", "FlinkDeployment")]
+    assert workloads == []  # every workload is stopped first ...
+    assert len(kafka.topics) == 5 and len(hbase.tables) == 4  # ... and the data is still there
+    assert sorted(m.split()[1] for r, m in ev.seen if r == "WorkloadStopped") == [
+        "Deployment", "Deployment", "Deployment", "Deployment", "StatefulSet"]
+
+    del kube.objects[("v1", "Pod", "p-simulator-0")]  # the pod is gone
+    done = cleanup(mine, CFG, deps, Events())
+    assert len(done) == 9 and not kafka.topics and not hbase.tables
+
+
+def test_a_second_pipeline_with_a_used_prefix_gets_conflict_and_never_touches_or_deletes_the_data() -> None:
+    deps, kafka, hbase, kube = world()
+    first = _pipeline_obj("first", "u-first", "2026-01-01T00:00:00Z", **DELETE)
+    second = _pipeline_obj("second", "u-second", "2026-01-02T00:00:00Z", **DELETE)
+    kube.objects[("iotpipe.dev/v1alpha1", "IoTPipeline", "first")] = first
+    kube.objects[("iotpipe.dev/v1alpha1", "IoTPipeline", "second")] = second
+    reconcile(first, CFG, deps, Events())
+    applies = kube.applies
+
+    out = reconcile(second, CFG, deps, Events())
+    assert out.conflict == ("topic prefix shared and table prefix shared already used by IoTPipeline ns/first: "
+                            "choose another kafka.topicPrefix / hbase.tablePrefix")
+    assert kube.applies == applies and out.conditions == []  # nothing touched
+    assert st.ready_condition(out).reason == "Conflict"
+    assert reconcile(first, CFG, deps, Events()).conflict is None  # the older one keeps its prefixes
+
+    ev = Events()
+    del kube.objects[("iotpipe.dev/v1alpha1", "IoTPipeline", "second")]  # deleting the second ...
+    kube.objects[("iotpipe.dev/v1alpha1", "IoTPipeline", "second-deleting")] = second
+    assert cleanup(second, CFG, deps, ev) == []
+    assert len(kafka.topics) == 5 and len(hbase.tables) == 4  # ... leaves the first one's data alone
+    assert ("CleanupSkipped", "topics kept: IoTPipeline ns/first uses the same prefix") in ev.seen

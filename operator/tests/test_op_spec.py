@@ -129,3 +129,30 @@ def test_crd_defaults_mean_the_same_as_parse_defaults() -> None:
     b["spec"] = filled
     assert parse(b, CFG) == parse(body(), CFG)
     assert len(defaults) > 30  # the walk really found the defaults
+
+
+def test_site_zones_are_validated_and_rendered_for_the_job_simulators_and_bridge() -> None:
+    from iot_operator.builders import desired_children
+    from iotcommon.zones import parse_site_zones
+
+    p = parse(body(siteZones={"site-00002": "America/New_York", "site-00001": "Asia/Kolkata"}), CFG)
+    assert p.site_zones == (("site-00001", "Asia/Kolkata"), ("site-00002", "America/New_York"))
+    expected = "site-00001=Asia/Kolkata,site-00002=America/New_York"
+    seen = []
+    for flink_operator in (False, True):
+        for child in desired_children(p, flink_operator):
+            spec = child.get("spec") or {}
+            pod = (spec.get("template") or spec.get("podTemplate") or {}).get("spec")
+            if not pod or child["metadata"]["name"].endswith("-sync"):
+                continue
+            env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+            assert env["IOTPIPE_SITE_ZONES"] == expected, child["metadata"]["name"]
+            assert parse_site_zones(env["IOTPIPE_SITE_ZONES"]) == dict(p.site_zones)
+            seen.append(child["metadata"]["name"])
+    assert sorted(set(seen)) == ["plant-1-bridge", "plant-1-flink", "plant-1-flink-jobmanager",
+                                 "plant-1-flink-taskmanager", "plant-1-simulator"]
+    with pytest.raises(InvalidSpec, match=r"spec.siteZones\[site-00003\]: unknown time zone 'Mars/Olympus'"):
+        parse(body(siteZones={"site-00003": "Mars/Olympus"}), CFG)
+    with pytest.raises(InvalidSpec, match="not a valid site id"):
+        parse(body(siteZones={"-bad": "UTC"}), CFG)
+    assert parse(body(), CFG).site_zones_text == ""

@@ -18,7 +18,7 @@ def test_all_components_ready_means_ready_and_running() -> None:
     assert ready == {"type": "Ready", "status": "True", "reason": "AllComponentsReady",
                      "message": "every component is reconciled and available", "observedGeneration": 4,
                      "lastTransitionTime": "T1"}
-    assert [c["type"] for c in s["conditions"]] == ["Ready", *st.COMPONENTS]
+    assert [c["type"] for c in s["conditions"]] == ["Ready", "Degraded", "Conflict", *st.COMPONENTS]
     assert all(c["observedGeneration"] == 4 for c in s["conditions"])
 
 
@@ -50,7 +50,7 @@ def test_invalid_spec_fails_and_keeps_component_conditions() -> None:
     ready = s["conditions"][0]
     assert (ready["status"], ready["reason"], ready["observedGeneration"]) == ("False", "InvalidSpec", 2)
     assert "timeZone" in ready["message"]
-    assert len(s["conditions"]) == 1 + len(st.COMPONENTS)
+    assert len(s["conditions"]) == 3 + len(st.COMPONENTS)
 
 
 def test_unreachable_dependency_degrades() -> None:
@@ -96,5 +96,44 @@ def test_details_are_part_of_the_status() -> None:
     o.details["simulators"] = {"replicas": 2, "readyReplicas": 0, "sites": 20, "labelSelector": "a=b"}
     s = st.desired_status(o, 1, None, "T")
     assert s["simulators"]["sites"] == 20
+    # a merge patch: only what changed, at any depth
     assert st.status_patch(s, {**s, "simulators": {**s["simulators"], "replicas": 3}}) == {
-        "simulators": {"replicas": 3, "readyReplicas": 0, "sites": 20, "labelSelector": "a=b"}}
+        "simulators": {"replicas": 3}}
+
+
+def test_a_status_write_removes_keys_that_are_gone() -> None:
+    """A merge patch keeps what it does not mention: keys that disappear are written as null, at any depth."""
+    before = {"phase": "Degraded", "bridge": {"replicas": 1, "url": "http://ws.example.com/"},
+              "flink": {"jobState": "FAILED", "error": "boom"}, "grafana": {"configMap": "x"},
+              "kopf": {"progress": {}}}
+    after = {"phase": "Running", "bridge": {"replicas": 1}, "flink": {"jobState": "RUNNING"}, "grafana": {}}
+    assert st.status_patch(before, after) == {"phase": "Running", "bridge": {"url": None},
+                                              "flink": {"jobState": "RUNNING", "error": None},
+                                              "grafana": {"configMap": None}}  # kopf's own key is left alone
+
+
+def test_a_failed_step_is_degraded_with_its_reason() -> None:
+    o = all_ok()
+    o.add(Condition(st.HBASE, False, st.RECONCILE_ERROR, "IOError: region server starting"))
+    o.errors.append("hbase: IOError: region server starting")
+    s = st.desired_status(o, 1, None, "T")
+    conds = {c["type"]: c for c in s["conditions"]}
+    assert s["phase"] == "Degraded"
+    assert (conds["Ready"]["status"], conds["Ready"]["reason"]) == ("False", "ReconcileError")
+    assert (conds["Degraded"]["status"], conds["Degraded"]["reason"]) == ("True", "ReconcileError")
+    assert conds["Degraded"]["message"] == "HBaseTablesReady: IOError: region server starting"
+    # once the step works again, Degraded turns False (the condition is always written, so it never goes stale)
+    fine = st.desired_status(all_ok(), 1, s, "T2")
+    conds = {c["type"]: c for c in fine["conditions"]}
+    assert (conds["Degraded"]["status"], conds["Degraded"]["reason"]) == ("False", "AsExpected")
+    assert conds["Ready"]["status"] == "True"
+
+
+def test_a_prefix_conflict_is_reported() -> None:
+    o = Outcome(conflict="topic prefix t already used by IoTPipeline ns/first")
+    s = st.desired_status(o, 1, None, "T")
+    conds = {c["type"]: c for c in s["conditions"]}
+    assert s["phase"] == "Degraded"
+    assert (conds["Conflict"]["status"], conds["Conflict"]["reason"]) == ("True", "PrefixInUse")
+    assert (conds["Ready"]["status"], conds["Ready"]["reason"]) == ("False", "Conflict")
+    assert "ns/first" in conds["Ready"]["message"]

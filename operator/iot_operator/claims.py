@@ -1,0 +1,60 @@
+"""Which pipeline owns a topic prefix or a table prefix. Pure.
+
+Topics and tables are named by prefix only, so two IoTPipelines that give the same prefix would write into, and with a
+Delete policy drop, the same data. The older pipeline (creationTimestamp, then uid) keeps the prefix; a younger one
+gets ``Conflict`` and touches nothing. A pipeline being deleted still holds its claim until it is gone, and a cleanup
+never drops data whose prefix another pipeline also names, whatever its age.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from iot_operator.config import OperatorConfig
+from iot_operator.spec import InvalidSpec, PipelineSpec, parse
+
+
+def _others(p: PipelineSpec, bodies: Iterable[Mapping[str, Any]], cfg: OperatorConfig) -> list[PipelineSpec]:
+    out = []
+    for body in bodies:
+        if str((body.get("metadata") or {}).get("uid", "")) == p.uid:
+            continue
+        try:
+            out.append(parse(body, cfg))
+        except InvalidSpec:
+            continue  # an invalid pipeline never created anything
+    return out
+
+
+def shared(p: PipelineSpec, other: PipelineSpec) -> list[str]:
+    """What of ``p``'s data ``other`` names too: 'topic prefix X', 'table prefix Y'."""
+    out = []
+    if other.topic_prefix == p.topic_prefix:
+        out.append(f"topic prefix {p.topic_prefix}")
+    if other.table_prefix == p.table_prefix:
+        out.append(f"table prefix {p.table_prefix}")
+    return out
+
+
+def conflict(p: PipelineSpec, bodies: Iterable[Mapping[str, Any]], cfg: OperatorConfig) -> str | None:
+    """Why ``p`` may not use its prefixes (an older pipeline claims one), or None."""
+    mine = (p.created, p.uid)
+    for other in sorted(_others(p, bodies, cfg), key=lambda o: (o.created, o.uid)):
+        what = shared(p, other)
+        if what and (other.created, other.uid) < mine:
+            return (f"{' and '.join(what)} already used by IoTPipeline {other.namespace}/{other.name}: choose "
+                    f"another kafka.topicPrefix / hbase.tablePrefix")
+    return None
+
+
+def kept_by_others(p: PipelineSpec, bodies: Iterable[Mapping[str, Any]], cfg: OperatorConfig) -> dict[str, str]:
+    """On deletion: {'topics'|'tables': the other pipeline} whose data must stay because another pipeline names it."""
+    out: dict[str, str] = {}
+    for other in _others(p, bodies, cfg):
+        who = f"{other.namespace}/{other.name}"
+        if other.topic_prefix == p.topic_prefix:
+            out.setdefault("topics", who)
+        if other.table_prefix == p.table_prefix:
+            out.setdefault("tables", who)
+    return out
