@@ -123,7 +123,7 @@ def test_each_panel_query_is_answered_with_the_selected_fields(api: TestClient, 
 
 def test_the_site_variable_query_is_answered(api: TestClient) -> None:
     variable = DASHBOARD["templating"]["list"][0]["query"]["infinityQuery"]
-    assert api.get(variable["url"]).json() == [{"site": "site1"}]
+    assert api.get(variable["url"]).json() == [{"site": "site1", "tz": "Europe/Athens"}]  # tz: the site's zone
 
 
 def test_build_module_imports_cleanly() -> None:

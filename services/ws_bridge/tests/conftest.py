@@ -5,11 +5,14 @@ an in-memory history. Tests against the real services live in test_bridge_http_h
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from types import SimpleNamespace
+from typing import Any
 
+import jsonschema
 import pytest
 from starlette.testclient import TestClient
 
@@ -99,6 +102,29 @@ class FakeHistory:
 
 
 BASE = BridgeConfig(port=0, heartbeat_s=3600.0)
+
+
+def check_response(document: dict[str, Any], method: str, path: str, status: int, headers: Any, body: bytes) -> None:
+    """Assert that a real response is one the OpenAPI document describes: its status, JSON body and X-Truncated."""
+    operation = document["paths"][path][method.lower()]
+    spec = operation["responses"].get(str(status))
+    assert spec is not None, f"{method} {path} answered {status}, which the OpenAPI document does not list"
+    media = spec["content"]["application/json"]
+    assert headers["content-type"].startswith("application/json"), headers["content-type"]
+    schema = {**media["schema"], "components": document["components"]}
+    jsonschema.validate(json.loads(body), schema, cls=jsonschema.Draft202012Validator)
+    for name, header in spec.get("headers", {}).items():
+        assert headers.get(name) in header["schema"]["enum"], (name, headers.get(name))
+
+
+@pytest.fixture
+def openapi_check() -> Callable[..., None]:
+    """``check(document, method, path_template, response)`` for httpx / TestClient responses."""
+
+    def check(document: dict[str, Any], method: str, path: str, response: Any) -> None:
+        check_response(document, method, path, response.status_code, response.headers, response.content)
+
+    return check
 
 
 @pytest.fixture

@@ -110,7 +110,8 @@ class NoLive:
 @pytest.fixture(scope="module")
 def client(hbase_service: Any, tables: str) -> Iterator[TestClient]:
     config = BridgeConfig(port=0, hbase_host=hbase_service.thrift_host, hbase_port=hbase_service.thrift_port,
-                          table_prefix=tables, heartbeat_s=3600.0, history_limit=500)
+                          table_prefix=tables, heartbeat_s=3600.0, history_limit=500,
+                          site_zones="site2=America/New_York")
     with TestClient(create_app(config, live=NoLive())) as test_client:
         yield test_client
 
@@ -149,7 +150,7 @@ def test_every_sensor_of_a_site_when_sensor_is_omitted(client: TestClient) -> No
 
 
 def test_limit_keeps_the_newest_and_says_truncated(client: TestClient) -> None:
-    response = client.get("/api/v1/raw", params={"site": "site1", "sensor": "TH2", "from": 0,
+    response = client.get("/api/v1/raw", params={"site": "site1", "sensor": "TH2", "from": ms(T0),
                                                  "to": ms(T0 + timedelta(days=1)), "limit": 4})
     assert response.headers["X-Truncated"] == "true"
     newest = sorted(r.value for r in STORED["raw"] if r.site == "site1" and r.sensor == "TH2")[-4:]
@@ -189,7 +190,8 @@ def test_dead_letters_newest_last_in_time_order(client: TestClient) -> None:
 
 
 def test_sites(client: TestClient) -> None:
-    assert get(client, "/api/v1/sites") == [{"site": "site1"}, {"site": "site2"}]
+    assert get(client, "/api/v1/sites") == [{"site": "site1", "tz": "Europe/Athens"},
+                                            {"site": "site2", "tz": "America/New_York"}]
 
 
 @pytest.mark.parametrize(("path", "params", "status"), [

@@ -221,7 +221,10 @@ def test_auth_token_required_when_set(msg, make_client) -> None:
     with pytest.raises(WebSocketDisconnect):
         opened(client, headers={"Authorization": "Bearer wrong"})
     connect(client, headers={"Authorization": "Bearer s3cret"})
-    connect(client, "/ws?access_token=s3cret")
+    with pytest.raises(WebSocketDisconnect):  # the long-lived token never travels in a websocket URL: use a ticket
+        opened(client, "/ws?access_token=s3cret")
+    ticket = client.post("/api/v1/ws-ticket", headers={"Authorization": "Bearer s3cret"}).json()["ticket"]
+    connect(client, f"/ws?ticket={ticket}")
     assert client.get("/api/v1/raw?site=site1").status_code == 401
     assert client.get("/api/v1/raw?site=site1", headers={"Authorization": "Bearer s3cret"}).status_code == 200
     assert client.get("/api/v1/sites?access_token=s3cret").status_code == 200

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
 from collections.abc import Sequence
-from types import FrameType
 
 from iotcommon.config import describe, load
 from iotcommon.errors import ConfigError
@@ -27,23 +25,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("dashboard at http://%s:%d/ (websocket /ws, HTTP API /api/v1/...)",
              "127.0.0.1" if config.host in ("0.0.0.0", "") else config.host, config.port)
 
-    import uvicorn
-
     from ws_bridge.app import create_app
+    from ws_bridge.server import Server, uvicorn_config
 
-    class Server(uvicorn.Server):
-        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-            """SIGTERM/SIGINT: graceful shutdown, then exit 0 (uvicorn would re-raise the signal: exit 143)."""
-            if self.should_exit and sig == signal.SIGINT:
-                self.force_exit = True
-            self.should_exit = True
-
-    app = create_app(config)
-    server = Server(uvicorn.Config(
-        app, host=config.host, port=config.port, log_level=config.log_level.lower(), access_log=False,
-        ws="websockets-sansio", ws_ping_interval=config.heartbeat_s, ws_ping_timeout=config.heartbeat_s * 3,
-        ws_max_size=1 << 20, lifespan="on", timeout_graceful_shutdown=5,
-    ))
+    server = Server(uvicorn_config(create_app(config), config))
     # SIGINT/SIGTERM: stop accepting, close the websockets (1001), run the lifespan shutdown (stops the Kafka tail).
     server.run()
     log.info("stopped")

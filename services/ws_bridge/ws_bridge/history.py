@@ -4,8 +4,13 @@ Every query scans each wanted series (site x sensor, or site x aggregate name) i
 the time range, so the newest rows come first and a per-series limit keeps the newest. The merged result is sorted by
 event time, ascending, and cut to the newest ``limit`` rows (``truncated`` says whether rows were left out).
 
-Dead letters are keyed by source topic/partition/offset, not by site or time, so their table is scanned whole (up to
-``DEADLETTER_SCAN_CAP`` rows) and filtered by rejection time.
+Dead letters are keyed by source topic/partition/offset, not by site or time, so their table is scanned in key order
+up to ``Query.scan_cap`` rows (``truncated`` when the cap is reached) and filtered by rejection time.
+
+Every query also stops with ``TooLarge`` once the stored messages it has read exceed ``Query.max_bytes``, so one
+request never holds more than that in memory.
+
+An aggregate's day is the local day of its site: the zone of each site comes from ``iotcommon.zones.SiteZones``.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import logging
 import socket
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
@@ -24,15 +29,25 @@ from thriftpy2.thrift import TException
 from thriftpy2.transport import TTransportException
 
 from iotcommon import hbase_layout as layout
-from iotcommon.days import day_of_ms, zone
-from iotcommon.errors import MessageError, ServiceUnavailable
+from iotcommon.days import day_of_ms
+from iotcommon.errors import IoTError, MessageError, ServiceUnavailable
+from iotcommon.messages import SITE_PATTERN as SITE
 from iotcommon.sensors import SENSORS
-from ws_bridge.records import Record, aggregate_names, decode, table_of
+from iotcommon.zones import SiteZones
+from ws_bridge.records import MAX_MS, Record, aggregate_names, decode, table_of
 
 log = logging.getLogger(__name__)
 
-MAX_MS = 9_999_999_999_998  # 13 digits, what reading_range can express
-DEADLETTER_SCAN_CAP = 100_000
+DEADLETTER_SCAN_CAP = 20_000
+MAX_BYTES = 16 << 20
+
+
+class TooLarge(IoTError):
+    """A query read more than its ``max_bytes`` of stored messages."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(f"the rows asked for exceed {max_bytes} bytes; narrow the time range, the sites or the limit")
+        self.max_bytes = max_bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +59,8 @@ class Query:
     to_ms: int | None = None
     last: int | None = None  # newest rows per series
     limit: int = 1000
+    max_bytes: int = MAX_BYTES  # most bytes of stored messages read (TooLarge beyond)
+    scan_cap: int = DEADLETTER_SCAN_CAP  # most dead-letter rows scanned
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,11 +86,11 @@ _FAILURES = (TException, TTransportException, OSError, socket.timeout)
 class HBaseHistory:
     """Blocking reads; the app calls them in worker threads."""
 
-    def __init__(self, host: str, port: int, table_prefix: str, site_tz: str, *, pool_size: int = 4,
+    def __init__(self, host: str, port: int, table_prefix: str, zones: SiteZones, *, pool_size: int = 4,
                  timeout_ms: int = 20_000) -> None:
         self._host, self._port = host, port
         self._prefix = table_prefix
-        self._tz = zone(site_tz)
+        self._zones = zones
         self._pool_size = pool_size
         self._timeout_ms = timeout_ms
         self._pool: happybase.ConnectionPool | None = None
@@ -107,11 +124,12 @@ class HBaseHistory:
         ranges: list[tuple[bytes, bytes]] = []
         sensors = query.sensors if query.sensors is not None else tuple(SENSORS)
         for site in query.sites:
+            tz = self._zones.zone(site)
             for sensor in sensors:
                 if query.stream == "aggregates":
                     # a reverse scan's stop row is exclusive and aggregate keys end with the day: start a day early
-                    from_day = (day_of_ms(lo, self._tz) - timedelta(days=1)).isoformat() if lo > 0 else "0000"
-                    to_day = (day_of_ms(hi, self._tz) + timedelta(days=1)).isoformat() if hi < MAX_MS else "9999"
+                    from_day = (day_of_ms(lo, tz) - timedelta(days=1)).isoformat() if lo > 0 else "0000"
+                    to_day = (day_of_ms(hi, tz) + timedelta(days=1)).isoformat() if hi < MAX_MS else "9999"
                     ranges.extend(layout.aggregate_range(site, name, from_day, to_day)
                                   for name in aggregate_names(sensor))
                 else:
@@ -119,18 +137,22 @@ class HBaseHistory:
         records: list[Record] = []
         skipped = 0
         truncated = False
+        budget = _Budget(query.max_bytes)
         with self._connection() as conn:
             table = conn.table(layout.table_name(self._prefix, table_of(query.stream)))
             for start, stop in ranges:
                 got = 0
-                for _key, row in table.scan(row_start=stop, row_stop=start, reverse=True,
-                                            columns=[layout.MESSAGE_COLUMN], limit=per_series):
-                    got += 1
-                    record = self._decode(query.stream, row)
-                    if record is None:
-                        skipped += 1
-                    elif lo <= record.event_ms <= hi:
-                        records.append(record)
+                # closing(): a scan left early (TooLarge) closes its server-side scanner before the connection is reused
+                with closing(table.scan(row_start=stop, row_stop=start, reverse=True,
+                                        columns=[layout.MESSAGE_COLUMN], limit=per_series)) as rows:
+                    for _key, row in rows:
+                        got += 1
+                        budget.take(row)
+                        record = self._decode(query.stream, row)
+                        if record is None:
+                            skipped += 1
+                        elif lo <= record.event_ms <= hi:
+                            records.append(record)
                 if query.last is None and got >= per_series:
                     truncated = True
         return _finish(records, query.limit, truncated, skipped)
@@ -140,16 +162,21 @@ class HBaseHistory:
         hi = query.to_ms if query.to_ms is not None else MAX_MS
         records: list[Record] = []
         skipped = 0
+        scanned = 0
+        budget = _Budget(query.max_bytes)
         with self._connection() as conn:
             table = conn.table(layout.table_name(self._prefix, "deadletters"))
-            for _key, row in table.scan(columns=[layout.MESSAGE_COLUMN], limit=DEADLETTER_SCAN_CAP):
-                record = self._decode("deadletters", row)
-                if record is None:
-                    skipped += 1
-                elif lo <= record.event_ms <= hi and _wanted(record, query):
-                    records.append(record)
+            with closing(table.scan(columns=[layout.MESSAGE_COLUMN], limit=query.scan_cap)) as rows:
+                for _key, row in rows:
+                    scanned += 1
+                    budget.take(row)
+                    record = self._decode("deadletters", row)
+                    if record is None:
+                        skipped += 1
+                    elif lo <= record.event_ms <= hi and _wanted(record, query):
+                        records.append(record)
         limit = min(query.limit, query.last) if query.last is not None else query.limit
-        return _finish(records, limit, False, skipped)
+        return _finish(records, limit, scanned >= query.scan_cap, skipped)
 
     def _decode(self, stream: str, row: dict[bytes, bytes]) -> Record | None:
         try:
@@ -177,14 +204,28 @@ class HBaseHistory:
                         if not rows:
                             break
                         parts = rows[0][0].split(layout.SEP.encode())
-                        site = parts[1].decode()
-                        found.add(site)
+                        site = parts[1].decode("utf-8", "replace")
+                        if SITE.fullmatch(site):
+                            found.add(site)
                         start = parts[0] + layout.SEP.encode() + parts[1] + b"|\xff"
                 if found:
                     break
         result = sorted(found)
         self._sites_cache = (time.monotonic(), result)
         return result
+
+
+class _Budget:
+    """Counts the bytes of stored messages a query has read; TooLarge past the limit."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.left = max_bytes
+        self.max_bytes = max_bytes
+
+    def take(self, row: dict[bytes, bytes]) -> None:
+        self.left -= len(row.get(layout.MESSAGE_COLUMN) or b"")
+        if self.left < 0:
+            raise TooLarge(self.max_bytes)
 
 
 def _wanted(record: Record, query: Query) -> bool:

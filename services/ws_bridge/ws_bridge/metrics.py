@@ -27,5 +27,8 @@ class Metrics:
                                             ["reason"], registry=r)
         self.queries = Counter("iotpipe_bridge_queries", "history queries (websocket and HTTP)", ["stream", "api"],
                                registry=r)
+        self.refused_queries = Counter("iotpipe_bridge_refused_queries",
+                                       "HTTP queries refused (malformed parameter, or the bound exceeded)",
+                                       ["reason"], registry=r)
         self.history_errors = Counter("iotpipe_bridge_history_errors", "history queries that failed (HBase)",
                                       registry=r)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from iotcommon.sensors import SENSORS
-from ws_bridge.records import STREAMS, Record, iso_to_ms
+from ws_bridge.records import MAX_MS, STREAMS, Record, iso_to_ms
 
 PROTOCOL_VERSION = 1
 MAX_MESSAGE_CHARS = 16_384
@@ -81,8 +82,8 @@ def parse(text: str) -> ClientMessage:
         raise ProtocolError("too-large", f"messages are limited to {MAX_MESSAGE_CHARS} characters")
     try:
         obj = json.loads(text)
-    except ValueError as exc:
-        raise ProtocolError("bad-json", f"not JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
+        raise ProtocolError("bad-json", f"not JSON: {str(exc)[:200]}") from None
     if not isinstance(obj, dict):
         raise ProtocolError("bad-message", "a message is a JSON object with a 'type'")
     kind = obj.get("type")
@@ -134,9 +135,11 @@ def _subscribe(obj: dict[str, Any], raw_id: str | None) -> Subscribe:
             if not isinstance(since, str) or datetime.fromisoformat(since).tzinfo is None:
                 raise ValueError
             since_ms = iso_to_ms(since)
-        except ValueError:
+            if not 0 <= since_ms <= MAX_MS:
+                raise ValueError
+        except (ValueError, OverflowError):
             raise ProtocolError("bad-message", "'since' must be an RFC 3339 instant with a zone, "
-                                "e.g. 2020-01-01T00:00:00Z", sub_id) from None
+                                "between 1970 and 2286, e.g. 2020-01-01T00:00:00Z", sub_id) from None
     last = _positive(obj, "last", sub_id)
     limit = _positive(obj, "limit", sub_id)
     if since_ms is not None and last is not None:
@@ -163,10 +166,12 @@ def _dump(obj: dict[str, Any]) -> str:
     return json.dumps(obj, separators=(",", ":"))
 
 
-def hello(replica: str, heartbeat_s: float, queue_records: int, max_subscriptions: int, site_tz: str) -> str:
+def hello(replica: str, heartbeat_s: float, queue_records: int, max_subscriptions: int, site_tz: str,
+          site_zones: Mapping[str, str]) -> str:
+    """``site_tz``: every site's zone unless ``site_zones`` (site -> IANA zone) names another."""
     return _dump({"type": "hello", "protocol": PROTOCOL_VERSION, "replica": replica, "streams": list(STREAMS),
                   "heartbeat_s": heartbeat_s, "queue_records": queue_records,
-                  "max_subscriptions": max_subscriptions, "site_tz": site_tz})
+                  "max_subscriptions": max_subscriptions, "site_tz": site_tz, "site_zones": dict(site_zones)})
 
 
 def subscribed(sub: Subscribe) -> str:

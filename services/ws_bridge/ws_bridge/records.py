@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +19,7 @@ from iotcommon.sensors import SENSORS, Rule
 from iotcommon.topics import Topics
 
 STREAMS = ("raw", "aggregates", "late", "deadletters")
+MAX_MS = 9_999_999_999_998  # the newest event time history can express (13-digit row keys: 2286-11-20)
 _TABLE_OF_STREAM = {"raw": "raw", "aggregates": "aggregates", "late": "late", "deadletters": "deadletters"}
 
 # Which aggregate kinds exist for a sensor (the stream job's outputs, as named by iotcommon.sensors.aggregate_name).
@@ -97,7 +99,7 @@ def _fields(stream: str, data: Any) -> tuple[str | None, str | None, int, str]:
             site, sensor = _dead_letter_origin(data)
             return site, sensor, iso_to_ms(at), f"{_need(data, 'source_topic', str)}/{data.get('partition')}/" \
                 f"{data.get('offset')}"
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise MessageError("schema", f"bad timestamp: {exc}") from exc
     raise MessageError("schema", f"unknown stream {stream!r}")
 
@@ -106,7 +108,7 @@ def _dead_letter_origin(data: dict[str, Any]) -> tuple[str | None, str | None]:
     """Best effort: the site/sensor a dead letter's original payload names, if it is JSON that names them."""
     try:
         original = json.loads(base64.b64decode(data.get("payload_b64") or ""))
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         return None, None
     if not isinstance(original, dict):
         return None, None
@@ -123,14 +125,21 @@ def decode(stream: str, value: bytes | None, *, kafka_ts: int | None = None,
     if value is None:
         raise MessageError("unparsable", "empty value")
     try:
-        data = json.loads(value)
-    except (UnicodeDecodeError, ValueError) as exc:
+        data = json.loads(value, parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
         raise MessageError("unparsable", f"not JSON: {exc}") from exc
     site, sensor, event_ms, ident = _fields(stream, data)
+    if not 0 <= event_ms <= MAX_MS:
+        raise MessageError("schema", f"event time {event_ms} ms lies outside 1970-01-01 .. 2286-11-20")
     out_of_order = (tracker is not None and stream in ("raw", "late")
                     and tracker.is_out_of_order(stream, f"{site}/{sensor}", event_ms))
     text = value.decode() if _is_compact(value) else json.dumps(data, separators=(",", ":"))
     return Record(stream, site, sensor, event_ms, ident, data, encode_item(text, stream, data, kafka_ts, out_of_order))
+
+
+def _no_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON: a browser's JSON.parse would refuse the whole frame that carries one."""
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def _is_compact(value: bytes) -> bool:
@@ -163,22 +172,49 @@ class OrderTracker:
         return True
 
 
+_STR, _INT, _NUM = "string", "integer", "number"
+# the fields of each stream's HTTP rows and their JSON types (services/ws_bridge/ws_bridge/schemas/openapi.v1.json)
+_READING_FIELDS = {"ts": _STR, "site": _STR, "sensor": _STR, "value": _NUM, "unit": _STR, "seq": _INT}
+ROW_FIELDS: dict[str, dict[str, str]] = {
+    "raw": _READING_FIELDS,
+    "late": {**_READING_FIELDS, "reason": _STR, "day": _STR, "late_by_ms": _INT},
+    "aggregates": {"day": _STR, "site": _STR, "name": _STR, "kind": _STR, "sensor": _STR, "value": _NUM, "unit": _STR,
+                   "count": _INT, "revision": _INT, "emitted_at": _STR},
+    "deadletters": {"at": _STR, "reason": _STR, "detail": _STR, "source_topic": _STR, "partition": _INT,
+                    "offset": _INT, "site": _STR, "sensor": _STR, "payload": _STR},
+}
+
+
+def _typed(value: Any, kind: str) -> Any:
+    """``value`` if it has the JSON type ``kind`` (numbers finite), else None: stored rows never break the API."""
+    if kind == _STR:
+        return value if isinstance(value, str) else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if kind == _INT:
+        return value if isinstance(value, int) else None
+    return value if math.isfinite(value) else None
+
+
 def row_of(record: Record) -> dict[str, Any]:
-    """A flat row for the HTTP API (one JSON object per record; ``time`` = event time in epoch ms)."""
+    """A flat row for the HTTP API (one JSON object per record; ``time`` = event time in epoch ms).
+
+    Every field of ``ROW_FIELDS[stream]`` is present, with its type or null."""
     data = record.data
+    source: dict[str, Any]
     if record.stream == "raw":
-        return {"time": record.event_ms, **{k: data[k] for k in ("ts", "site", "sensor", "value", "unit", "seq")}}
-    if record.stream == "late":
-        reading = data["reading"]
-        return {"time": record.event_ms, **{k: reading[k] for k in ("ts", "site", "sensor", "value", "unit", "seq")},
-                "reason": data.get("reason"), "day": data.get("day"), "late_by_ms": data.get("late_by_ms")}
-    if record.stream == "aggregates":
-        return {"time": record.event_ms, **{k: data.get(k) for k in ("day", "site", "name", "kind", "sensor", "value",
-                                                                    "unit", "count", "revision", "emitted_at")}}
-    try:
-        payload = base64.b64decode(data.get("payload_b64") or "").decode("utf-8", "replace")
-    except ValueError:
-        payload = ""
-    return {"time": record.event_ms, **{k: data.get(k) for k in ("at", "reason", "detail", "source_topic",
-                                                                "partition", "offset")},
-            "site": record.site, "sensor": record.sensor, "payload": payload}
+        source = data
+    elif record.stream == "late":
+        reading = data.get("reading")
+        source = {**(reading if isinstance(reading, dict) else {}), "reason": data.get("reason"),
+                  "day": data.get("day"), "late_by_ms": data.get("late_by_ms")}
+    elif record.stream == "aggregates":
+        source = data
+    else:
+        try:
+            payload = base64.b64decode(data.get("payload_b64") or "").decode("utf-8", "replace")
+        except (ValueError, TypeError):
+            payload = ""
+        source = {**data, "site": record.site, "sensor": record.sensor, "payload": payload}
+    fields = ROW_FIELDS[record.stream]
+    return {"time": record.event_ms, **{k: _typed(source.get(k), kind) for k, kind in fields.items()}}
