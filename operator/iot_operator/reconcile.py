@@ -70,7 +70,7 @@ def reconcile(body: Mapping[str, Any], cfg: OperatorConfig, deps: Deps, emit: Em
             return out
         out.suspended = p.suspend
         try:
-            out.conflict = claims.conflict(p, _pipelines(deps.kube, p.namespace), cfg)
+            out.conflict = claims.conflict(p, body, _pipelines(deps.kube, p.namespace), cfg)
         except Exception as exc:  # without knowing the claims, touch nothing this pass
             out.errors.append(f"claims: {_describe(exc)}")
             return out

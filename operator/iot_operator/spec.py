@@ -174,7 +174,6 @@ class PipelineSpec:
     simulators: SimulatorSpec
     grafana: GrafanaSpec
     site_zones: tuple[tuple[str, str], ...] = ()  # site -> IANA zone overrides of flink.timeZone, sorted
-    created: str = ""  # metadata.creationTimestamp: the older of two pipelines claiming one prefix keeps it
 
     @property
     def site_zones_text(self) -> str:
@@ -415,7 +414,6 @@ def parse(body: Mapping[str, Any], images: OperatorConfig) -> PipelineSpec:
         simulators=simulators,
         grafana=grafana,
         site_zones=site_zones,
-        created=str(meta.get("creationTimestamp") or ""),
     )
 
 

@@ -402,3 +402,15 @@ def test_a_second_pipeline_with_a_used_prefix_gets_conflict_and_never_touches_or
     assert cleanup(second, CFG, deps, ev) == []
     assert len(kafka.topics) == 5 and len(hbase.tables) == 4  # ... leaves the first one's data alone
     assert ("CleanupSkipped", "topics kept: IoTPipeline ns/first uses the same prefix") in ev.seen
+
+
+def test_within_the_same_second_the_pipeline_already_holding_the_prefix_keeps_it() -> None:
+    from iot_operator import claims
+    from iot_operator.spec import parse
+
+    holder = _pipeline_obj("holder", "u-z", "2026-01-01T00:00:00Z", **DELETE)
+    holder["status"] = {"conditions": [{"type": "Conflict", "status": "False"}]}
+    newcomer = _pipeline_obj("newcomer", "u-a", "2026-01-01T00:00:00Z", **DELETE)  # same second, smaller uid
+    both = [holder, newcomer]
+    assert claims.conflict(parse(holder, CFG), holder, both, CFG) is None
+    assert "IoTPipeline ns/holder" in str(claims.conflict(parse(newcomer, CFG), newcomer, both, CFG))
