@@ -10,6 +10,7 @@ from pathlib import Path
 from iotcommon.config import load, setting
 from iotcommon.days import DEFAULT_TZ
 from iotcommon.errors import ConfigError
+from iotcommon.limits import DEFAULT_TS_MAX, DEFAULT_TS_MIN, Limits
 from iotcommon.topics import DEFAULT_PREFIX
 
 CONNECTOR = "org.apache.flink:flink-sql-connector-kafka:5.0.0-2.2"
@@ -59,12 +60,25 @@ class StreamJobConfig:
                                choices=("process", "thread"))
     flink_options: str = setting("", "extra Flink settings 'key=value;key=value' (e.g. python.profile.enabled=true)",
                                  env="IOTPIPE_FLINK_OPTIONS")
+    value_ranges: str = setting("", "plausibility range per sensor 'W1=0:1e6,TH1=-80:120' (bounds inclusive, within "
+                                "+-1e18); sensors not named keep their default (docs/validation.md); a reading "
+                                "outside goes to the dead-letter topic (out-of-range)", env="IOTPIPE_VALUE_RANGES")
+    ts_min: str = setting(DEFAULT_TS_MIN, "event-time window start (exclusive, RFC 3339 UTC); readings at or before "
+                          "it are dead letters (out-of-range)", env="IOTPIPE_TS_MIN")
+    ts_max: str = setting(DEFAULT_TS_MAX, "event-time window end (inclusive, RFC 3339 UTC, at most "
+                          "9000-01-01T00:00:00Z); readings after it are dead letters (out-of-range)",
+                          env="IOTPIPE_TS_MAX")
     log_level: str = setting("INFO", "log level", env="IOTPIPE_LOG_LEVEL",
                              choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 
     @property
     def lateness_ms(self) -> int:
         return self.lateness_s * 1000
+
+    @property
+    def limits(self) -> Limits:
+        """The plausibility limits (iotcommon.limits); ConfigError when the settings are malformed."""
+        return Limits.from_settings(self.value_ranges, self.ts_min, self.ts_max)
 
     @property
     def consumer_group(self) -> str:
@@ -88,6 +102,7 @@ def load_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Strea
     if bad:
         raise ConfigError(f"IOTPIPE_BATCH_WINDOW_MIN: {config.batch_window_min} min batches would straddle local "
                           f"midnights of {config.site_tz} (UTC offsets {bad}); use 15")
+    config.limits  # noqa: B018 (raises ConfigError for malformed IOTPIPE_VALUE_RANGES / IOTPIPE_TS_MIN / _MAX)
     return config
 
 

@@ -44,9 +44,9 @@ VERDICT_TYPES = [DataTypes.BOOLEAN(), DataTypes.STRING(), DataTypes.STRING(), Da
 # A table function, not a scalar one: the planner evaluates a Python scalar function in a calc before that calc's
 # filter, i.e. on every message; the left side of a LATERAL TABLE join is filtered first (only slow-path rows).
 @udtf(result_types=VERDICT_TYPES)  # type: ignore[untyped-decorator]
-def classify(key: bytes | None, value: bytes | None, topic: str, partition: int,
-             offset: int) -> Iterator[tuple[Any, ...]]:
-    yield tuple(classify_message(key, value, topic, partition, offset, now_iso()))
+def classify(key: bytes | None, value: bytes | None, topic: str, partition: int, offset: int,
+             limits: str) -> Iterator[tuple[Any, ...]]:
+    yield tuple(classify_message(key, value, topic, partition, offset, now_iso(), limits))
 
 
 SEP = "\x1f"
@@ -189,7 +189,7 @@ def build(config: StreamJobConfig, conf: Configuration, python_exe: str) -> Tabl
     rowtime = (Schema.new_builder().column_by_metadata("rt", "TIMESTAMP_LTZ(3)", "rowtime")
                .watermark("rt", "SOURCE_WATERMARK()").build())
     t_env.create_temporary_view("readings", t_env.from_data_stream(scanned, rowtime))
-    for statement in (sql.classified_view(), sql.fast_valid_view(), sql.slow_view(config), sql.valid_view()):
+    for statement in (sql.classified_view(config), sql.fast_valid_view(), sql.slow_view(config), sql.valid_view()):
         t_env.execute_sql(statement)
 
     t_env.execute_sql(sql.routed_view())

@@ -5,23 +5,29 @@ The hot path stays in the JVM: every reading whose bytes are in the canonical co
 unit) is recognised and split in one pass by the job's Java functions (``services/stream_job/java``), which get the
 grammar from here (CANONICAL, UNITS). Anything else (invalid, or valid but formatted differently) takes the slow path:
 a Python table function running ``iotcommon.messages.decode_reading``, the reference validator, so both paths accept
-exactly the same messages and the dead-letter reason codes are iotcommon's.
+exactly the same messages and the dead-letter reason codes are iotcommon's. The plausibility limits (value range per
+sensor, event-time window: ``iotcommon.limits``, docs/validation.md) reach both paths as the same argument string.
 
 The statements are built from configuration values we control (quoted with ``_q``), never from message data.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+from iotcommon.limits import Limits
 from iotcommon.sensors import SENSORS
 from iotcommon.topics import Topics
 from stream_job.config import STARTUP_MODES, StreamJobConfig
 
 _SENSORS = "|".join(SENSORS)
-_NUMBER = r"-?(0|[1-9][0-9]{0,20})(\.[0-9]+)?([eE][+-]?[0-9]{1,2})?"  # at most 1e120: always finite as a double
+# any number a Python encoder writes for an in-range value (repr: 1e-07, 5e-324, 1.5e+20); a double beyond the
+# sensor's range (or Infinity, from an exponent beyond 308) is refused by the range check in the Java functions
+_NUMBER = r"-?(0|[1-9][0-9]{0,20})(\.[0-9]+)?([eE][+-]?[0-9]{1,3})?"
 CANONICAL = (
     r'^\{"v":1,"site":"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}","sensor":"(' + _SENSORS + r')",'
     r'"ts":"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z",'
-    r'"value":' + _NUMBER + r',"unit":"(C|Wh|l|count)","seq":(0|[1-9][0-9]{0,17})\}$'
+    r'"value":' + _NUMBER + r',"unit":"(C|Wh|l|count)","seq":(0|[1-9][0-9]{0,18})\}$'
 )
 EPOCH = "TIMESTAMP '1970-01-01 00:00:00'"
 _TEXT = "CAST(v AS STRING)"
@@ -54,10 +60,22 @@ def _to_timestamp(text_expr: str) -> str:
 
 
 UNITS = ";".join(f"{name}={sensor.unit}" for name, sensor in SENSORS.items())
-GRAMMAR = f"{_q(CANONICAL)}, {_q(UNITS)}"
 
 
-def rowtime_expr() -> str:
+def grammar(limits: Limits) -> str:
+    """SQL: the arguments after ``v`` of the Java functions reading_time and reading_field: the canonical regex, the
+    sensor units and the plausibility limits (``Limits.wire``), all defined here in Python."""
+    return f"{_q(CANONICAL)}, {_q(UNITS)}, {_q(limits.wire())}"
+
+
+def _window_sql(limits: Limits, expr: str) -> str:
+    """SQL: ``expr`` (a TIMESTAMP(3)) lies in the limits' event-time window (min, max]."""
+    low, high = (datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+                 for ms in (limits.ts_min_ms, limits.ts_max_ms))
+    return f"{expr} > TIMESTAMP '{low}' AND {expr} <= TIMESTAMP '{high}'"
+
+
+def rowtime_expr(limits: Limits) -> str:
     """Event time of readings: canonical ones (Java ``reading_time``, one pass), and reading-shaped JSON in any key
     order (the unit must match the sensor); epoch 0 (never moves the watermark) for everything else.
 
@@ -67,10 +85,10 @@ def rowtime_expr() -> str:
     loose = _to_timestamp(f"REGEXP_EXTRACT({_TEXT}, {_q(LOOSE_TS)}, 1)")
     loose_unit_ok = (f"REGEXP_EXTRACT({_TEXT}, {_q(LOOSE_UNIT)}, 1) = "
                      f"{unit_of(f'REGEXP_EXTRACT({_TEXT}, {_q(LOOSE_SENSOR)}, 1)')}")
-    canonical = f"reading_time(v, {GRAMMAR})"  # memoised per thread: the second call costs a comparison
+    canonical = f"reading_time(v, {grammar(limits)})"  # memoised per thread: the second call costs a comparison
     # CASE, not COALESCE: only CASE branches are evaluated lazily, and the loose regexes are expensive
     return (f"CASE WHEN {canonical} IS NOT NULL THEN {canonical} "
-            f"WHEN REGEXP({_TEXT}, {_q(LOOSE)}) AND {loose_unit_ok} THEN COALESCE({loose}, {EPOCH}) "
+            f"WHEN REGEXP({_TEXT}, {_q(LOOSE)}) AND {loose_unit_ok} AND {_window_sql(limits, loose)} THEN {loose} "
             f"ELSE {EPOCH} END")
 
 
@@ -109,7 +127,7 @@ CREATE TEMPORARY TABLE readings_src (
   v BYTES,
   src_partition INT METADATA FROM 'partition' VIRTUAL,
   src_offset BIGINT METADATA FROM 'offset' VIRTUAL,
-  rt AS {rowtime_expr()},
+  rt AS {rowtime_expr(config.limits)},
   WATERMARK FOR rt AS rt - INTERVAL '{delay // 1000}.{delay % 1000:03d}' SECOND
 ) WITH ({", ".join(options)})"""
 
@@ -135,19 +153,21 @@ def scan_query() -> str:
     return "SELECT k, v, src_partition, src_offset, rt AS rt_src FROM readings_src"
 
 
-def _field(name: str) -> str:
-    return f"reading_field(v, {GRAMMAR}, {_q(name)})"
+def _field(name: str, config: StreamJobConfig) -> str:
+    return f"reading_field(v, {grammar(config.limits)}, {_q(name)})"
 
 
-def classified_view() -> str:
+def classified_view(config: StreamJobConfig) -> str:
     """Every input row with its fast-path verdict and, when fast, its fields: the Java function ``reading_field``
-    accepts a message iff it matches CANONICAL as a whole, its unit is the sensor's (UNITS) and its instant exists
-    (after the epoch); it parses a message once, however many fields are read."""
+    accepts a message iff it matches CANONICAL as a whole, its unit is the sensor's (UNITS), its instant exists
+    and its event time and value are within the limits (``grammar``);
+    it parses a message once, however many fields are read."""
     return f"""
 CREATE TEMPORARY VIEW classified AS
-SELECT k, v, src_partition, src_offset, rt, {_field("site")} IS NOT NULL AS fast,
-       {_field("site")} AS site, {_field("sensor")} AS sensor, {_field("ts")} AS ts, {_field("value")} AS val,
-       {_field("seq")} AS seq
+SELECT k, v, src_partition, src_offset, rt, {_field("site", config)} IS NOT NULL AS fast,
+       {_field("site", config)} AS site, {_field("sensor", config)} AS sensor, {_field("ts", config)} AS ts,
+       {_field("value", config)} AS val,
+       {_field("seq", config)} AS seq
 FROM readings"""  # noqa: S608
 
 
@@ -166,7 +186,7 @@ def slow_view(config: StreamJobConfig) -> str:
 CREATE TEMPORARY VIEW slow AS
 SELECT r.ok, r.dl, r.site, r.sensor, r.ts, r.val, r.seq, v, rt
 FROM (SELECT * FROM classified WHERE NOT fast),
-     LATERAL TABLE(classify(k, v, {topic}, src_partition, src_offset))
+     LATERAL TABLE(classify(k, v, {topic}, src_partition, src_offset, {_q(config.limits.wire())}))
        AS r(ok, dl, site, sensor, ts, ts_ms, val, seq)"""  # noqa: S608
 
 

@@ -1,18 +1,21 @@
 """Slow-path validation (pure): one input message -> a valid reading's fields or a dead letter.
 
-Runs for messages the SQL fast path did not recognise: invalid ones, and valid ones in a non-canonical form.
+Runs for messages the SQL fast path did not accept: invalid ones (including readings outside the plausibility limits,
+reason ``out-of-range``), and valid ones in a non-canonical form. The limits arrive as the same string the Java fast
+path gets (``iotcommon.limits.Limits.wire``), so both paths judge with the same limits.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import NamedTuple
 
 from iotcommon.days import iso_z
 from iotcommon.errors import MessageError
+from iotcommon.limits import DEFAULT_LIMITS, Limits, ts_to_ms
 from iotcommon.messages import DeadLetter, decode_reading
-from stream_job.core import ts_ms_of
 
-_MAX_SEQ = 2**63 - 1
+DEFAULT_WIRE = DEFAULT_LIMITS.wire()
 
 
 class Verdict(NamedTuple):
@@ -26,19 +29,24 @@ class Verdict(NamedTuple):
     seq: int | None
 
 
-def classify(key: bytes | None, value: bytes | None, topic: str, partition: int, offset: int, now: str) -> Verdict:
-    """Validate with iotcommon's reference decoder; reject what it rejects with its reason code."""
+@lru_cache(maxsize=8)
+def _limits(wire: str) -> Limits:
+    return Limits.from_wire(wire)
+
+
+def classify(key: bytes | None, value: bytes | None, topic: str, partition: int, offset: int, now: str,
+             limits: str = DEFAULT_WIRE) -> Verdict:
+    """Validate with iotcommon's reference decoder under ``limits`` (``Limits.wire`` text); reject what it rejects,
+    with its reason code."""
     try:
-        reading = decode_reading(value)
-        if reading.seq > _MAX_SEQ:
-            raise MessageError("schema", f"seq {reading.seq} does not fit in 64 bits")
-        ts_ms = ts_ms_of(reading.ts)
+        reading = decode_reading(value, _limits(limits))
     except MessageError as exc:
         return _dead(exc, key, value, topic, partition, offset, now)
-    except (OverflowError, ValueError, RecursionError) as exc:  # e.g. an integer value too large for a double
+    except (OverflowError, ValueError, RecursionError) as exc:  # defence in depth: the decoder maps these itself
         return _dead(MessageError("non-finite" if isinstance(exc, OverflowError) else "schema", str(exc)),
                      key, value, topic, partition, offset, now)
-    return Verdict(True, None, reading.site, reading.sensor, reading.ts, ts_ms, reading.value, reading.seq)
+    return Verdict(True, None, reading.site, reading.sensor, reading.ts, ts_to_ms(reading.ts), reading.value,
+                   reading.seq)
 
 
 def _dead(error: MessageError, key: bytes | None, value: bytes | None, topic: str, partition: int, offset: int,

@@ -9,6 +9,7 @@ import re
 
 import pytest
 
+from iotcommon.limits import OUTER_LIMITS, Limits
 from iotcommon.messages import Reading, decode_reading
 from iotcommon.sensors import SENSORS
 from stream_job.sql import CANONICAL
@@ -50,6 +51,12 @@ def test_a_valid_reading_in_any_formatting_is_accepted() -> None:
      "non-finite"),
     (b'{"v":1,"site":"S1","sensor":"TH1","ts":"2020-01-01T00:15:00Z","value":1' + b"0" * 400 + b',"unit":"C","seq":1}',
      "non-finite"),
+    (_reading(value=150.5), "out-of-range"),
+    (_reading(value=1e308), "out-of-range"),
+    (_reading(ts="0001-01-01T00:00:00Z"), "out-of-range"),
+    (_reading(ts="9999-12-31T23:59:59Z"), "out-of-range"),
+    (_reading(ts="2201-01-01T00:00:00Z"), "out-of-range"),
+    (_reading(ts="1970-01-01T00:00:00Z"), "out-of-range"),
 ])
 def test_every_rejection_is_a_dead_letter_with_the_original_bytes(payload: bytes | None, reason: str) -> None:
     verdict = classify(b"k", payload, "t.readings", 1, 42, NOW)
@@ -66,7 +73,7 @@ def test_every_rejection_is_a_dead_letter_with_the_original_bytes(payload: bytes
 def _random_reading(rng: random.Random) -> Reading:
     sensor = rng.choice(list(SENSORS))
     value = rng.choice([rng.uniform(-1e6, 1e6), float(rng.randint(0, 10**6)), rng.uniform(0, 1) * 1e-7, 0.0, -0.0,
-                        1.5e20, 62400.0])
+                        1.5e17, 62400.0, 5e-324, rng.uniform(-1, 1) * 1e-300])
     ts = f"2020-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:00Z"
     site = rng.choice(["S1", "site-2", "a.b_c"])
     return Reading(site, sensor, ts, value, SENSORS[sensor].unit, rng.randint(0, 10**9))
@@ -82,7 +89,8 @@ def test_the_canonical_pattern_matches_what_readings_encode_to() -> None:
 
 @pytest.mark.parametrize("text", [
     '{"v":1,"site":"S1","sensor":"TH1","ts":"2020-01-01T00:15:00Z","value":NaN,"unit":"C","seq":1}',
-    '{"v":1,"site":"S1","sensor":"TH1","ts":"2020-01-01T00:15:00Z","value":1e999,"unit":"C","seq":1}',
+    '{"v":1,"site":"S1","sensor":"TH1","ts":"2020-01-01T00:15:00Z","value":1e1000,"unit":"C","seq":1}',
+    '{"v":1,"site":"S1","sensor":"TH1","ts":"2020-01-01T00:15:00Z","value":1,"unit":"C","seq":12345678901234567890}',
     '{"v":1,"site":"S1","sensor":"TH9","ts":"2020-01-01T00:15:00Z","value":1,"unit":"C","seq":1}',
     '{"v":1,"site":"S1","sensor":"TH1","ts":"2020-01-01T00:15:00Z","value":1,"unit":"C","seq":1,"x":1}',
     '{"v":1,"site":"S1","sensor":"TH1","ts":"2020-01-01 00:15:00","value":1,"unit":"C","seq":1}',
@@ -95,9 +103,18 @@ def test_anything_else_takes_the_slow_path(text: str) -> None:
     assert not re.match(CANONICAL, text)
 
 
-def test_a_canonical_match_is_always_a_valid_reading_apart_from_unit_and_calendar() -> None:
-    """The SQL fast path additionally checks the unit per sensor and that the instant exists."""
+def test_a_canonical_match_is_always_a_valid_reading_apart_from_unit_calendar_and_limits() -> None:
+    """The Java fast path additionally checks the unit per sensor, that the instant exists, and the limits (here the
+    outer ones, which every configuration lies within)."""
     rng = random.Random(11)
     for _ in range(500):
         reading = _random_reading(rng)
-        assert decode_reading(reading.encode()) == reading
+        assert re.fullmatch(CANONICAL, reading.encode().decode())
+        assert decode_reading(reading.encode(), OUTER_LIMITS) == reading
+
+
+def test_the_limits_given_are_the_limits_applied() -> None:
+    wide = Limits.from_settings("TH1=-1000:1000", "1970-01-01T00:00:00Z", "2300-01-01T00:00:00Z").wire()
+    assert classify(b"k", _reading(value=999.0), "t", 0, 1, NOW, wide).ok
+    assert classify(b"k", _reading(ts="2250-01-01T00:00:00Z"), "t", 0, 1, NOW, wide).ok
+    assert not classify(b"k", _reading(value=999.0), "t", 0, 1, NOW).ok  # the default range ends at 150

@@ -3,6 +3,7 @@ package dev.iotpipe.flink;
 import java.nio.charset.StandardCharsets;
 import java.time.DateTimeException;
 import java.time.LocalDateTime;
+import java.time.ZoneOffset;
 import java.util.Arrays;
 import java.util.HashMap;
 import java.util.Map;
@@ -11,9 +12,12 @@ import java.util.regex.Pattern;
 /**
  * One reading in the canonical compact form that iotcommon's Reading.encode writes, parsed in a single pass.
  *
- * <p>The grammar is not defined here: the SQL passes it as arguments (stream_job.sql.CANONICAL, a regex, and the
- * sensor units "TH1=C;HVAC1=Wh;..."), so Python stays the one definition. A message is canonical iff the regex matches
- * the whole text, the unit is the sensor's, and the instant exists (a real calendar date, after the epoch).
+ * <p>The grammar is not defined here: the SQL passes it as arguments (stream_job.sql.CANONICAL, a regex; the sensor
+ * units "TH1=C;HVAC1=Wh;..."; the plausibility limits "ts=MIN_MS:MAX_MS;TH1=LOW:HIGH;...", iotcommon.limits.Limits.wire),
+ * so Python stays the one definition. A message is accepted here iff the regex matches the whole text, the unit is
+ * the sensor's, the instant exists (a real calendar date) and lies in the window (MIN_MS, MAX_MS] at millisecond
+ * precision, the value (as a double) lies in the sensor's range [LOW, HIGH], and seq fits in a long: exactly what
+ * iotcommon.messages.decode_reading accepts among messages of the canonical shape.
  */
 final class CanonicalReading {
     final String site;
@@ -37,17 +41,39 @@ final class CanonicalReading {
     private static final class Grammar {
         final String regex;
         final String units;
+        final String limits;
         final Pattern pattern;
         final Map<String, String> unitOf = new HashMap<>();
+        final Map<String, double[]> rangeOf = new HashMap<>();
+        long tsMinMs;
+        long tsMaxMs;
 
-        Grammar(String regex, String units) {
+        Grammar(String regex, String units, String limits) {
             this.regex = regex;
             this.units = units;
+            this.limits = limits;
             this.pattern = Pattern.compile(regex);
             for (String pair : units.split(";")) {
                 int eq = pair.indexOf('=');
                 unitOf.put(pair.substring(0, eq), pair.substring(eq + 1));
             }
+            for (String pair : limits.split(";")) {
+                int eq = pair.indexOf('=');
+                int colon = pair.indexOf(':', eq);
+                String name = pair.substring(0, eq);
+                String low = pair.substring(eq + 1, colon);
+                String high = pair.substring(colon + 1);
+                if (name.equals("ts")) {
+                    tsMinMs = Long.parseLong(low);
+                    tsMaxMs = Long.parseLong(high);
+                } else {
+                    rangeOf.put(name, new double[] {Double.parseDouble(low), Double.parseDouble(high)});
+                }
+            }
+        }
+
+        boolean sameAs(String regex, String units, String limits) {
+            return this.regex.equals(regex) && this.units.equals(units) && this.limits.equals(limits);
         }
     }
 
@@ -61,14 +87,14 @@ final class CanonicalReading {
     private static final ThreadLocal<Memo> MEMO = ThreadLocal.withInitial(Memo::new);
 
     /** The parsed reading, or null when the message is not a canonical reading. */
-    static CanonicalReading parse(byte[] bytes, String regex, String units) {
+    static CanonicalReading parse(byte[] bytes, String regex, String units, String limits) {
         if (bytes == null) {
             return null;
         }
         Memo memo = MEMO.get();
         Grammar grammar = memo.grammar;
-        if (grammar == null || !grammar.regex.equals(regex) || !grammar.units.equals(units)) {
-            grammar = memo.grammar = new Grammar(regex, units);
+        if (grammar == null || !grammar.sameAs(regex, units, limits)) {
+            grammar = memo.grammar = new Grammar(regex, units, limits);
             memo.lastBytes = null;
         }
         if (memo.lastBytes != null && Arrays.equals(memo.lastBytes, bytes)) {
@@ -89,8 +115,23 @@ final class CanonicalReading {
             return null;
         }
         LocalDateTime time = instant(parts[13]);
-        if (time == null || time.getYear() < 1970 || time.equals(LocalDateTime.of(1970, 1, 1, 0, 0))) {
+        if (time == null) {
             return null;
+        }
+        long ms = time.toInstant(ZoneOffset.UTC).toEpochMilli();
+        if (ms <= grammar.tsMinMs || ms > grammar.tsMaxMs) {
+            return null;  // outside the window: the slow path dead-letters it, and it never moves the watermark
+        }
+        double[] range = grammar.rangeOf.get(parts[9]);
+        double value = Double.parseDouble(parts[16].substring(1, parts[16].length() - 1));
+        if (range == null || !(value >= range[0] && value <= range[1])) {
+            return null;  // out of range (or infinite: an exponent beyond the double range)
+        }
+        String seq = parts[22].substring(1, parts[22].length() - 1);
+        try {
+            Long.parseLong(seq);
+        } catch (NumberFormatException e) {
+            return null;  // beyond a long
         }
         return new CanonicalReading(parts, time);
     }
