@@ -1,7 +1,9 @@
 """An IoTPipeline's spec, read into frozen dataclasses, plus the checks the CRD schema cannot express. Pure.
 
 The API server applies the CRD's defaults before the operator sees an object; the same defaults are repeated here so
-that a spec read from anywhere (a unit test, an old object) means the same thing. A unit test keeps both in step.
+that a spec read from anywhere (a unit test, an old object) means the same thing. A unit test keeps both in step. The
+component dataclasses hold their defaults once, and parse() reads them from there (``default``); only the kafka/hbase
+settings without a dataclass field of their own keep literals in parse().
 ``InvalidSpec`` is a ConfigError: the operator reports it as Ready=False reason InvalidSpec and does not retry.
 """
 
@@ -302,29 +304,31 @@ def parse(body: Mapping[str, Any], images: OperatorConfig) -> PipelineSpec:
     tm = _obj(tm_raw.get("resources"), "flink.taskManager.resources")
     flink = FlinkSpec(
         image=str(flink_raw.get("image") or images.image_stream_job),
-        flink_version=str(flink_raw.get("flinkVersion", "v2_2")),
-        py_module=str(flink_raw.get("pyModule", "stream_job")),
-        jar_uri=str(flink_raw.get("jarURI", "local:///opt/flink/opt/flink-python-2.2.1.jar")),
-        python_executable=str(flink_raw.get("pythonExecutable", "/opt/venv/bin/python")),
-        parallelism=int(flink_raw.get("parallelism", 1)),
-        time_zone=str(flink_raw.get("timeZone", "Europe/Athens")),
-        allowed_lateness_minutes=int(flink_raw.get("allowedLatenessMinutes", 2880)),
-        checkpoint_interval_seconds=int(ckpt.get("intervalSeconds", 30)),
-        checkpoint_mode=str(ckpt.get("mode", "EXACTLY_ONCE")),
+        flink_version=str(flink_raw.get("flinkVersion", default(FlinkSpec, "flink_version"))),
+        py_module=str(flink_raw.get("pyModule", default(FlinkSpec, "py_module"))),
+        jar_uri=str(flink_raw.get("jarURI", default(FlinkSpec, "jar_uri"))),
+        python_executable=str(flink_raw.get("pythonExecutable", default(FlinkSpec, "python_executable"))),
+        parallelism=int(flink_raw.get("parallelism", default(FlinkSpec, "parallelism"))),
+        time_zone=str(flink_raw.get("timeZone", default(FlinkSpec, "time_zone"))),
+        allowed_lateness_minutes=int(flink_raw.get("allowedLatenessMinutes",
+                                                   default(FlinkSpec, "allowed_lateness_minutes"))),
+        checkpoint_interval_seconds=int(ckpt.get("intervalSeconds",
+                                                 default(FlinkSpec, "checkpoint_interval_seconds"))),
+        checkpoint_mode=str(ckpt.get("mode", default(FlinkSpec, "checkpoint_mode"))),
         checkpoint_storage_uri=ckpt.get("storageUri") or None,
         checkpoint_volume=CheckpointVolume(
             size=str(vol.get("size", default(CheckpointVolume, "size"))),
             storage_class=vol.get("storageClassName") or None,
             access_mode=str(vol.get("accessMode", default(CheckpointVolume, "access_mode")))),
         savepoints_uri=flink_raw.get("savepointsUri"),
-        upgrade_mode=str(flink_raw.get("upgradeMode", "last-state")),
-        restart_nonce=int(flink_raw.get("restartNonce", 0)),
-        jm_cpu=float(jm.get("cpu", 1)),
-        jm_memory=str(jm.get("memory", "1024m")),
-        tm_replicas=int(tm_raw.get("replicas", 1)),
-        tm_slots=int(tm_raw.get("taskSlots", 1)),
-        tm_cpu=float(tm.get("cpu", 1)),
-        tm_memory=str(tm.get("memory", "1536m")),
+        upgrade_mode=str(flink_raw.get("upgradeMode", default(FlinkSpec, "upgrade_mode"))),
+        restart_nonce=int(flink_raw.get("restartNonce", default(FlinkSpec, "restart_nonce"))),
+        jm_cpu=float(jm.get("cpu", default(FlinkSpec, "jm_cpu"))),
+        jm_memory=str(jm.get("memory", default(FlinkSpec, "jm_memory"))),
+        tm_replicas=int(tm_raw.get("replicas", default(FlinkSpec, "tm_replicas"))),
+        tm_slots=int(tm_raw.get("taskSlots", default(FlinkSpec, "tm_slots"))),
+        tm_cpu=float(tm.get("cpu", default(FlinkSpec, "tm_cpu"))),
+        tm_memory=str(tm.get("memory", default(FlinkSpec, "tm_memory"))),
         configuration=tuple(sorted((str(k), str(v)) for k, v in
                                    _obj(flink_raw.get("flinkConfiguration"), "flink.flinkConfiguration").items())),
     )
@@ -341,9 +345,9 @@ def parse(body: Mapping[str, Any], images: OperatorConfig) -> PipelineSpec:
     sync_raw = _obj(spec.get("sync"), "spec.sync")
     sync = SyncSpec(
         image=str(sync_raw.get("image") or images.image_hbase_sync),
-        replicas=int(sync_raw.get("replicas", 1)),
-        batch_size=int(sync_raw.get("batchSize", 5000)),
-        flush_interval_ms=int(sync_raw.get("flushIntervalMs", 500)),
+        replicas=int(sync_raw.get("replicas", default(SyncSpec, "replicas"))),
+        batch_size=int(sync_raw.get("batchSize", default(SyncSpec, "batch_size"))),
+        flush_interval_ms=int(sync_raw.get("flushIntervalMs", default(SyncSpec, "flush_interval_ms"))),
         consumer_group=str(sync_raw.get("consumerGroup") or f"{topic_prefix}.hbase-sync"),
         resources=_resources(sync_raw.get("resources"), "sync.resources"),
     )
@@ -352,8 +356,8 @@ def parse(body: Mapping[str, Any], images: OperatorConfig) -> PipelineSpec:
     ing = _obj(bridge_raw.get("ingress"), "bridge.ingress")
     svc = _obj(bridge_raw.get("service"), "bridge.service")
     auth = _obj(bridge_raw.get("authSecretRef"), "bridge.authSecretRef")
-    ingress = IngressSpec(bool(ing.get("enabled", False)), ing.get("className"), ing.get("host"),
-                          str(ing.get("path", "/")), ing.get("tlsSecretName"))
+    ingress = IngressSpec(bool(ing.get("enabled", default(IngressSpec, "enabled"))), ing.get("className"),
+                          ing.get("host"), str(ing.get("path", default(IngressSpec, "path"))), ing.get("tlsSecretName"))
     if ingress.enabled and not ingress.host:
         raise InvalidSpec("bridge.ingress.host is required when the ingress is enabled")
     if ingress.enabled and not auth.get("name"):
@@ -361,10 +365,10 @@ def parse(body: Mapping[str, Any], images: OperatorConfig) -> PipelineSpec:
                           "without a token)")
     bridge = BridgeSpec(
         image=str(bridge_raw.get("image") or images.image_ws_bridge),
-        replicas=int(bridge_raw.get("replicas", 1)),
-        port=int(bridge_raw.get("port", 8765)),
-        service_type=str(svc.get("type", "ClusterIP")),
-        service_port=int(svc.get("port", 80)),
+        replicas=int(bridge_raw.get("replicas", default(BridgeSpec, "replicas"))),
+        port=int(bridge_raw.get("port", default(BridgeSpec, "port"))),
+        service_type=str(svc.get("type", default(BridgeSpec, "service_type"))),
+        service_port=int(svc.get("port", default(BridgeSpec, "service_port"))),
         ingress=ingress,
         auth_secret_name=auth.get("name"),
         auth_secret_key=str(auth.get("key", default(BridgeSpec, "auth_secret_key"))),
@@ -375,9 +379,9 @@ def parse(body: Mapping[str, Any], images: OperatorConfig) -> PipelineSpec:
     sim_raw = _obj(spec.get("simulators"), "spec.simulators")
     simulators = SimulatorSpec(
         image=str(sim_raw.get("image") or images.image_simulator),
-        replicas=int(sim_raw.get("replicas", 1)),
-        sites_per_replica=int(sim_raw.get("sitesPerReplica", 10)),
-        speed=float(sim_raw.get("speed", 900.0)),
+        replicas=int(sim_raw.get("replicas", default(SimulatorSpec, "replicas"))),
+        sites_per_replica=int(sim_raw.get("sitesPerReplica", default(SimulatorSpec, "sites_per_replica"))),
+        speed=float(sim_raw.get("speed", default(SimulatorSpec, "speed"))),
         resources=_resources(sim_raw.get("resources"), "simulators.resources"),
     )
     if bridge.auth == "off" and bridge.auth_secret_name:
@@ -387,8 +391,10 @@ def parse(body: Mapping[str, Any], images: OperatorConfig) -> PipelineSpec:
     site_zones = _site_zones(spec.get("siteZones"))
 
     graf = _obj(spec.get("grafana"), "spec.grafana")
-    grafana = GrafanaSpec(bool(graf.get("enabled", True)), str(graf.get("dashboardLabel", "grafana_dashboard")),
-                          str(graf.get("folder", "iotpipe")), str(graf.get("datasourceUid", "prometheus")))
+    grafana = GrafanaSpec(bool(graf.get("enabled", default(GrafanaSpec, "enabled"))),
+                          str(graf.get("dashboardLabel", default(GrafanaSpec, "dashboard_label"))),
+                          str(graf.get("folder", default(GrafanaSpec, "folder"))),
+                          str(graf.get("datasourceUid", default(GrafanaSpec, "datasource_uid"))))
 
     return PipelineSpec(
         name=name,

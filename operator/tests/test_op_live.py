@@ -9,6 +9,7 @@ HBase and the API server independently of the operator's code.
 
 from __future__ import annotations
 
+import base64
 import json
 import signal
 import time
@@ -97,13 +98,33 @@ def test_apply_example_creates_topics_tables_children_and_status(api: Any, names
         assert env["IOTPIPE_SITE_TZ"] == "Europe/Athens"
     assert kids[("Deployment", "factory-a-sync")]["spec"]["replicas"] == 2
     assert kids[("StatefulSet", "factory-a-simulator")]["spec"]["replicas"] == 2
+    for name in ("factory-a-bridge", "factory-a-flink-jobmanager", "factory-a-flink-taskmanager"):
+        assert env_of(kids[("Deployment", name)])["IOTPIPE_SITE_ZONES"] == "site-00006=America/New_York"
+    assert env_of(kids[("StatefulSet", "factory-a-simulator")])["IOTPIPE_SITE_ZONES"] == "site-00006=America/New_York"
+
+    # checkpoints on the pipeline's claim, mounted by the JobManager and the TaskManager
+    pvc = get(api, namespace, "persistentvolumeclaim/factory-a-flink-checkpoints")
+    assert pvc is not None and pvc["metadata"]["ownerReferences"][0]["uid"] == uid
+    assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"] and pvc["spec"]["resources"]["requests"]["storage"] == "1Gi"
+    for name in ("factory-a-flink-jobmanager", "factory-a-flink-taskmanager"):
+        pod = kids[("Deployment", name)]["spec"]["template"]["spec"]
+        assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == "factory-a-flink-checkpoints"
+
+    # bridge auth on by default: a generated token Secret owned by the pipeline, never auth off
+    secret = get(api, namespace, "secret/factory-a-bridge-token")
+    assert secret is not None and secret["metadata"]["ownerReferences"][0]["uid"] == uid
+    assert len(base64.b64decode(secret["data"]["token"])) >= 32
+    bridge_env = env_of(kids[("Deployment", "factory-a-bridge")])
+    assert bridge_env["IOTPIPE_BRIDGE_AUTH"] == "on"
+    assert bridge_env["IOTPIPE_BRIDGE_TOKEN"] == {"secretKeyRef": {"name": "factory-a-bridge-token", "key": "token"}}
 
     # status: every condition carries observedGeneration; without a kubelet no replica becomes ready
     status = obj["status"]
     assert status["observedGeneration"] == generation
     types = {c["type"]: c for c in status["conditions"]}
-    assert set(types) == {"Ready", "KafkaTopicsReady", "HBaseTablesReady", "FlinkJobReady", "SyncWorkersAvailable",
-                          "BridgeAvailable", "SimulatorsAvailable", "GrafanaDashboardReady"}
+    assert set(types) == {"Ready", "Degraded", "Conflict", "KafkaTopicsReady", "HBaseTablesReady", "FlinkJobReady",
+                          "SyncWorkersAvailable", "BridgeAvailable", "SimulatorsAvailable", "GrafanaDashboardReady"}
+    assert (types["Degraded"]["status"], types["Conflict"]["status"]) == ("False", "False")
     assert all(c["observedGeneration"] == generation for c in types.values())
     assert (types["SyncWorkersAvailable"]["status"], types["SyncWorkersAvailable"]["reason"],
             types["SyncWorkersAvailable"]["message"]) == ("False", "ReplicasNotReady", "0/2 replicas ready")
@@ -300,14 +321,34 @@ def test_flinkdeployment_is_used_when_the_flink_operator_crd_exists(api: Any, na
             assert fd["spec"]["image"] == IMAGES["IOTPIPE_IMAGE_STREAM_JOB"]
             assert fd["spec"]["job"]["state"] == "running" and fd["spec"]["job"]["parallelism"] == 2
             assert fd["metadata"]["ownerReferences"][0]["name"] == "factory-a"
+            conf = fd["spec"]["flinkConfiguration"]
+            assert conf["high-availability.type"] == "kubernetes"
+            assert conf["execution.checkpointing.dir"] == "file:///flink-data/checkpoints"
+            assert fd["spec"]["podTemplate"]["spec"]["securityContext"]["runAsNonRoot"] is True
             obj = wait_for(reconciled(api, namespace), "the reconcile", log=op.log)
             assert obj["status"]["flink"]["mode"] == "FlinkDeployment"
+            # the Flink operator reports a failure -> the job's state and error in the IoTPipeline's status
+            api.kubectl("patch", "-n", namespace, "flinkdeployment/factory-a-flink", "--subresource=status",
+                        "--type=merge", "-p", json.dumps({"status": {
+                            "jobStatus": {"state": "FAILED"}, "lifecycleState": "FAILED",
+                            "error": "org.apache.flink.runtime.JobException: Recovery is suppressed"}}))
+            obj = wait_for(lambda: (o := cr(api, namespace)) and o["status"]["flink"].get("error") and o,
+                           "status.flink.error", log=op.log)
+            assert obj["status"]["flink"]["jobState"] == "FAILED"
+            assert condition(obj, "FlinkJobReady")["reason"] == "JobFailed"
+            assert (condition(obj, "Degraded")["status"], condition(obj, "Degraded")["reason"]) == ("True",
+                                                                                                  "JobFailed")
             assert ("Deployment", "factory-a-flink-jobmanager") not in children(api, namespace)
             # the Flink operator reports the job RUNNING -> FlinkJobReady
             api.kubectl("patch", "-n", namespace, "flinkdeployment/factory-a-flink", "--subresource=status",
-                        "--type=merge", "-p", json.dumps({"status": {"jobStatus": {"state": "RUNNING"}}}))
-            wait_for(lambda: condition(cr(api, namespace), "FlinkJobReady").get("status") == "True",
-                     "FlinkJobReady=True", log=op.log)
+                        "--type=merge", "-p", json.dumps({"status": {"jobStatus": {"state": "RUNNING"},
+                                                                     "lifecycleState": "STABLE", "error": None}}))
+            obj = wait_for(lambda: (o := cr(api, namespace)) and
+                           condition(o, "FlinkJobReady").get("status") == "True" and o, "FlinkJobReady=True",
+                           log=op.log)
+            # the status write removed the error (a merge patch keeps keys it does not mention: it wrote null)
+            assert "error" not in obj["status"]["flink"], obj["status"]["flink"]
+            assert condition(obj, "Degraded")["status"] == "False"
             # suspend: the job is suspended, workloads scale to zero
             api.kubectl("patch", "-n", namespace, "iotpipeline/factory-a", "--type=merge", "-p",
                         json.dumps({"spec": {"suspend": True}}))

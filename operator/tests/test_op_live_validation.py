@@ -41,14 +41,19 @@ def test_children_pod_templates_pass_pod_security_restricted(api: Any, tmp_path:
     doc: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
     doc["metadata"].update(namespace=ns, uid="00000000-0000-0000-0000-000000000001", generation=1)
     doc["spec"]["bridge"].update(ingress={"enabled": True, "host": "ws.example.com"}, authSecretRef={"name": "tok"})
-    workloads = [c for c in desired_children(parse(doc, OperatorConfig()), flink_operator=False)
-                 if c["kind"] in ("Deployment", "StatefulSet")]
+    p = parse(doc, OperatorConfig())
+    workloads = [c for c in desired_children(p, flink_operator=False) if c["kind"] in ("Deployment", "StatefulSet")]
     assert len(workloads) == 5
-    for w in workloads:
-        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": w["metadata"]["name"], "namespace": ns},
-               "spec": w["spec"]["template"]["spec"]}
+    pod_specs = {w["metadata"]["name"]: w["spec"]["template"]["spec"] for w in workloads}
+    # the FlinkDeployment's pod template, as the Flink operator turns it into JobManager/TaskManager pods
+    fd = next(c for c in desired_children(p, flink_operator=True) if c["kind"] == "FlinkDeployment")
+    fd_pod = json.loads(json.dumps(fd["spec"]["podTemplate"]["spec"]))
+    fd_pod["containers"][0]["image"] = fd["spec"]["image"]
+    pod_specs["flinkdeployment-pod-template"] = fd_pod
+    for name, spec in pod_specs.items():
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns}, "spec": spec}
         proc = api.kubectl("apply", "--dry-run=server", "-f", "-", input_text=json.dumps(pod), check=False)
-        assert proc.returncode == 0 and "violate" not in proc.stderr, (w["metadata"]["name"], proc.stderr)
+        assert proc.returncode == 0 and "violate" not in proc.stderr, (name, proc.stderr)
     privileged = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "priv", "namespace": ns},
                   "spec": {"containers": [{"name": "c", "image": "x", "securityContext": {"privileged": True}}]}}
     proc = api.kubectl("apply", "--dry-run=server", "-f", "-", input_text=json.dumps(privileged), check=False)
@@ -66,6 +71,10 @@ INVALID = [
     ({"bridge": {"ingress": {"enabled": True, "host": "ws.example.com"}}}, "bridge.authSecretRef is required"),
     ({"kafka": {"bootstrapServers": "k:9092", "topicDeletionPolicy": "Sometimes"}}, 'Unsupported value: "Sometimes"'),
     ({"simulators": {"replicas": 1000, "sitesPerReplica": 1000}}, "must be at most 100000 sites"),
+    ({"siteZones": {"-site": "UTC"}}, "siteZones keys must be site ids"),
+    ({"siteZones": {"site-1": "Not a zone"}}, "spec.siteZones.site-1: Invalid value"),
+    ({"bridge": {"auth": "maybe"}}, 'Unsupported value: "maybe"'),
+    ({"flink": {"checkpointing": {"volume": {"accessMode": "ReadOnlyMany"}}}}, 'Unsupported value: "ReadOnlyMany"'),
 ]
 
 
