@@ -4,9 +4,12 @@ an in-memory history. Tests against the real services live in test_bridge_http_h
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from types import SimpleNamespace
@@ -22,6 +25,7 @@ from ws_bridge.app import create_app
 from ws_bridge.config import BridgeConfig
 from ws_bridge.history import Query, Result
 from ws_bridge.records import OrderTracker, Record, decode
+from ws_bridge.server import Server, uvicorn_config
 
 
 def reading(sensor: str = "TH1", ts: str = "2020-01-01T00:15:00Z", value: float = 20.5, site: str = "site1",
@@ -162,3 +166,64 @@ def make_client(fake_live: FakeLive, fake_history: FakeHistory) -> Iterator[Call
             with contextlib.suppress(Exception):
                 ws.__exit__(None, None, None)
         client.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="module")
+def serve_app() -> Iterator[Callable[[Any, BridgeConfig], int]]:
+    """``serve(app, config) -> port``: the app under a real uvicorn server (the production settings of
+    ws_bridge.server) on a free loopback port, in a thread; stopped at teardown."""
+    running: list[tuple[Server, threading.Thread]] = []
+
+    def serve(app: Any, config: BridgeConfig) -> int:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        server = Server(uvicorn_config(app, replace(config, log_level="WARNING")))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        running.append((server, thread))
+        deadline = time.monotonic() + 60
+        while not server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            assert thread.is_alive(), "uvicorn stopped while starting"
+            time.sleep(0.05)
+        port: int = sock.getsockname()[1]
+        return port
+
+    yield serve
+    for server, thread in running:
+        server.should_exit = True
+        thread.join(30)
+    asyncio.set_event_loop(None)
+
+
+def open_stuck_client(port: int, subscribe: dict[str, Any]) -> socket.socket:
+    """A websocket client by hand on a raw socket with a tiny receive buffer: it subscribes, then never reads."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+    response = b""
+    while b"\r\n\r\n" not in response:
+        response += sock.recv(1)
+    assert response.startswith(b"HTTP/1.1 101"), response
+    payload = json.dumps(subscribe).encode()
+    assert len(payload) < 126
+    mask = b"\x01\x02\x03\x04"
+    sock.sendall(bytes([0x81, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+    return sock
+
+
+@pytest.fixture
+def stuck_client() -> Iterator[Callable[[int, dict[str, Any]], socket.socket]]:
+    """``stuck_client(port, subscribe_message)``: see open_stuck_client; closed at teardown."""
+    opened: list[socket.socket] = []
+
+    def make(port: int, subscribe: dict[str, Any]) -> socket.socket:
+        opened.append(open_stuck_client(port, subscribe))
+        return opened[-1]
+
+    yield make
+    for sock in opened:
+        sock.close()

@@ -6,89 +6,49 @@ flow control, the per-client queues and the send timeout are real.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import socket
-import threading
 import time
 from dataclasses import replace
 from typing import Any
 
-import uvicorn
 from websockets.sync.client import connect
 
 from ws_bridge.app import create_app
 from ws_bridge.config import BridgeConfig
 
 
-def serve(app: Any) -> tuple[uvicorn.Server, threading.Thread, int]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, ws="websockets-sansio", log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    return server, thread, sock.getsockname()[1]
-
-
-def stuck_client(port: int, subscribe: dict[str, Any]) -> socket.socket:
-    """A websocket client by hand on a raw socket with a tiny receive buffer: it subscribes, then never reads."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
-    sock.connect(("127.0.0.1", port))
-    sock.sendall(f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
-    response = b""
-    while b"\r\n\r\n" not in response:
-        response += sock.recv(1)
-    assert response.startswith(b"HTTP/1.1 101"), response
-    payload = json.dumps(subscribe).encode()
-    assert len(payload) < 126
-    mask = b"\x01\x02\x03\x04"
-    sock.sendall(bytes([0x81, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
-    return sock
-
-
 def test_a_stuck_client_is_dropped_and_closed_while_a_fast_one_gets_everything(msg: Any, fake_live: Any,
-                                                                               fake_history: Any) -> None:
+                                                                               fake_history: Any, serve_app: Any,
+                                                                               stuck_client: Any) -> None:
     config = replace(BridgeConfig(port=0, heartbeat_s=3600.0), queue_records=2000, send_timeout_s=1.0)
     app = create_app(config, history=fake_history, live=fake_live)
-    server, thread, port = serve(app)
+    port = serve_app(app, config)
     state = app.state.bridge
-    try:
-        stuck = stuck_client(port, {"type": "subscribe", "id": "s", "stream": "raw"})
-        deadline = time.monotonic() + 30
-        while state.hub.subscription_count < 1:
-            assert time.monotonic() < deadline, "the stuck client's subscription never arrived"
-            time.sleep(0.05)
-        fast = connect(f"ws://127.0.0.1:{port}/ws")
-        fast.recv(10)
-        fast.send(json.dumps({"type": "subscribe", "id": "f", "stream": "raw"}))
-        assert json.loads(fast.recv(10))["type"] == "subscribed"
+    stuck = stuck_client(port, {"type": "subscribe", "id": "s", "stream": "raw"})
+    deadline = time.monotonic() + 30
+    while state.hub.subscription_count < 1:
+        assert time.monotonic() < deadline, "the stuck client's subscription never arrived"
+        time.sleep(0.05)
+    fast = connect(f"ws://127.0.0.1:{port}/ws")
+    fast.recv(10)
+    fast.send(json.dumps({"type": "subscribe", "id": "f", "stream": "raw"}))
+    assert json.loads(fast.recv(10))["type"] == "subscribed"
 
-        got: list[int] = []
-        rounds, per_round = 300, 200  # ~10 MB: more than the socket buffers between the server and the stuck client
-        for r in range(rounds):  # lockstep: the fast client must receive each batch before the next is sent
-            fake_live.push("raw", *[msg.reading("HVAC1", value=float(i), seq=r * per_round + i)
-                                    for i in range(per_round)])
-            frame = json.loads(fast.recv(30))
-            assert frame["type"] == "data", frame
-            got.extend(rec["data"]["seq"] for rec in frame["records"])
-        assert got == list(range(rounds * per_round))  # everything, in order, nothing dropped
+    got: list[int] = []
+    rounds, per_round = 300, 200  # ~10 MB: more than the socket buffers between the server and the stuck client
+    for r in range(rounds):  # lockstep: the fast client must receive each batch before the next is sent
+        fake_live.push("raw", *[msg.reading("HVAC1", value=float(i), seq=r * per_round + i)
+                                for i in range(per_round)])
+        frame = json.loads(fast.recv(30))
+        assert frame["type"] == "data", frame
+        got.extend(rec["data"]["seq"] for rec in frame["records"])
+    assert got == list(range(rounds * per_round))  # everything, in order, nothing dropped
 
-        deadline = time.monotonic() + 60
-        while len(state.sessions) > 1:  # the stuck one is closed by the send timeout
-            assert time.monotonic() < deadline, "the stuck client was never closed"
-            time.sleep(0.1)
-        assert state.metrics.slow_clients_closed._value.get() == 1
-        assert state.metrics.records_dropped._value.get() > 0  # its queue overflowed before it was closed
-        stuck.close()
-        fast.close()
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        asyncio.set_event_loop(None)
+    deadline = time.monotonic() + 60
+    while len(state.sessions) > 1:  # the stuck one is closed by the send timeout
+        assert time.monotonic() < deadline, "the stuck client was never closed"
+        time.sleep(0.1)
+    assert state.metrics.slow_clients_closed._value.get() == 1
+    assert state.metrics.records_dropped._value.get() > 0  # its queue overflowed before it was closed
+    stuck.close()
+    fast.close()
