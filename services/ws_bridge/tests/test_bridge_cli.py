@@ -17,7 +17,8 @@ def test_help_lists_every_setting_with_its_env_var() -> None:
     result = run("--help")
     assert result.returncode == 0
     for env in ("IOTPIPE_KAFKA_BOOTSTRAP", "IOTPIPE_TOPIC_PREFIX", "IOTPIPE_HBASE_HOST", "IOTPIPE_TABLE_PREFIX",
-                "IOTPIPE_BRIDGE_TOKEN", "IOTPIPE_BRIDGE_QUEUE_RECORDS"):
+                "IOTPIPE_BRIDGE_TOKEN", "IOTPIPE_BRIDGE_QUEUE_RECORDS", "IOTPIPE_SITE_ZONES",
+                "IOTPIPE_BRIDGE_ALLOWED_ORIGINS", "IOTPIPE_BRIDGE_MAX_SITES", "IOTPIPE_BRIDGE_MAX_RESPONSE_BYTES"):
         assert env in result.stdout
 
 
@@ -27,6 +28,8 @@ def test_help_lists_every_setting_with_its_env_var() -> None:
     (("--host", "0.0.0.0"), "IOTPIPE_BRIDGE_TOKEN"),
     (("--queue-records", "0"), "minimum"),
     (("--no-such-flag",), "unrecognized"),
+    (("--allowed-origins", "evil.example"), "IOTPIPE_BRIDGE_ALLOWED_ORIGINS"),
+    (("--site-zones", "site1=Mars/Olympus"), "IOTPIPE_SITE_ZONES"),
 ])
 def test_bad_options_exit_2_with_a_reason(args: tuple[str, ...], reason: str) -> None:
     result = run(*args)
