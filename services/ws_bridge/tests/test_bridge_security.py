@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import jsonschema
+import openapi_spec_validator
 import pytest
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
@@ -244,6 +245,7 @@ def test_the_openapi_document_describes_real_answers(msg, make_client, fake_hist
     client = make_client(token="s3cret")
     document = client.get("/api/v1/openapi.json").json()
     assert document["openapi"] == "3.1.0"
+    openapi_spec_validator.validate(document)  # a valid OpenAPI 3.1 document (its official meta-schema)
     for schema in document["components"]["schemas"].values():
         jsonschema.Draft202012Validator.check_schema(schema)
     calls = [("GET", "/api/v1/raw", {"site": "site1"}), ("GET", "/api/v1/aggregates", {"site": "site1"}),
