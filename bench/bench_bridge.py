@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import backpressure
 import websockets
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -108,11 +109,11 @@ def produce_at_rate(bootstrap: str, topic: str, rate: int, seconds: float, stop:
             site = f"site{sent % 10}"
             reading = Reading(site, sensor.name, iso_z(t0 + timedelta(minutes=15 * (sent // 70))), float(sent),
                               sensor.unit, sent)
-            producer.produce(topic, value=reading.encode(), key=reading.device)
+            backpressure.produce(producer, topic, reading.encode(), reading.device)
             sent += 1
         producer.poll(0)
         time.sleep(tick)
-    producer.flush(30)
+    backpressure.flush(producer, "the paced producer")
     return sent
 
 

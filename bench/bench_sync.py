@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import backpressure
 import happybase
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -90,13 +91,8 @@ def produce(bootstrap: str, topics: Topics, rows: int) -> list[bytes]:
         ts = iso_z(datetime.fromtimestamp((start + step * 900_000) / 1000, UTC))
         payload = Reading(site, sensor.name, ts, float(i % 997) / 10, sensor.unit, step).encode()
         payloads.append(payload)
-        while True:
-            try:
-                producer.produce(topic, payload, key=f"{site}/{sensor.name}".encode())
-                break
-            except BufferError:
-                producer.poll(0.1)
-    producer.flush(60)
+        backpressure.produce(producer, topic, payload, f"{site}/{sensor.name}".encode())
+    backpressure.flush(producer, "producing the readings")
     return payloads
 
 

@@ -15,14 +15,14 @@ from collections.abc import Mapping, Sequence
 from types import FrameType
 
 from iot_simulators.config import SimConfig, plan
-from iot_simulators.encoding import Encoder, site_id
-from iot_simulators.engine import Simulation
+from iot_simulators.encoding import site_id
 from iotcommon.config import describe, load
 from iotcommon.errors import ConfigError, ServiceUnavailable
 
 DESCRIPTION = ("Simulates buildings (sites) with 10 sensors each and produces their readings to Kafka: TH1/TH2 "
                "temperature, HVAC1/HVAC2/MiAC1/MiAC2 energy and W1 water every 15 minutes, Etot/Wtot cumulative "
-               "meters at local midnight, Mov1 motion events. Some W1 readings are withheld and delivered late.")
+               "meters at local midnight, Mov1 motion events. Some W1 readings are withheld and delivered late. "
+               "Sites can live in several time zones (IOTPIPE_SITE_ZONES): each site's days follow its own zone.")
 
 log = logging.getLogger("iot_simulators")
 
@@ -40,13 +40,17 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log.info("starting: %s", describe(cfg))
     sites = [site_id(n) for n in the_plan.site_numbers]
+    for group in the_plan.groups():
+        shown = ", ".join(site_id(n) for n in group.site_numbers[:5])
+        log.info("zone %s: %d site(s) (%s%s)", group.zone, len(group.site_numbers), shown,
+                 " ..." if len(group.site_numbers) > 5 else "")
     log.info("sites %s .. %s (%d), topic %s, %s, start %s, %s", sites[0], sites[-1], len(sites), the_plan.topic,
              "as fast as possible" if not the_plan.step_seconds else f"{the_plan.step_seconds:g} s per 15-min step",
              the_plan.timeline.start.isoformat(),
              f"{the_plan.stop - 1} steps" if the_plan.stop is not None else "no end")
 
     from iot_simulators.producer import KafkaSink
-    from iot_simulators.runner import run
+    from iot_simulators.runner import run, site_groups
 
     stop = threading.Event()
 
@@ -67,8 +71,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         log.info("stopped by a signal while waiting for Kafka: nothing was sent")
         return 0
     log.info("connected to Kafka at %s; topic %s has %d partition(s)", cfg.bootstrap, the_plan.topic, partitions)
-    sim = Simulation(the_plan.timeline, the_plan.site_numbers, cfg.seed, the_plan.late_rules)
-    res = run(the_plan, sim, Encoder(sites), sink, stop, progress_s=cfg.progress_s,
+    res = run(the_plan, site_groups(the_plan, cfg.seed), sink, stop, progress_s=cfg.progress_s,
               flush_timeout_s=cfg.delivery_timeout_s)
     summary = (f"sent {res.delivered} readings in {res.steps} steps, {res.seconds:.1f} s "
                f"({res.delivered / max(res.seconds, 1e-9):.0f}/s), late delivered {res.late}")

@@ -16,6 +16,7 @@ from iot_simulators.timeline import STEP_S, Timeline
 from iotcommon import days
 from iotcommon.config import setting
 from iotcommon.errors import ConfigError
+from iotcommon.zones import SiteZones
 
 COMPRESSIONS = ("lz4", "zstd", "snappy", "gzip", "none")
 _ORDINAL = re.compile(r"-(\d+)$")
@@ -26,7 +27,11 @@ class SimConfig:
     bootstrap: str = setting("127.0.0.1:9092", "Kafka bootstrap servers", env="IOTPIPE_KAFKA_BOOTSTRAP")
     topic_prefix: str = setting("iotpipe", "topic prefix; readings go to <prefix>.readings",
                                 env="IOTPIPE_TOPIC_PREFIX")
-    site_tz: str = setting(days.DEFAULT_TZ, "sites' time zone (local days, DST)", env="IOTPIPE_SITE_TZ")
+    site_tz: str = setting(days.DEFAULT_TZ, "default time zone of the sites (their local days, DST); --start and "
+                           "--until are read in it", env="IOTPIPE_SITE_TZ")
+    site_zones: str = setting("", "per-site zones 'site-00002=America/New_York,site-00003=Asia/Kolkata' (other sites: "
+                              "--site-tz); each site's days, midnight meters, motion days and temperature curve follow "
+                              "its own zone, on the same UTC step grid", env="IOTPIPE_SITE_ZONES")
     log_level: str = setting("INFO", "log level", env="IOTPIPE_LOG_LEVEL",
                              choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     sites: int = setting(1, "number of sites (buildings) simulated by this process", env="IOTPIPE_SIM_SITES",
@@ -66,15 +71,40 @@ class SimConfig:
 
 
 @dataclass(frozen=True)
+class ZoneSites:
+    """The sites of one time zone and their timeline (the same UTC step grid in every zone)."""
+
+    zone: str
+    timeline: Timeline
+    site_numbers: list[int]
+
+
+@dataclass(frozen=True)
 class Plan:
     """What to run, validated."""
 
-    timeline: Timeline
+    timeline: Timeline  # in the default zone (--site-tz): start, progress lines
     site_numbers: list[int]
     stop: int | None  # steps 0 .. stop-1; None: forever
     step_seconds: float  # real seconds per step; 0: as fast as possible
     late_rules: tuple[LateRule, ...]
     topic: str
+    zones: tuple[ZoneSites, ...] = ()  # empty: every site in the timeline's zone
+
+    def groups(self) -> tuple[ZoneSites, ...]:
+        """The sites grouped by zone, the default zone's group first (if it has sites)."""
+        return self.zones or (ZoneSites(self.timeline.tz.key, self.timeline, self.site_numbers),)
+
+
+def zone_groups(start: datetime, site_numbers: list[int], zones: SiteZones) -> tuple[ZoneSites, ...]:
+    """Group the sites by their zone (``IOTPIPE_SITE_ZONES`` by site id, else the default zone)."""
+    from iot_simulators.encoding import site_id
+
+    by_zone: dict[str, list[int]] = {name: [] for name in zones.names()}
+    for number in site_numbers:
+        by_zone[zones.name(site_id(number))].append(number)
+    return tuple(ZoneSites(name, Timeline(start, ZoneInfo(name)), numbers)
+                 for name, numbers in by_zone.items() if numbers)
 
 
 def parse_instant(text: str, tz: ZoneInfo, what: str) -> datetime:
@@ -150,5 +180,7 @@ def plan(cfg: SimConfig, environ: Mapping[str, str] | None = None) -> Plan:
         raise ConfigError(msg)
     from iotcommon.topics import Topics
 
-    return Plan(timeline, list(range(offset + 1, offset + cfg.sites + 1)), stop, step_seconds,
-                parse_rules(cfg.late), Topics(cfg.topic_prefix).readings)
+    site_numbers = list(range(offset + 1, offset + cfg.sites + 1))
+    zones = SiteZones.from_settings(cfg.site_tz, cfg.site_zones)
+    return Plan(timeline, site_numbers, stop, step_seconds, parse_rules(cfg.late), Topics(cfg.topic_prefix).readings,
+                zone_groups(start, site_numbers, zones))

@@ -55,8 +55,7 @@ class Encoder:
             try:
                 produce(topic, payload, key)
             except BufferError:
-                on_full()
-                produce(topic, payload, key)
+                send_when_room(produce, on_full, topic, payload, key)
         return len(block.milli)
 
     def encode_event(self, event: Event) -> tuple[bytes, bytes]:
@@ -74,8 +73,7 @@ class Encoder:
             try:
                 produce(topic, payload, key)
             except BufferError:
-                on_full()
-                produce(topic, payload, key)
+                send_when_room(produce, on_full, topic, payload, key)
             sent += 1
         for block in out.late:
             sent += self.emit_block(block, topic, produce, on_full)
@@ -93,6 +91,19 @@ class Encoder:
         for block in blocks:
             self.emit_block(block, "", lambda _t, v, k: sink.append((k, v)), _never)
         return sink
+
+
+def send_when_room(produce: Produce, on_full: Callable[[], None], topic: str, payload: bytes, key: bytes) -> None:
+    """The producer's queue is full: let ``on_full`` serve callbacks (wait), then retry, until the message is in.
+    Backpressure only slows the simulator down; it never fails it (a broker that is away for good shows up as
+    delivery failures, reported by the sink)."""
+    while True:
+        on_full()
+        try:
+            produce(topic, payload, key)
+            return
+        except BufferError:
+            continue
 
 
 def _num(value: float) -> bytes:

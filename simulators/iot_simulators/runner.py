@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
 from iot_simulators.config import Plan
-from iot_simulators.encoding import Encoder, Produce
+from iot_simulators.encoding import Encoder, Produce, site_id
 from iot_simulators.engine import Simulation
 
 log = logging.getLogger("iot_simulators")
@@ -31,6 +31,20 @@ class Sink(Protocol):
     @property
     def broken(self) -> bool: ...
     def error_text(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class SiteGroup:
+    """The sites of one time zone: their simulation (vectorised over them) and their encoder."""
+
+    sim: Simulation
+    encoder: Encoder
+
+
+def site_groups(plan: Plan, seed: int) -> list[SiteGroup]:
+    """One simulation per zone of the plan; all step through the same UTC grid, so they are sent step by step."""
+    return [SiteGroup(Simulation(g.timeline, g.site_numbers, seed, plan.late_rules),
+                      Encoder([site_id(n) for n in g.site_numbers])) for g in plan.groups()]
 
 
 @dataclass
@@ -55,8 +69,9 @@ class Result:
         return self.produced - self.unacknowledged - self.failed
 
 
-def run(plan: Plan, sim: Simulation, encoder: Encoder, sink: Sink, stop: threading.Event, *,
+def run(plan: Plan, groups: Sequence[SiteGroup], sink: Sink, stop: threading.Event, *,
         progress_s: float, flush_timeout_s: float, clock: Callable[[], float] = time.monotonic) -> Result:
+    """Send every group's step k before any group's step k + 1 (the groups share the UTC step grid)."""
     res = Result()
     topic = plan.topic
     produce, on_full = sink.produce, sink.on_full
@@ -64,15 +79,16 @@ def run(plan: Plan, sim: Simulation, encoder: Encoder, sink: Sink, stop: threadi
     next_progress = t0 + progress_s
     last_t, last_sent = t0, 0
     sim_now = plan.timeline.start_s
-    sites = sim.sites
-    for out in sim.run(plan.stop):
+    for outs in zip(*(g.sim.run(plan.stop) for g in groups), strict=True):
+        out = outs[0]
         if plan.step_seconds:
             stop.wait(max(0.0, t0 + out.step * plan.step_seconds - clock()))
         if stop.is_set():
             res.stopped_by_signal = True
             break
-        res.produced += encoder.emit_step(out, topic, produce, on_full)
-        res.late += len(out.late) * sites
+        for group, group_out in zip(groups, outs, strict=True):
+            res.produced += group.encoder.emit_step(group_out, topic, produce, on_full)
+            res.late += len(group_out.late) * group.sim.sites
         res.steps += 1
         sim_now = out.instant_s
         sink.poll()
@@ -89,13 +105,16 @@ def run(plan: Plan, sim: Simulation, encoder: Encoder, sink: Sink, stop: threadi
             next_progress = now + progress_s
     else:
         # planned end: readings still withheld for later delivery are sent now, so every reading is sent once
-        pending = sim.drain()
-        for block in pending:
-            res.produced += encoder.emit_block(block, topic, produce, on_full)
-        res.late += len(pending) * sites
-        if pending:
-            log.info("end of run: delivered %d withheld W1 step(s) early", len(pending))
-    res.withheld_unsent = len(sim.withheld) * sites
+        early = 0
+        for group in groups:
+            pending = group.sim.drain()
+            for block in pending:
+                res.produced += group.encoder.emit_block(block, topic, produce, on_full)
+            res.late += len(pending) * group.sim.sites
+            early = max(early, len(pending))
+        if early:
+            log.info("end of run: delivered %d withheld W1 step(s) early", early)
+    res.withheld_unsent = sum(len(g.sim.withheld) * g.sim.sites for g in groups)
     res.unacknowledged = sink.flush(flush_timeout_s)
     res.failed = sink.failed
     if sink.broken:  # (again) after the flush: it may have failed more

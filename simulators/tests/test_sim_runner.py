@@ -11,7 +11,7 @@ from iot_simulators.config import Plan
 from iot_simulators.encoding import Encoder, Produce, site_id
 from iot_simulators.engine import Simulation
 from iot_simulators.late import parse_rules
-from iot_simulators.runner import run
+from iot_simulators.runner import SiteGroup, run
 from iot_simulators.timeline import Timeline
 
 TZ = ZoneInfo("Europe/Athens")
@@ -75,26 +75,26 @@ class FakeTime:
         return Ev()
 
 
-def setup(steps: int | None, step_seconds: float) -> tuple[Plan, Simulation, Encoder]:
+def setup(steps: int | None, step_seconds: float) -> tuple[Plan, list[SiteGroup]]:
     timeline = Timeline(datetime(2020, 1, 1, tzinfo=TZ), TZ)
     p = Plan(timeline, [1, 2], steps, step_seconds, parse_rules(("20:2d",)), "t.readings")
     sim = Simulation(timeline, p.site_numbers, 1, p.late_rules)
-    return p, sim, Encoder([site_id(n) for n in p.site_numbers])
+    return p, [SiteGroup(sim, Encoder([site_id(n) for n in p.site_numbers]))]
 
 
 def test_steps_are_paced_by_the_wall_clock() -> None:
-    p, sim, enc = setup(10, 0.5)
+    p, groups = setup(10, 0.5)
     sink, ft = FakeSink(), FakeTime()
-    res = run(p, sim, enc, sink, ft.event(), progress_s=1, flush_timeout_s=1, clock=ft.clock)
+    res = run(p, groups, sink, ft.event(), progress_s=1, flush_timeout_s=1, clock=ft.clock)
     assert res.ok and res.steps == 10 and sink.flushed
     assert ft.waited == [0.0] + [0.5] * 9  # step k is sent at start + k * 0.5 s
     assert all(topic == "t.readings" for topic, _, _ in sink.messages)
 
 
 def test_planned_end_sends_the_withheld_readings() -> None:
-    p, sim, enc = setup(300, 0.0)
+    p, groups = setup(300, 0.0)
     sink = FakeSink()
-    res = run(p, sim, enc, sink, threading.Event(), progress_s=1, flush_timeout_s=1)
+    res = run(p, groups, sink, threading.Event(), progress_s=1, flush_timeout_s=1)
     assert res.ok and res.withheld_unsent == 0
     w1 = sorted(json.loads(v)["seq"] for _, v, k in sink.messages if k == b"site-00001/W1")
     assert w1 == list(range(299))
@@ -102,9 +102,9 @@ def test_planned_end_sends_the_withheld_readings() -> None:
 
 
 def test_a_stop_signal_ends_the_run_after_flushing() -> None:
-    p, sim, enc = setup(None, 1.0)
+    p, groups = setup(None, 1.0)
     sink, ft = FakeSink(), FakeTime(stop_at_step_wait=250)
-    res = run(p, sim, enc, sink, ft.event(), progress_s=1, flush_timeout_s=1, clock=ft.clock)
+    res = run(p, groups, sink, ft.event(), progress_s=1, flush_timeout_s=1, clock=ft.clock)
     assert res.ok and res.stopped_by_signal and sink.flushed
     assert res.steps == 250
     assert res.withheld_unsent > 0  # readings withheld for later delivery were not sent: the run was cut short
@@ -113,8 +113,37 @@ def test_a_stop_signal_ends_the_run_after_flushing() -> None:
 
 
 def test_a_delivery_failure_stops_the_run_with_an_error() -> None:
-    p, sim, enc = setup(None, 0.0)
+    p, groups = setup(None, 0.0)
     sink = FakeSink(fail_after=1000)
-    res = run(p, sim, enc, sink, threading.Event(), progress_s=1, flush_timeout_s=1)
+    res = run(p, groups, sink, threading.Event(), progress_s=1, flush_timeout_s=1)
     assert not res.ok and "could not be delivered" in (res.error or "")
     assert sink.flushed
+
+
+def test_a_full_queue_makes_the_simulator_wait_never_fail() -> None:
+    """A FAKE producer whose queue is full for several attempts in a row: every message still goes in, once."""
+    p, groups = setup(30, 0.0)
+    accepted: list[bytes] = []
+    attempts = {"n": 0}
+
+    def produce(_topic: str, value: bytes, _key: bytes) -> None:
+        attempts["n"] += 1
+        if attempts["n"] % 7 in (1, 2, 3, 4):  # four refusals in a row, again and again
+            raise BufferError("Local: Queue full")
+        accepted.append(value)
+
+    class FullSink(FakeSink):
+        waits = 0
+
+        @property
+        def produce(self) -> Produce:
+            return produce
+
+        def on_full(self) -> None:
+            FullSink.waits += 1
+
+    sink = FullSink()
+    res = run(p, groups, sink, threading.Event(), progress_s=1, flush_timeout_s=1)
+    assert res.ok and res.produced == len(accepted) > 0
+    assert FullSink.waits >= 4 * (len(accepted) // 3)
+    assert len({json.dumps(json.loads(v), sort_keys=True) for v in accepted}) == len(accepted)

@@ -274,7 +274,7 @@ def _seed() -> int:
 
 
 SEED = _seed()
-EXAMPLES = 12  # batches; each is one Flink query
+EXAMPLES = int(os.environ.get("IOTPIPE_HYPOTHESIS_EXAMPLES", "8"))  # batches; each is one Flink query
 
 
 def test_property_java_fast_path_and_reference_decoder_agree(probe: Probe, capsys: pytest.CaptureFixture[str]) -> None:
