@@ -11,7 +11,7 @@ SERVICE_MARKERS := kafka or hbase or flink or kube or helm or browser or e2e
 MYPY_DIRS = $(wildcard libs/iotcommon/iotcommon stack/iotpipe_stack simulators/iot_simulators \
 	services/stream_job/stream_job services/hbase_sync/hbase_sync services/ws_bridge/ws_bridge operator/iot_operator)
 
-.PHONY: help setup run up stop down status logs test test-unit lint bench clean-state kube-tools helm charts chart-crds browser
+.PHONY: help setup run up stop down status logs test test-unit lint bench clean-state kube-tools helm charts chart-crds browser images image-tools
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -68,6 +68,14 @@ lint: $(SETUP_STAMP) ## ruff + mypy (strict)
 
 bench: setup ## run every bench/bench_*.py (each prints figures and ends with one JSON line)
 	@set -e; for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
+
+images: setup image-tools ## build every image with podman (local base stand-ins, cached); loads them into containerd at CONTAINERD_ADDRESS
+	nice -n 10 $(BIN)/python -m iotpipe_stack.images $(ARGS)
+
+image-tools: ## podman + runc + debootstrap (Debian's packages, installed with apt-get when missing)
+	@command -v podman >/dev/null && command -v runc >/dev/null && command -v debootstrap >/dev/null || { \
+	  SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); $$SUDO apt-get -o DPkg::Lock::Timeout=300 update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get -o DPkg::Lock::Timeout=300 install -y -qq podman runc debootstrap >/dev/null; }
 
 kube-tools: ## build kube-apiserver, kubectl, etcd from the Go module proxy into IOTPIPE_CACHE/bin (cached per version)
 	bash stack/kube/build.sh

@@ -1,0 +1,481 @@
+"""`make images`: build every image with podman from local base stand-ins, then load them into the cluster's containerd.
+
+    python -m iotpipe_stack.images [--only operator,kafka] [--no-load] [--force] [--list]
+
+Steps (each prints a timed progress line):
+1. a Debian bookworm rootfs (debootstrap, minbase), cached as a tarball in $IOTPIPE_CACHE/images and imported with
+   `podman import` as localhost/iotpipe-base/debian:bookworm;
+2. the base stand-ins images/base/<name>/Containerfile (python 3.11, JRE 17, Maven + JDK 17, node, Flink 2.2.1 laid out
+   from the apache-flink wheel in .venv-flink);
+3. the project images (their Dockerfiles, repository root as context, `--build-arg <X>_IMAGE=<stand-in>`), tagged
+   localhost/iotpipe/<name>:<tag> (tag: the charts' appVersion);
+4. when a containerd socket is given (CONTAINERD_ADDRESS) and exists: `podman save` + `ctr -n k8s.io images import`.
+
+An image whose inputs (Dockerfile, the files it copies, build arguments, base image id) did not change since it was
+built is skipped: its inputs digest is stored in the image label io.iotpipe.inputs. podman runs with runc and explicit
+ulimits (crun fails on this cgroups-v1 hybrid host; the default rlimits exceed the VM's hard limits).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import os
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from iotcommon.config import load, setting
+from iotcommon.errors import ConfigError, StackError
+from iotpipe_stack import image_specs as specs
+from iotpipe_stack.settings import REPO_ROOT
+
+
+@dataclass(frozen=True)
+class ImagesConfig:
+    cache: str = setting("~/.cache/iotpipe", "cache dir (the Debian rootfs tarball goes to <cache>/images)",
+                         env="IOTPIPE_CACHE")  # fmt: skip
+    only: tuple[str, ...] = setting((), "build only these project images (comma-separated; their bases too)",
+                                    env="IOTPIPE_IMAGES_ONLY")  # fmt: skip
+    tag: str = setting("", "tag of the project images (empty: the charts' appVersion)", env="IOTPIPE_IMAGE_TAG")
+    force: bool = setting(False, "rebuild even when the inputs did not change", env="IOTPIPE_IMAGES_FORCE")
+    load: bool = setting(True, "load the images into containerd when CONTAINERD_ADDRESS is set",
+                         env="IOTPIPE_IMAGES_LOAD")  # fmt: skip
+    containerd_address: str = setting("", "containerd socket to load the images into (empty: do not load)",
+                                      env="CONTAINERD_ADDRESS")  # fmt: skip
+    containerd_namespace: str = setting("k8s.io", "containerd namespace the kubelet uses",
+                                        env="CONTAINERD_NAMESPACE")  # fmt: skip
+    debian_mirror: str = setting("http://deb.debian.org/debian", "Debian mirror for debootstrap",
+                                 env="IOTPIPE_DEBIAN_MIRROR")  # fmt: skip
+    flink_venv: str = setting("", "PyFlink venv whose apache-flink wheel gives /opt/flink (empty: <repo>/.venv-flink)",
+                              env="IOTPIPE_FLINK_VENV")  # fmt: skip
+    ca_dir: str = setting("/usr/local/share/ca-certificates", "extra trust anchors (*.crt) copied into the stand-ins",
+                          env="IOTPIPE_IMAGES_CA_DIR")  # fmt: skip
+    list: bool = setting(False, "print the images and their references, build nothing", env="IOTPIPE_IMAGES_LIST")
+
+
+_T0 = time.monotonic()
+
+
+def progress(msg: str) -> None:
+    print(f"[images {time.strftime('%H:%M:%S')} +{time.monotonic() - _T0:6.1f}s] {msg}", flush=True)
+
+
+def chart_app_version() -> str:
+    text = (REPO_ROOT / "charts" / "iotpipe-operator" / "Chart.yaml").read_text(encoding="utf-8")
+    m = re.search(r'^appVersion:\s*"?([^"\s]+)"?', text, flags=re.MULTILINE)
+    if not m:
+        raise StackError("charts/iotpipe-operator/Chart.yaml has no appVersion")
+    return m.group(1)
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _run(cmd: Sequence[str], what: str, *, quiet: bool = True, cwd: Path | None = None) -> str:
+    """Run a command; on failure raise StackError with the tail of its output."""
+    proc = subprocess.run(list(cmd), capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL, cwd=cwd)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
+        raise StackError(f"{what} failed (exit {proc.returncode}): {' '.join(cmd[:4])} ...\n{tail}")
+    if not quiet:
+        print(proc.stdout, end="")
+    return proc.stdout
+
+
+# ----------------------------------------------------------------------------------------------------------- podman
+
+
+def podman_ulimits() -> list[str]:
+    """Explicit --ulimit flags within this host's hard limits (podman's defaults exceed them in this VM).
+
+    nproc stays at 32768 at most: on this VM runc is refused a higher RLIMIT_NPROC even below the shell's hard limit.
+    """
+    flags = []
+    for name, res, ceiling in (("nofile", resource.RLIMIT_NOFILE, 1048576), ("nproc", resource.RLIMIT_NPROC, 32768)):
+        hard = resource.getrlimit(res)[1]
+        value = ceiling if hard == resource.RLIM_INFINITY else min(hard, ceiling)
+        flags += ["--ulimit", f"{name}={value}:{value}"]
+    return flags
+
+
+class Podman:
+    """The podman commands used here, always with runc (crun fails on cgroups v1 hybrid) and explicit ulimits."""
+
+    def __init__(self) -> None:
+        exe = shutil.which("podman")
+        if exe is None:
+            raise StackError("podman is not installed: `apt-get install -y podman runc` (the Makefile does it)")
+        if shutil.which("runc") is None:
+            raise StackError("runc is not installed: `apt-get install -y runc` (crun does not work on this host)")
+        self.exe = exe
+
+    def cmd(self, *args: str) -> list[str]:
+        return [self.exe, "--runtime", "runc", *args]
+
+    def image_id(self, ref: str) -> str | None:
+        proc = subprocess.run(self.cmd("image", "inspect", "--format", "{{.Id}}", ref),
+                              capture_output=True, text=True, check=False)  # fmt: skip
+        return proc.stdout.strip() or None if proc.returncode == 0 else None
+
+    def label(self, ref: str, key: str) -> str | None:
+        fmt = "{{ index .Config.Labels \"" + key + "\" }}"
+        proc = subprocess.run(self.cmd("image", "inspect", "--format", fmt, ref),
+                              capture_output=True, text=True, check=False)  # fmt: skip
+        value = proc.stdout.strip()
+        return value if proc.returncode == 0 and value and value != "<no value>" else None
+
+    def size(self, ref: str) -> int:
+        out = _run(self.cmd("image", "inspect", "--format", "{{.Size}}", ref), f"inspecting {ref}")
+        return int(out.strip() or 0)
+
+    def build(self, ref: str, containerfile: Path, context: Path, build_args: Mapping[str, str], digest: str,
+              log: Path) -> None:  # fmt: skip
+        cmd = self.cmd(
+            "build", "--runtime", "runc", *podman_ulimits(), "--pull=never", "--layers",
+            "-f", str(containerfile), "-t", ref, "--label", f"{specs.INPUTS_LABEL}={digest}",
+            *[f"--build-arg={k}={v}" for k, v in sorted(build_args.items())], str(context),
+        )  # fmt: skip
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "w", encoding="utf-8") as out:
+            out.write(" ".join(cmd) + "\n")
+            out.flush()
+            proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=False)
+        if proc.returncode != 0:
+            tail = "\n".join(log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-30:])
+            raise StackError(f"podman build of {ref} failed (exit {proc.returncode}); full log {log}\n{tail}")
+
+    def import_tarball(self, tarball: Path, ref: str, digest: str) -> None:
+        changes = ["ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "ENV LANG=C.UTF-8",
+                   'CMD ["bash"]', f"LABEL {specs.INPUTS_LABEL}={digest}"]  # fmt: skip
+        args = [a for c in changes for a in ("--change", c)]
+        _run(self.cmd("import", *args, str(tarball), ref), f"podman import of {tarball}")
+
+
+# ------------------------------------------------------------------------------------------------- Debian rootfs
+
+
+def debian_rootfs(cache: Path, mirror: str) -> Path:
+    """The cached Debian bookworm minbase rootfs tarball (debootstrap on first use)."""
+    tarball = cache / "images" / f"debian-{specs.DEBIAN_SUITE}-minbase.tar"
+    if tarball.exists():
+        return tarball
+    with file_lock(cache / "images" / ".debootstrap.lock"):
+        if tarball.exists():
+            return tarball
+        if shutil.which("debootstrap") is None:
+            raise StackError("debootstrap is not installed: `apt-get install -y debootstrap` (the Makefile does it)")
+        progress(f"debootstrap {specs.DEBIAN_SUITE} (minbase) from {mirror} -> {tarball} (first run only)")
+        with tempfile.TemporaryDirectory(prefix="rootfs-", dir=tarball.parent) as tmp:
+            root = Path(tmp) / "rootfs"
+            _run(["debootstrap", "--variant=minbase", specs.DEBIAN_SUITE, str(root), mirror], "debootstrap")
+            security = mirror.rstrip("/").rsplit("/", 1)[0] + "/debian-security"
+            (root / "etc" / "apt" / "sources.list").write_text(
+                f"deb {mirror} {specs.DEBIAN_SUITE} main\n"
+                f"deb {mirror} {specs.DEBIAN_SUITE}-updates main\n"
+                f"deb {security} {specs.DEBIAN_SUITE}-security main\n",
+                encoding="utf-8",
+            )
+            for leftovers in (root / "var" / "cache" / "apt" / "archives", root / "var" / "lib" / "apt" / "lists"):
+                for f in leftovers.glob("*"):
+                    if f.is_file():
+                        f.unlink()
+            partial = tarball.with_suffix(".partial")
+            _run(["tar", "-C", str(root), "--numeric-owner", "-cf", str(partial), "."], "tar of the rootfs")
+            partial.rename(tarball)
+    return tarball
+
+
+# ----------------------------------------------------------------------------------------------------- inputs
+
+
+def site_certificates(ca_dir: Path) -> list[Path]:
+    """The host's extra trust anchors (*.crt), which the stand-ins need to reach PyPI/Maven/npm through its proxy."""
+    return sorted(p for p in ca_dir.glob("*.crt") if p.is_file()) if ca_dir.is_dir() else []
+
+
+def context_files(sources: Sequence[str]) -> list[Path]:
+    """Every file under the given build-context paths (globs allowed), minus caches and tests."""
+    files: list[Path] = []
+    for src in sources:
+        for match in sorted(REPO_ROOT.glob(src.rstrip("/"))):
+            candidates = [match] if match.is_file() else sorted(p for p in match.rglob("*") if p.is_file())
+            files += [f for f in candidates if not specs.ignored_by_default(str(f.relative_to(REPO_ROOT)))]
+    return files
+
+
+def flink_distribution(flink_venv: Path) -> Path:
+    """pyflink/ inside the PyFlink venv: bin, lib, opt, conf, plugins, log, licenses of the Flink distribution."""
+    found = sorted(flink_venv.glob("lib/python3*/site-packages/pyflink"))
+    if not found or not (found[0] / "lib").is_dir():
+        raise StackError(f"no PyFlink distribution in {flink_venv} (run `make setup`)")
+    return found[0]
+
+
+def stage_flink_context(dist: Path, work: Path) -> Path:
+    """A build context for images/base/flink: the distribution as flink/ (hard links when possible) + entrypoint."""
+    ctx = work / "flink-context"
+    if ctx.exists():
+        shutil.rmtree(ctx)
+    (ctx / "flink").mkdir(parents=True)
+    for part in ("bin", "lib", "opt", "conf", "plugins", "log", "licenses"):
+        src = dist / part
+        if src.is_dir():
+            try:
+                shutil.copytree(src, ctx / "flink" / part, copy_function=os.link)
+            except OSError:
+                shutil.rmtree(ctx / "flink" / part, ignore_errors=True)
+                shutil.copytree(src, ctx / "flink" / part)
+    (ctx / "flink" / "log").mkdir(exist_ok=True)
+    base_dir = REPO_ROOT / "images" / "base" / "flink"
+    for f in base_dir.iterdir():
+        if f.is_file() and f.name != "Containerfile":
+            shutil.copy2(f, ctx / f.name)
+    return ctx
+
+
+def flink_fingerprint(dist: Path) -> bytes:
+    """The distribution's file list with sizes (hashing 300 MB of jars on every run is not needed)."""
+    lines = [f"{p.relative_to(dist)} {p.stat().st_size}" for p in sorted(dist.rglob("*"))
+             if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"]  # fmt: skip
+    return "\n".join(lines).encode()
+
+
+# ------------------------------------------------------------------------------------------------------ builder
+
+
+@dataclass
+class Built:
+    name: str
+    ref: str
+    seconds: float
+    size: int
+    skipped: bool
+
+
+class Builder:
+    def __init__(self, cfg: ImagesConfig, podman: Podman) -> None:
+        self.cfg = cfg
+        self.podman = podman
+        self.cache = Path(cfg.cache).expanduser()
+        self.work = self.cache / "images"
+        self.logs = self.work / "logs"
+        self.tag = cfg.tag or chart_app_version()
+        self.results: list[Built] = []
+        self.base_refs: dict[str, str] = {"debian": specs.DEBIAN_REF, **{b.name: b.ref for b in specs.BASES}}
+
+    def _fresh(self, ref: str, digest: str) -> bool:
+        return not self.cfg.force and self.podman.label(ref, specs.INPUTS_LABEL) == digest
+
+    def _record(self, name: str, ref: str, started: float, skipped: bool) -> None:
+        secs = time.monotonic() - started
+        size = self.podman.size(ref)
+        self.results.append(Built(name, ref, secs, size, skipped))
+        state = "unchanged, kept" if skipped else f"built in {secs:.1f}s"
+        progress(f"{ref}: {state} ({specs.human_size(size)})")
+
+    def debian(self) -> None:
+        """The debootstrap rootfs (imported), then the root stand-in: rootfs + this site's trust anchors."""
+        started = time.monotonic()
+        tarball = debian_rootfs(self.cache, self.cfg.debian_mirror)
+        st = tarball.stat()
+        digest = specs.inputs_digest([("rootfs", f"{tarball.name} {st.st_size} {st.st_mtime_ns}".encode())])
+        if not self._fresh(specs.ROOTFS_REF, digest):
+            progress(f"{specs.ROOTFS_REF}: podman import {tarball}")
+            self.podman.import_tarball(tarball, specs.ROOTFS_REF, digest)
+        started = time.monotonic()
+        containerfile = REPO_ROOT / specs.DEBIAN_CONTAINERFILE
+        certs = site_certificates(Path(self.cfg.ca_dir))
+        own = sorted(f for f in containerfile.parent.iterdir() if f.is_file())
+        parts = [("parent", (self.podman.image_id(specs.ROOTFS_REF) or "").encode()),
+                 *[(f.name, f.read_bytes()) for f in own],
+                 *[(f"cert:{c.name}", c.read_bytes()) for c in certs]]  # fmt: skip
+        digest = specs.inputs_digest(parts)
+        if self._fresh(specs.DEBIAN_REF, digest):
+            self._record("debian", specs.DEBIAN_REF, started, True)
+            return
+        progress(f"{specs.DEBIAN_REF}: building (rootfs + {len(certs)} site CA certificate(s) from {self.cfg.ca_dir})")
+        with tempfile.TemporaryDirectory(prefix="debian-context-", dir=self.work) as tmp:
+            (Path(tmp) / "certs").mkdir()
+            for f in own:
+                shutil.copy2(f, Path(tmp) / f.name)
+            for c in certs:
+                shutil.copy2(c, Path(tmp) / "certs" / c.name)
+            self.podman.build(specs.DEBIAN_REF, containerfile, Path(tmp), {"ROOTFS_IMAGE": specs.ROOTFS_REF}, digest,
+                              self.logs / "base-debian.log")  # fmt: skip
+        self._record("debian", specs.DEBIAN_REF, started, False)
+
+    def base(self, name: str) -> None:
+        base = specs.BASES_BY_NAME[name]
+        started = time.monotonic()
+        containerfile = REPO_ROOT / base.containerfile
+        parent_id = self.podman.image_id(self.base_refs[base.parent]) or ""
+        context = containerfile.parent
+        parts = [("parent", parent_id.encode())]
+        parts += [(f.name, f.read_bytes()) for f in sorted(context.iterdir()) if f.is_file()]
+        if name == "flink":
+            venv = Path(self.cfg.flink_venv).expanduser() if self.cfg.flink_venv else REPO_ROOT / ".venv-flink"
+            dist = flink_distribution(venv)
+            parts += [("flink-dist", flink_fingerprint(dist))]
+        digest = specs.inputs_digest(parts)
+        if self._fresh(base.ref, digest):
+            self._record(name, base.ref, started, True)
+            return
+        progress(f"{base.ref}: building (stand-in for {base.replaces})")
+        if name == "flink":
+            context = stage_flink_context(dist, self.work)
+        try:
+            self.podman.build(base.ref, containerfile, context, {base.parent_arg: self.base_refs[base.parent]},
+                              digest, self.logs / f"base-{name}.log")  # fmt: skip
+        finally:
+            if name == "flink":
+                shutil.rmtree(context, ignore_errors=True)
+        self._record(name, base.ref, started, False)
+
+    def project(self, image: specs.ProjectImage) -> None:
+        started = time.monotonic()
+        ref = image.ref(self.tag)
+        dockerfile = REPO_ROOT / image.dockerfile
+        text = dockerfile.read_text(encoding="utf-8")
+        args = specs.build_args(text, self.base_refs)
+        parts = [("Dockerfile", text.encode()), ("dockerignore", (REPO_ROOT / ".dockerignore").read_bytes())]
+        parts += [(f"arg:{k}", f"{v}@{self.podman.image_id(v) or ''}".encode()) for k, v in args.items()]
+        parts += [(str(f.relative_to(REPO_ROOT)), f.read_bytes()) for f in context_files(specs.copy_sources(text))]
+        digest = specs.inputs_digest(parts)
+        if self._fresh(ref, digest):
+            self._record(image.name, ref, started, True)
+            return
+        progress(f"{ref}: building {image.dockerfile}")
+        self.podman.build(ref, dockerfile, REPO_ROOT, args, digest, self.logs / f"{image.name}.log")
+        self._record(image.name, ref, started, False)
+
+    def run(self, images: Sequence[specs.ProjectImage]) -> None:
+        texts = [(REPO_ROOT / p.dockerfile).read_text(encoding="utf-8") for p in images]
+        self.debian()
+        for name in specs.needed_bases(texts):
+            self.base(name)
+        for image in images:
+            self.project(image)
+
+
+# ------------------------------------------------------------------------------------------------- containerd
+
+
+def load_into_containerd(podman: Podman, refs: Sequence[str], address: str, namespace: str, work: Path) -> None:
+    """podman save each image and import it with ctr into the node's containerd (skipped when already there)."""
+    ctr = shutil.which("ctr")
+    if ctr is None:
+        raise StackError("ctr (from Debian's containerd package) is not installed; it is needed to load images")
+    base = [ctr, "--address", address, "--namespace", namespace]
+    present = set(_run([*base, "images", "list", "--quiet"], "ctr images list").split())
+    stamps = work / "loaded" / re.sub(r"[^A-Za-z0-9]+", "_", address.strip("/"))
+    stamps.mkdir(parents=True, exist_ok=True)
+    for ref in refs:
+        started = time.monotonic()
+        image_id = podman.image_id(ref) or ""
+        stamp = stamps / re.sub(r"[^A-Za-z0-9.-]+", "_", ref)
+        if ref in present and stamp.exists() and stamp.read_text(encoding="utf-8") == image_id:
+            progress(f"{ref}: already in containerd ({address})")
+            continue
+        with tempfile.TemporaryDirectory(prefix="save-", dir=work) as tmp:
+            archive = Path(tmp) / "image.tar"
+            _run(podman.cmd("save", "--format", "docker-archive", "-o", str(archive), ref), f"podman save {ref}")
+            _run([*base, "images", "import", str(archive)], f"ctr import {ref}")
+        stamp.write_text(image_id, encoding="utf-8")
+        secs = time.monotonic() - started
+        progress(f"{ref}: loaded into containerd ({address}, namespace {namespace}) in {secs:.1f}s")
+
+
+# ------------------------------------------------------------------------------------------------------ API
+
+
+def ensure_images(names: Sequence[str] = (), containerd_address: str | Path | None = None,
+                  namespace: str = "k8s.io", environ: Mapping[str, str] | None = None) -> dict[str, str]:  # fmt: skip
+    """Build the named project images (all when none; unchanged ones are kept) and, when a containerd socket is
+    given, load them into it. Returns image name -> reference (localhost/iotpipe/<name>:<tag>). For test fixtures:
+    `make test` builds the images before pytest, so this is normally a cache check plus the load."""
+    env = dict(os.environ if environ is None else environ)
+    cfg = load(ImagesConfig, [], env)
+    cfg = dataclasses.replace(cfg, only=tuple(names), list=False)
+    images = specs.select(cfg.only)
+    podman = Podman()
+    builder = Builder(cfg, podman)
+    builder.run(images)
+    refs = {p.name: p.ref(builder.tag) for p in images}
+    if containerd_address:
+        load_into_containerd(podman, list(refs.values()), str(containerd_address), namespace, builder.work)
+    return refs
+
+
+# ------------------------------------------------------------------------------------------------------ main
+
+
+def summary(results: Sequence[Built]) -> str:
+    lines = [f"  {r.ref:<48} {specs.human_size(r.size):>8}  {'kept' if r.skipped else f'{r.seconds:6.1f}s'}"
+             for r in results]  # fmt: skip
+    total = sum(r.seconds for r in results)
+    return "\n".join([*lines, f"  total {total:.1f}s"])
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    env = dict(os.environ if environ is None else environ)
+    try:
+        cfg = load(ImagesConfig, sys.argv[1:] if argv is None else argv, env,
+                   prog="python -m iotpipe_stack.images", description=__doc__)  # fmt: skip
+        images = specs.select(cfg.only)
+    except (ConfigError, ValueError) as exc:
+        print(f"images: {exc}", file=sys.stderr)
+        return 2
+    if cfg.list:
+        tag = cfg.tag or chart_app_version()
+        for b in specs.BASES:
+            print(f"{b.ref}\tbase\tstand-in for {b.replaces}\t{b.containerfile}")
+        for p in images:
+            print(f"{p.ref(tag)}\timage\t{p.dockerfile}")
+        return 0
+
+    def _stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        podman = Podman()
+        builder = Builder(cfg, podman)
+        progress(f"building {len(images)} image(s) with podman + runc: {', '.join(p.name for p in images)}")
+        builder.run(images)
+        progress("done:\n" + summary(builder.results))
+        refs = [p.ref(builder.tag) for p in images]
+        if cfg.load and cfg.containerd_address:
+            if not Path(cfg.containerd_address).exists():
+                raise StackError(f"CONTAINERD_ADDRESS {cfg.containerd_address} does not exist (is the cluster up?)")
+            load_into_containerd(podman, refs, cfg.containerd_address, cfg.containerd_namespace, builder.work)
+        else:
+            progress("not loading into containerd (CONTAINERD_ADDRESS not set); the images stay in podman")
+    except StackError as exc:
+        print(f"images: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("images: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
