@@ -50,7 +50,7 @@ logs: ## last log lines of every component (C=kafka for one)
 	@$(BIN)/iotpipe local logs $(C)
 
 # pytest exit 5 = "no tests collected": that must fail, not pass silently
-test: setup browser kube-tools ## every test, including the real services (Kafka, HBase, Flink, ...) and the browser
+test: setup browser kube-tools cluster-tools ## every test, including the real services (Kafka, HBase, Flink, ...) and the browser
 	@set +e; $(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 

@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -442,6 +443,10 @@ class Cluster:
                 continue
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m iotpipe_stack.cluster", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -449,6 +454,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--home", help="cluster state directory (default: $IOTPIPE_CLUSTER_HOME, else "
                                        "$IOTPIPE_HOME/cluster, IOTPIPE_HOME defaulting to ./.iotpipe)")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)  # a stopped `up` cleans up what it started (see Cluster.start)
     home = Path(args.home).resolve() if args.home else default_home()
     timeout = float(os.environ.get("IOTPIPE_CLUSTER_TIMEOUT", "300"))
     cluster = Cluster(home, timeout=timeout)

@@ -204,6 +204,7 @@ def kubelet_config(plan: AddressPlan, paths: NodePaths) -> str:
         "clusterDNS": [DNS_SERVICE_IP],
         "clusterDomain": CLUSTER_DOMAIN,
         "resolvConf": str(paths.resolv_conf),
+        "podLogsDir": str(paths.home / "pod-logs"),
         "evictionHard": {"memory.available": "1Mi", "nodefs.available": "1%", "imagefs.available": "1%"},
         "imageGCHighThresholdPercent": 100,
         "imageGCLowThresholdPercent": 99,
