@@ -262,3 +262,21 @@ def test_the_openapi_document_describes_real_answers(msg, make_client, fake_hist
             openapi_check(document, method, path, response)
     rows = client.get("/api/v1/raw", params={"site": "site1"}, headers=BEARER).json()
     assert rows[0]["value"] == 20.5 and rows[0]["unit"] == "C"
+
+
+def test_an_oversized_request_line_is_refused_by_the_http_layer(fake_history, fake_live, serve_app) -> None:
+    """Under the production server settings (real uvicorn): a query string past the request-head bound is a 400."""
+    import socket
+
+    import httpx
+
+    from ws_bridge.app import create_app
+    from ws_bridge.server import MAX_REQUEST_HEAD_BYTES
+
+    config = BridgeConfig(port=0, heartbeat_s=3600.0)
+    port = serve_app(create_app(config, history=fake_history, live=fake_live), config)
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as raw:  # httpx refuses such URLs itself
+        raw.sendall(b"GET /api/v1/raw?site=s&sensor=" + b"x" * MAX_REQUEST_HEAD_BYTES + b" HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert raw.makefile("rb").readline().startswith(b"HTTP/1.1 400 ")
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+        assert http.get("/api/v1/raw", params={"site": "site1"}).status_code == 200  # and it still serves
