@@ -1,8 +1,9 @@
 """End to end: the whole local pipeline runs (`iotpipe run`, on free ports in a temporary home) and headless
 Chromium (Debian's package) opens the bridge's built-in dashboard and sees its values update live.
 
-The browser is driven over the DevTools protocol (websocket-client): the test reads what the page shows (simulated
-time, records received, table rows, drawn chart paths) and saves a screenshot to tests/artifacts/dashboard.png.
+The browser is driven over the DevTools protocol (tests/browser_kit.py): the test reads what the page shows (simulated
+time, records received, table rows, points in the uPlot charts), waits for the first daily aggregate to reach the
+page and checks it against the bridge's HTTP API (HBase), and saves a screenshot to tests/artifacts/dashboard.png.
 
 When the pipeline registry has no stream job (it is built in parallel), the stream job's output topics are fed by
 `python -m ws_bridge.demo_feed` instead, so the rest of the pipeline (sync worker -> HBase, bridge, page) is still
@@ -11,12 +12,9 @@ exercised end to end; the test prints which source it used.
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -27,10 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import websocket  # websocket-client: a plain synchronous DevTools connection
 
 from iotpipe_stack import pipeline
 from iotpipe_stack.ports import free_ports
+
+sys.path.insert(0, str(Path(__file__).parent))
+from browser_kit import DevTools, chromium
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.slow]
 
@@ -38,41 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "tests" / "artifacts"
 START_TIMEOUT = 900.0
 LIVE_TIMEOUT = 300.0
-AGGREGATES_WAIT = 150.0
-
-
-def chromium_binary() -> str:
-    for name in ("chromium", "chromium-browser"):
-        found = shutil.which(name)
-        if found:
-            return found
-    pytest.fail("headless Chromium is not installed: run `make browser` (apt-get install chromium)", pytrace=False)
-
-
-class DevTools:
-    """Minimal Chrome DevTools protocol client over one page target."""
-
-    def __init__(self, ws_url: str) -> None:
-        self.ws = websocket.create_connection(ws_url, timeout=60, suppress_origin=True)
-        self.next_id = 0
-
-    def call(self, method: str, **params: Any) -> dict[str, Any]:
-        self.next_id += 1
-        self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
-        while True:
-            reply = json.loads(self.ws.recv())
-            if reply.get("id") == self.next_id:
-                if "error" in reply:
-                    raise AssertionError(f"{method}: {reply['error']}")
-                result: dict[str, Any] = reply.get("result", {})
-                return result
-
-    def evaluate(self, expression: str) -> Any:
-        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
-        return result.get("result", {}).get("value")
-
-    def close(self) -> None:
-        self.ws.close()
+AGGREGATES_WAIT = 900.0  # the first simulated day must close (allowed lateness, watermarks) on a busy machine
 
 
 def stop(proc: subprocess.Popen[Any] | None, timeout: float = 120) -> None:
@@ -126,40 +92,8 @@ def running_pipeline(tmp_path: Path) -> Iterator[dict[str, Any]]:
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[DevTools]:
-    profile = tmp_path / "chromium-profile"
-    proc = subprocess.Popen(
-        [chromium_binary(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage", f"--user-data-dir={profile}",
-         "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0", "--window-size=1600,1700",
-         "--hide-scrollbars",
-         "about:blank"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
-    try:
-        assert proc.stderr is not None
-        port = None
-        deadline = time.monotonic() + 60
-        while port is None and time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            match = re.search(r"DevTools listening on ws://127\.0\.0\.1:(\d+)/", line)
-            if match:
-                port = int(match.group(1))
-            elif not line and proc.poll() is not None:
-                break
-        if port is None:
-            pytest.fail("Chromium did not start its DevTools endpoint", pytrace=False)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as response:
-            pages = [t for t in json.load(response) if t["type"] == "page"]
-        tools = DevTools(pages[0]["webSocketDebuggerUrl"])
-        try:
-            yield tools
-        finally:
-            tools.close()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with chromium(tmp_path / "chromium-profile") as tools:
+        yield tools
 
 
 PAGE_STATE = """(() => { try { return JSON.stringify({
@@ -168,12 +102,15 @@ PAGE_STATE = """(() => { try { return JSON.stringify({
   connection: document.getElementById('conn').textContent,
   site: document.getElementById('site').value,
   hvac1Rows: document.querySelectorAll('#p-hvac1 table tr').length - 1,
-  thPaths: document.querySelectorAll('#p-th svg path').length,
-  miacPaths: document.querySelectorAll('#p-miac svg path').length,
-  aggRows: document.querySelectorAll('#p-aggs table tr').length - 1,
+  thPoints: Charts.points(document.querySelector('#p-th .chart')),
+  miacPoints: Charts.points(document.querySelector('#p-miac .chart')),
+  aggRows: [...document.querySelectorAll('#p-aggs table tr')].slice(1)
+    .map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent)),
 }); } catch (e) { return JSON.stringify({error: String(e)}); } })()"""
-NOT_YET = {"records": 0, "sim": "", "connection": "", "site": "", "hvac1Rows": 0, "thPaths": 0, "miacPaths": 0,
-           "aggRows": 0}
+NOT_YET = {"records": 0, "sim": "", "connection": "", "site": "", "hvac1Rows": 0, "thPoints": 0, "miacPoints": 0,
+           "aggRows": []}
+DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+AGGREGATE_NAME = re.compile(r"AggDay(Diff|Rest|Mov)?\[[A-Za-z0-9]+\]")
 
 
 def page_state(tools: DevTools) -> dict[str, Any]:
@@ -193,25 +130,52 @@ def wait_for(tools: DevTools, what: str, check: Any, timeout: float = LIVE_TIMEO
     return state
 
 
+def daily_aggregates(state: dict[str, Any]) -> list[list[str]]:
+    """Rows of the latest-aggregates table that are daily aggregates: [day, name, "value unit", count, revision]."""
+    return [row for row in state["aggRows"]
+            if len(row) == 5 and DAY.fullmatch(row[0]) and AGGREGATE_NAME.fullmatch(row[1])]
+
+
+def stored_aggregates(url: str, site: str) -> list[dict[str, Any]]:
+    """The site's aggregates as the bridge's HTTP API reads them from HBase."""
+    query = f"{url}api/v1/aggregates?site={site}&last=5"  # url: the bridge's own http:// address, from its log
+    with urllib.request.urlopen(query, timeout=60) as response:  # noqa: S310
+        rows: list[dict[str, Any]] = json.load(response)
+    return rows
+
+
 def test_dashboard_shows_the_pipeline_live(running_pipeline: dict[str, Any], browser: DevTools) -> None:
     browser.call("Page.enable")
     browser.call("Page.navigate", url=running_pipeline["url"])
     first = wait_for(browser, "data (simulated time, HVAC1 rows, TH chart)",
                      lambda s: s["records"] > 0 and s["sim"] not in ("", "\u2013") and s["hvac1Rows"] > 0
-                     and s["thPaths"] > 0)
+                     and s["thPoints"] > 0)
     assert first["connection"] == "live" and first["site"]
     # values update live: simulated time moves on and more records arrive, without reloading the page
     later = wait_for(browser, "a live update", lambda s: s["sim"] != first["sim"] and s["records"] > first["records"])
     assert later["sim"] > first["sim"]
-    # the first daily aggregates appear once the stream job closes a simulated day (allowed lateness and watermarks
-    # decide when): waited for a while so the picture shows them, but not asserted here (the stream job's own tests
-    # cover when aggregates are emitted; the bridge's tests cover pushing them)
-    with contextlib.suppress(AssertionError):
-        wait_for(browser, "aggregates", lambda s: s["aggRows"] > 0, timeout=AGGREGATES_WAIT)
-    time.sleep(2)  # let the last frame render before the picture
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    size = browser.call("Page.getLayoutMetrics")["cssContentSize"]
-    shot = browser.call("Page.captureScreenshot", format="png", captureBeyondViewport=True,
-                        clip={"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1})
-    (ARTIFACTS / "dashboard.png").write_bytes(base64.b64decode(shot["data"]))
-    print(f"screenshot: {ARTIFACTS / 'dashboard.png'}; first {first}; later {page_state(browser)}")
+    # the first daily aggregate reaches the page once the stream job closes a simulated day (a past bug: none did)
+    shown = wait_for(browser, "a daily aggregate", lambda s: bool(daily_aggregates(s)), timeout=AGGREGATES_WAIT)
+    for day, name, value_unit, count, _revision in daily_aggregates(shown):
+        value, _, unit = value_unit.partition(" ")
+        assert re.fullmatch(r"-?[0-9]+\.[0-9]{2}", value) and unit in ("C", "Wh", "l", "count") and int(count) > 0, \
+            f"not a daily aggregate: {day} {name} {value_unit} {count}"
+    # ... and what the page shows is what the pipeline stored (sync worker -> HBase -> the bridge's HTTP API; the
+    # sync worker may store it a moment after the page got it live)
+    deadline = time.monotonic() + LIVE_TIMEOUT
+    while True:
+        state = page_state(browser)
+        on_page = {(row[0], row[1], row[2]) for row in daily_aggregates(state)}
+        stored = {(r["day"], r["name"], f"{r['value']:.2f} {r['unit']}")
+                  for r in stored_aggregates(running_pipeline["url"], state["site"])}
+        if on_page & stored:
+            break
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no aggregate on the page matches HBase: page {sorted(on_page)[:10]}, "
+                                 f"HBase {sorted(stored)[:10]}")
+        time.sleep(2)
+    day, name, value_unit = sorted(on_page & stored)[0]
+    browser.evaluate("new Promise((done) => setTimeout(done, 2000))", await_promise=True)  # the last frame rendered
+    browser.screenshot(ARTIFACTS / "dashboard.png")
+    print(f"screenshot: {ARTIFACTS / 'dashboard.png'}; first {first}; aggregate {day} {name} {value_unit};"
+          f" later {page_state(browser)}")

@@ -1,28 +1,17 @@
-/* Tiny hand-written SVG charts for the built-in dashboard: line/step/stacked-area over time, and grouped bars. */
+/* The dashboard's charts, drawn by uPlot (a small canvas time-series library, installed at setup time into
+   static/vendor/uplot/ by services/ws_bridge/fetch-uplot.sh). One uPlot per panel, created once and then fed with
+   setData, so a live update redraws one canvas instead of rebuilding thousands of SVG nodes.
+   Every chart has a legend with the values under the cursor, zoom (drag across; double-click to reset: a zoomed
+   chart keeps its zoom while live data arrives) and a tooltip. Data never becomes markup: labels are drawn on the
+   canvas or set as text. */
 "use strict";
 const Charts = (() => {
-  const NS = "http://www.w3.org/2000/svg";
-  const PAD = { l: 52, r: 8, t: 20, b: 20 };
-
-  function el(tag, attrs, parent) {
-    const node = document.createElementNS(NS, tag);
-    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
-    if (parent) parent.appendChild(node);
-    return node;
-  }
-
-  function niceTicks(lo, hi, count) {
-    if (!isFinite(lo) || !isFinite(hi)) return [0, 1];
-    if (lo === hi) { lo -= 1; hi += 1; }
-    const raw = (hi - lo) / count, mag = Math.pow(10, Math.floor(Math.log10(raw)));
-    const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw) || raw;
-    const ticks = [];
-    for (let v = Math.floor(lo / step) * step; v <= hi + step * 1e-9; v += step) ticks.push(+v.toFixed(10));
-    if (ticks[ticks.length - 1] < hi) ticks.push(ticks[ticks.length - 1] + step);
-    return ticks;
-  }
+  const HEIGHT = 170, SPARSE = 40, MUTED = "#7d8896", GRID = "#2a323c";
+  const plots = new Map();  // container -> {u, key, zoomed, raw, cats}
+  let zone = "UTC";
 
   function fmt(v) {
+    if (typeof v !== "number" || !isFinite(v)) return "–";
     const a = Math.abs(v);
     if (a >= 1e6) return (v / 1e6).toFixed(1) + "M";
     if (a >= 1e4) return (v / 1e3).toFixed(0) + "k";
@@ -30,115 +19,178 @@ const Charts = (() => {
     return +v.toFixed(2) + "";
   }
 
-  function frame(container) {
-    container.textContent = "";
-    const w = container.clientWidth || 400, h = container.clientHeight || 200;
-    const svg = el("svg", { viewBox: `0 0 ${w} ${h}` }, container);
-    return { svg, w, h, iw: w - PAD.l - PAD.r, ih: h - PAD.t - PAD.b };
-  }
-
-  function yAxis(f, lo, hi) {
-    const ticks = niceTicks(lo, hi, 4);
-    const y0 = ticks[0], y1 = ticks[ticks.length - 1];
-    const y = (v) => PAD.t + f.ih - ((v - y0) / (y1 - y0 || 1)) * f.ih;
-    for (const t of ticks) {
-      el("line", { class: "grid", x1: PAD.l, x2: PAD.l + f.iw, y1: y(t), y2: y(t) }, f.svg);
-      el("text", { x: PAD.l - 4, y: y(t) + 3, "text-anchor": "end" }, f.svg).textContent = fmt(t);
+  let timeFmt = null;
+  function timeText(ms) {
+    if (!timeFmt || timeFmt.zone !== zone) {
+      timeFmt = { zone, f: new Intl.DateTimeFormat("sv-SE", { timeZone: zone, year: "numeric", month: "2-digit",
+        day: "2-digit", hour: "2-digit", minute: "2-digit", hour12: false }) };
     }
-    return y;
-  }
-
-  function legend(f, series) {
-    const g = el("g", { class: "legend" }, f.svg);
-    let x = PAD.l;
-    for (const s of series) {
-      el("rect", { x, y: 5, width: 9, height: 9, fill: s.color, rx: 2 }, g);
-      const last = s.last !== undefined ? `  ${fmt(s.last)}` : "";
-      const t = el("text", { x: x + 12, y: 13 }, g);
-      t.textContent = s.name + last;
-      x += 12 + (s.name.length + last.length) * 6.2 + 14;
-    }
+    return timeFmt.f.format(new Date(ms)).replace(",", "");
   }
 
   function empty(container, text) {
-    container.innerHTML = `<div class="empty">${text || "waiting for data…"}</div>`;
+    drop(container);
+    const note = document.createElement("div");
+    note.className = "empty";
+    note.textContent = text || "waiting for data…";
+    container.replaceChildren(note);
   }
 
-  /* series: [{name, color, points: [[ms, value], ...] sorted}], x: [ms0, ms1]; opts: step, stacked, fill */
+  function drop(container) {
+    const plot = plots.get(container);
+    if (plot) { plot.u.destroy(); plots.delete(container); }
+  }
+
+  /* The tooltip: the x value and every series' value at the cursor, next to it (text only). */
+  function tooltip(plot) {
+    let tip = null;
+    return {
+      hooks: {
+        init: (u) => { tip = document.createElement("div"); tip.className = "u-tooltip"; tip.hidden = true; u.over.appendChild(tip); },
+        setCursor: (u) => {
+          const idx = u.cursor.idx;
+          if (idx == null || u.cursor.left < 0) { tip.hidden = true; return; }
+          const lines = u.series.map((s, i) => (i === 0 ? "" : `${s.label}  ${s.value(u, u.data[i][idx], i, idx)}`))
+            .filter((line, i) => i > 0 && u.series[i].show);
+          lines.unshift(u.series[0].value(u, u.data[0][idx], 0, idx));
+          tip.textContent = lines.join("\n");
+          tip.hidden = false;
+          const left = u.cursor.left, right = u.over.clientWidth - left;
+          tip.style.left = right < 160 ? "" : `${left + 12}px`;
+          tip.style.right = right < 160 ? `${right + 12}px` : "";
+          tip.style.top = `${Math.max(0, u.cursor.top - 30)}px`;
+        },
+      },
+    };
+  }
+
+  /* x labels: the site's local time, 24 h ("06:00"), and the date ("01-02") at midnight. */
+  const timeLabels = (u, splits) => splits.map((ms) => {
+    const s = timeText(ms);
+    return s.slice(11) === "00:00" ? s.slice(5, 10) : s.slice(11);
+  });
+
+  function axes(x) {
+    const common = { stroke: MUTED, grid: { stroke: GRID, width: 1 }, ticks: { stroke: GRID, width: 1 }, font: "10px system-ui" };
+    return [{ ...common, ...x }, { ...common, size: 46, values: (u, vals) => vals.map(fmt) }];
+  }
+
+  /* Create the uPlot of a container, or reuse it when the chart's shape (key) is the same. */
+  function plotFor(container, key, make) {
+    let plot = plots.get(container);
+    if (plot && plot.key === key && container.contains(plot.u.root)) return plot;
+    drop(container);
+    container.replaceChildren();
+    plot = { key, zoomed: false, raw: [], cats: [] };
+    plot.u = make(plot, { width: Math.max(container.clientWidth, 200), height: HEIGHT,
+      plugins: [tooltip(plot), zoomTracking(plot)],
+      legend: { live: true }, cursor: { drag: { x: true, y: false, setScale: true } } });
+    plots.set(container, plot);
+    return plot;
+  }
+
+  /* New data, keeping the user's zoom: a drag across the chart zooms in, a double-click resets (uPlot), and until
+     then live updates leave the scales alone. */
+  function update(plot, data) {
+    plot.u.setData(data, !plot.zoomed);
+  }
+
+  function zoomTracking(plot) {
+    return {
+      hooks: {
+        init: (u) => u.over.addEventListener("dblclick", () => { plot.zoomed = false; }),
+        setSelect: (u) => { if (u.select.width > 0) plot.zoomed = true; },
+      },
+    };
+  }
+
+  /* series: [{name, color, points: [[ms, value], ...] sorted}], x: [ms0, ms1]; opts: step, stacked, fill, zero */
+  const MISSING = "chart library missing: run `make setup` (services/ws_bridge/fetch-uplot.sh)";
+
   function line(container, series, x, opts) {
+    if (typeof uPlot === "undefined") return empty(container, MISSING);
     opts = opts || {};
-    const visible = series.map((s) => ({ ...s, points: s.points.filter((p) => p[0] >= x[0] && p[0] <= x[1]) }));
-    if (!visible.some((s) => s.points.length)) return empty(container);
-    const f = frame(container);
-    let stacked = visible;
-    if (opts.stacked) {  // cumulative sums at each series' own timestamps (15-min series share timestamps)
-      const base = new Map();
-      stacked = visible.map((s) => ({ ...s, points: s.points.map(([t, v]) => {
-        const b = base.get(t) || 0; base.set(t, b + v); return [t, b + v, b];
-      }) }));
+    const visible = series.map((s) => s.points.filter((p) => p[0] >= x[0] && p[0] <= x[1]));
+    if (!visible.some((pts) => pts.length)) return empty(container);
+    const joined = uPlot.join(visible.map((pts) => [pts.map((p) => p[0]), pts.map((p) => p[1])]));
+    const raw = joined.slice(1);
+    let ys = raw;
+    if (opts.stacked) {  // cumulative sums; the legend and tooltip still show each series' own value
+      let base = joined[0].map(() => 0);
+      ys = raw.map((vals) => (base = base.map((b, i) => b + (vals[i] == null ? 0 : vals[i]))));
     }
-    const all = stacked.flatMap((s) => s.points.map((p) => p[1]));
-    const lo = opts.stacked || opts.zero ? Math.min(0, ...all) : Math.min(...all);
-    const y = yAxis(f, lo, Math.max(...all));
-    const xs = (t) => PAD.l + ((t - x[0]) / (x[1] - x[0] || 1)) * f.iw;
-    const span = x[1] - x[0];
-    const tickEvery = span > 4 * 864e5 ? 864e5 : span > 864e5 ? 6 * 36e5 : 36e5 * 2;
-    for (let t = Math.ceil(x[0] / tickEvery) * tickEvery; t <= x[1]; t += tickEvery) {
-      const d = new Date(t), label = tickEvery >= 864e5 || d.getUTCHours() === 0
-        ? d.toISOString().slice(5, 10) : d.toISOString().slice(11, 16);
-      el("text", { x: xs(t), y: f.h - 5, "text-anchor": "middle" }, f.svg).textContent = label;
-    }
-    const trace = (pts, idx, move) => pts.map((p, i) => {
-      const px = xs(p[0]), py = y(p[idx]);
-      if (i === 0) return `${move ? "M" : "L"}${px},${py}`;
-      if (!opts.step) return `L${px},${py}`;
-      return move ? `H${px}V${py}` : `V${py}H${px}`;  // walking back along a step line: vertical first
-    }).join("");
-    for (const s of [...stacked].reverse()) {
-      if (!s.points.length) continue;
-      const top = trace(s.points, 1, true);
-      if (opts.fill || opts.stacked) {
-        const floor = Math.max(lo, 0);
-        const back = opts.stacked
-          ? trace(s.points.map((p) => [p[0], p[2]]).reverse(), 1, false)
-          : `L${xs(s.points[s.points.length - 1][0])},${y(floor)}L${xs(s.points[0][0])},${y(floor)}`;
-        el("path", { d: top + back + "Z", fill: s.color, "fill-opacity": 0.25, stroke: "none" }, f.svg);
-      }
-      el("path", { d: top, fill: "none", stroke: s.color, "stroke-width": 1.6 }, f.svg);
-      if (s.points.length <= 40) {  // sparse series (daily values): mark each point
-        for (const p of s.points) el("circle", { cx: xs(p[0]), cy: y(p[1]), r: 2.5, fill: s.color }, f.svg);
-      }
-    }
-    legend(f, visible.map((s) => ({ ...s, last: s.points.length ? s.points[s.points.length - 1][1] : undefined })));
+    const key = `line|${series.map((s) => s.name).join(",")}|${JSON.stringify(opts)}|${zone}`;
+    const plot = plotFor(container, key, (p, base) => new uPlot({
+      ...base, ms: 1, tzDate: (ts) => uPlot.tzDate(new Date(ts), zone),
+      scales: { x: { time: true }, y: { range: (u, lo, hi) => {
+        if (opts.stacked || opts.zero) lo = Math.min(0, lo);
+        const pad = (hi - lo) * 0.05 || 1;
+        return [opts.stacked || opts.zero ? lo : lo - pad, hi + pad];
+      } } },
+      axes: axes({ values: timeLabels }),
+      series: [{ label: "time", value: (u, v) => (v == null ? "–" : timeText(v)) },
+        ...series.map((s, i) => ({
+          label: s.name, stroke: s.color, width: 1.6, spanGaps: true,
+          fill: opts.fill || (opts.stacked && i === 0) ? `${s.color}40` : undefined,
+          paths: opts.step ? uPlot.paths.stepped({ align: 1 }) : undefined,
+          points: { show: (u) => u.data[0].length <= SPARSE, size: 5, fill: s.color },
+          value: (u, v, si, idx) => (idx == null ? "–" : fmt(p.raw[si - 1][idx])),
+        }))],
+      bands: opts.stacked ? series.slice(1).map((s, i) => ({ series: [i + 2, i + 1], fill: `${s.color}40` })) : [],
+    }, [joined[0], ...ys], container));
+    plot.raw = raw;
+    update(plot, [joined[0], ...ys]);
   }
 
-  /* categories: ["2020-01-01", ...]; series: [{name, color, values: [number|null]}] (grouped bars) */
+  /* Grouped bars, one group per category: the bars of series j sit side by side within their category's band. */
+  function groupedBars(j, count) {
+    return (u, si, i0, i1) => {
+      const path = new Path2D(), xs = u.data[0], vals = u.data[si];
+      const band = Math.abs(u.valToPos(1, "x", true) - u.valToPos(0, "x", true));
+      const bw = Math.max(Math.min((band * 0.8) / count, 48 * devicePixelRatio), 1);
+      const y0 = u.valToPos(0, "y", true);
+      for (let i = i0; i <= i1; i++) {
+        if (vals[i] == null) continue;
+        const left = u.valToPos(xs[i], "x", true) - (bw * count) / 2 + bw * j, y1 = u.valToPos(vals[i], "y", true);
+        path.rect(left, Math.min(y0, y1), Math.max(bw - 1, 1), Math.max(Math.abs(y1 - y0), 1));
+      }
+      return { stroke: path, fill: path };
+    };
+  }
+
+  /* categories: ["2020-01-01", ...]; series: [{name, color, values: [number|null]}] */
   function bars(container, categories, series) {
+    if (typeof uPlot === "undefined") return empty(container, MISSING);
     if (!categories.length || !series.some((s) => s.values.some((v) => v !== null && v !== undefined))) {
       return empty(container);
     }
-    const f = frame(container);
-    const all = series.flatMap((s) => s.values.filter((v) => v !== null && v !== undefined));
-    const y = yAxis(f, Math.min(0, ...all), Math.max(0, ...all));
-    const band = f.iw / categories.length, bw = Math.min((band * 0.8) / series.length, 48);
-    const gap = band - bw * series.length;
-    const labelEvery = Math.ceil(categories.length / Math.max(1, Math.floor(f.iw / 44)));
-    categories.forEach((c, i) => {
-      if (i % labelEvery === 0) {
-        el("text", { x: PAD.l + band * i + band / 2, y: f.h - 5, "text-anchor": "middle" }, f.svg).textContent =
-          c.slice(5);
-      }
-      series.forEach((s, j) => {
-        const v = s.values[i];
-        if (v === null || v === undefined) return;
-        const y0 = y(0), y1 = y(v);
-        const r = el("rect", { x: PAD.l + band * i + gap / 2 + bw * j, y: Math.min(y0, y1), width: Math.max(bw - 1, 1),
-          height: Math.max(Math.abs(y1 - y0), 1), fill: s.color, rx: 1 }, f.svg);
-        el("title", {}, r).textContent = `${s.name} ${c}: ${v}`;
-      });
-    });
-    legend(f, series.map((s) => ({ ...s, last: [...s.values].reverse().find((v) => v !== null && v !== undefined) })));
+    const key = `bars|${series.map((s) => s.name).join(",")}`;
+    const plot = plotFor(container, key, (p, base) => new uPlot({
+      ...base,
+      scales: { x: { time: false, range: (u, lo, hi) => [lo - 0.5, hi + 0.5] },
+        y: { range: (u, lo, hi) => [Math.min(0, lo), Math.max(0, hi) * 1.08 || 1] } },
+      axes: axes({ incrs: [1, 2, 5, 10, 20, 50], values: (u, splits) => splits.map((i) => (p.cats[i] ? p.cats[i].slice(5, 10) : "")) }),
+      series: [{ label: "day", value: (u, v) => (v == null ? "–" : p.cats[v] || "–") },
+        ...series.map((s, j) => ({ label: s.name, stroke: s.color, fill: s.color, width: 0,
+          paths: groupedBars(j, series.length), points: { show: false }, value: (u, v) => fmt(v) }))],
+    }, [categories.map((c, i) => i), ...series.map((s) => s.values)], container));
+    plot.cats = categories;
+    update(plot, [categories.map((c, i) => i), ...series.map((s) => s.values.map((v) => (v === undefined ? null : v)))]);
   }
 
-  return { line, bars, empty };
+  function resize() {
+    for (const [container, plot] of plots) {
+      plot.u.setSize({ width: Math.max(container.clientWidth, 200), height: HEIGHT });
+    }
+  }
+
+  /* How many x values a container's chart holds (0 when it shows no chart): read by the browser tests. */
+  function points(container) {
+    const plot = plots.get(container);
+    return plot ? plot.u.data[0].length : 0;
+  }
+
+  function setZone(tz) { zone = tz; }
+
+  return { line, bars, empty, resize, points, setZone, timeText };
 })();

@@ -1,0 +1,294 @@
+"""Hostile data against the built-in dashboard, in headless Chromium (Debian's package).
+
+The real bridge (`python -m ws_bridge`, its own process) tails the real Kafka and reads the real HBase; these tests
+write hostile messages to the stream job's output topics, the way anyone who can write to those topics could, and
+check what the page does with them:
+
+- the XSS test: `<img onerror>` / `<script>` values in an aggregate's name and unit, a late record's reason and day, a
+  dead letter's reason and source_topic are shown as literal text, and nothing runs;
+- the malicious-data test: hostile strings (`<img onerror>`, `</script>`, RTL overrides) and 4 MB values on every
+  output topic; the page runs none of it, shows the strings as text, and stays responsive (it still answers, and a
+  normal record sent after the flood still reaches the screen).
+
+"Nothing runs" is checked three ways: no hostile script left its mark (``window.__pwned``), the DOM holds no element
+made from data (no img/script/iframe/object/embed, no on* attribute in the panels), and the browser reported no
+Content-Security-Policy violation (a blocked attempt counts as an attempt).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from iotcommon import hbase_layout as layout
+from iotcommon.topics import Topics
+from iotpipe_stack.ports import free_ports
+
+sys.path.insert(0, str(Path(__file__).parent))
+from browser_kit import DevTools, chromium
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.kafka, pytest.mark.hbase]
+
+REPO = Path(__file__).resolve().parents[1]
+WAIT = 300.0
+BIG = 4 * 1024 * 1024
+
+
+def mark(where: str) -> str:
+    """An <img onerror> that, if it ever runs, records ``where`` in window.__pwned."""
+    return f'<img src=x onerror="(window.__pwned=window.__pwned||[]).push(\'{where}\')">'
+
+
+def script(where: str) -> str:
+    return f"</script><script>(window.__pwned=window.__pwned||[]).push('{where}')</script>"
+
+
+RTL = "\u202egnp.exe\u202c"  # right-to-left override: shows as "exe.png"
+
+# Observes the page from before its first script: CSP violations, and a hook scripts would call
+WATCH = """window.__csp = [];
+document.addEventListener('securitypolicyviolation',
+  (e) => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));
+"""
+
+EVIDENCE = """(() => JSON.stringify({
+  connection: (document.getElementById('conn') || {}).textContent,
+  records: window.iotpipe ? window.iotpipe.records : null,
+  pwned: [...new Set(window.__pwned || [])],  // which hostile values ran (each may have run many times)
+  csp: window.__csp || [],
+  injected: [...document.querySelectorAll('main *, header *')].filter((e) =>
+      ['IMG', 'SCRIPT', 'IFRAME', 'OBJECT', 'EMBED'].includes(e.tagName)
+      || [...e.attributes].some((a) => a.name.toLowerCase().startsWith('on'))).map((e) => e.outerHTML.slice(0, 120)),
+}))()"""
+
+
+def panel_text(tools: DevTools, panel: str) -> str:
+    text = tools.evaluate(f"(() => {{ const p = document.getElementById({json.dumps(panel)}); "
+                          "return p ? p.textContent : ''; })()")
+    return text if isinstance(text, str) else ""
+
+
+def evidence(tools: DevTools) -> dict[str, Any]:
+    found: dict[str, Any] = json.loads(tools.evaluate(EVIDENCE))
+    return found
+
+
+# --- the bridge on real Kafka and HBase --------------------------------------------------------------------------
+
+
+class Bridge:
+    def __init__(self, url: str, topics: Topics, producer: Producer) -> None:
+        self.url = url
+        self.topics = topics
+        self.producer = producer
+
+    def send(self, stream: str, *messages: dict[str, Any]) -> None:
+        topic = {"raw": self.topics.raw, "aggregates": self.topics.aggregates, "late": self.topics.late,
+                 "deadletters": self.topics.deadletter}[stream]
+        for message in messages:
+            self.producer.produce(topic, value=json.dumps(message).encode())
+        assert self.producer.flush(60) == 0, "Kafka did not take the messages"
+
+
+@pytest.fixture(scope="module")
+def bridge(kafka_service: Any, hbase_service: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bridge]:
+    prefix = f"xss{uuid.uuid4().hex[:8]}"
+    topics = Topics(prefix)
+    admin = AdminClient({"bootstrap.servers": kafka_service.bootstrap})
+    big = {"max.message.bytes": str(4 * BIG)}  # room for the 4 MB values (the broker default is 1 MB)
+    names = [topics.raw, topics.aggregates, topics.late, topics.deadletter]
+    for future in admin.create_topics([NewTopic(n, num_partitions=1, replication_factor=1, config=big)
+                                       for n in names]).values():
+        future.result(60)
+    conn = hbase_service.connection()
+    for table in layout.TABLES:
+        conn.create_table(layout.table_name(prefix, table), {layout.FAMILY: {"max_versions": 1}})
+    (port,) = free_ports(1)
+    log_path = tmp_path_factory.mktemp("bridge") / "bridge.log"
+    env = {**os.environ, "IOTPIPE_KAFKA_BOOTSTRAP": kafka_service.bootstrap, "IOTPIPE_TOPIC_PREFIX": prefix,
+           "IOTPIPE_HBASE_HOST": hbase_service.thrift_host, "IOTPIPE_HBASE_PORT": str(hbase_service.thrift_port),
+           "IOTPIPE_TABLE_PREFIX": prefix, "IOTPIPE_BRIDGE_PORT": str(port), "IOTPIPE_SITE_TZ": "UTC",
+           "PYTHONUNBUFFERED": "1"}
+    with log_path.open("w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "ws_bridge"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, cwd=REPO)
+    producer = Producer({"bootstrap.servers": kafka_service.bootstrap, "message.max.bytes": 4 * BIG,
+                         "linger.ms": 0})
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        deadline = time.monotonic() + WAIT
+        while not _ready(port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the bridge did not become ready:\n{log_path.read_text()[-4000:]}", pytrace=False)
+            time.sleep(1)
+        yield Bridge(url, topics, producer)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(30)
+        for table in layout.TABLES:
+            conn.delete_table(layout.table_name(prefix, table), disable=True)
+        conn.close()
+        for future in admin.delete_topics(names).values():
+            future.result(60)
+
+
+def _ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=10) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def page(tmp_path: Path) -> Iterator[DevTools]:
+    with chromium(tmp_path / "chromium-profile") as tools:
+        tools.call("Page.enable")
+        tools.call("Page.addScriptToEvaluateOnNewDocument", source=WATCH)
+        yield tools
+
+
+def open_site(tools: DevTools, bridge: Bridge, site: str) -> None:
+    tools.call("Page.navigate", url=f"{bridge.url}?site={site}")
+
+
+def resend_until(tools: DevTools, what: str, send: Callable[[], None], shown: Callable[[], bool]) -> None:
+    """Send until the page shows it: the page subscribes some time after it loads, and live data is not replayed."""
+    deadline = time.monotonic() + WAIT
+    while True:
+        send()
+        for _ in range(5):
+            time.sleep(1)
+            if shown():
+                return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the dashboard never showed {what}; page state: {evidence(tools)}")
+
+
+# --- messages (written as plain JSON here, independent of the code under test) ------------------------------------
+
+
+def reading(site: str, sensor: str, ts: str, value: float, unit: str, seq: int) -> dict[str, Any]:
+    return {"v": 1, "site": site, "sensor": sensor, "ts": ts, "value": value, "unit": unit, "seq": seq}
+
+
+def aggregate(site: str, name: str, unit: str, day: str = "2020-01-01", value: float = 21.5,
+              revision: int = 1) -> dict[str, Any]:
+    return {"v": 1, "site": site, "name": name, "kind": "AggDay", "sensor": "TH1", "day": day, "value": value,
+            "unit": unit, "count": 96, "revision": revision, "window_start": "2019-12-31T23:00:00Z",
+            "window_end": "2020-01-01T23:00:00Z", "emitted_at": "2026-01-01T00:00:00Z"}
+
+
+def late(site: str, reason: str, day: str, seq: int, unit: str = "l") -> dict[str, Any]:
+    return {"v": 1, "reading": reading(site, "W1", "2020-01-01T10:15:00Z", 0.5, unit, seq), "reason": reason,
+            "day": day, "late_by_ms": 600000}
+
+
+def dead(reason: str, source_topic: str, offset: int, detail: str = "not JSON",
+         payload: bytes = b"not json") -> dict[str, Any]:
+    return {"v": 1, "reason": reason, "detail": detail, "source_topic": source_topic, "partition": 0,
+            "offset": offset, "key_b64": None, "payload_b64": base64.b64encode(payload).decode(),
+            "at": "2020-01-02T00:00:00Z"}
+
+
+# --- the tests ---------------------------------------------------------------------------------------------------
+
+
+def test_hostile_values_are_shown_as_text_and_never_run(bridge: Bridge, page: DevTools) -> None:
+    site = f"xss{uuid.uuid4().hex[:6]}"
+    hostile = {  # field -> (panel it shows in, value)
+        "aggregate name": ("p-aggs", f"AggDay[{mark('aggregate name')}]"),
+        "aggregate unit": ("p-aggs", mark("aggregate unit")),
+        "late reason": ("p-late", mark("late reason")),
+        "late day": ("p-late", mark("late day")),
+        "dead letter reason": ("p-dead", script("dead letter reason")),
+        "dead letter source_topic": ("p-dead", mark("dead letter source_topic")),
+    }
+    value = {field: v for field, (_, v) in hostile.items()}
+    messages = [
+        ("raw", reading(site, "HVAC1", "2020-01-02T00:15:00Z", 12.5, "Wh", 1)),  # sets the page's simulated time
+        ("aggregates", aggregate(site, value["aggregate name"], "C")),
+        ("aggregates", aggregate(site, "AggDay[TH1]", value["aggregate unit"])),
+        ("late", late(site, value["late reason"], "2020-01-01", seq=1)),
+        ("late", late(site, "beyond-allowed-lateness", value["late day"], seq=2)),
+        ("deadletters", dead(value["dead letter reason"], "iotpipe.readings", offset=1)),
+        ("deadletters", dead("unparsable", value["dead letter source_topic"], offset=2)),
+    ]
+    open_site(page, bridge, site)
+
+    def shown_or_ran() -> bool:  # every value is on the page as text, or something ran or was injected
+        found = evidence(page)
+        if found["pwned"] or found["injected"] or found["csp"]:
+            return True
+        return all(v in panel_text(page, panel) for panel, v in hostile.values())
+
+    def send() -> None:
+        for stream, message in messages:
+            bridge.send(stream, message)
+
+    resend_until(page, "the hostile values", send, shown_or_ran)
+    page.evaluate("new Promise((done) => setTimeout(done, 1000))", await_promise=True)  # one more render
+    found = evidence(page)
+    assert found["pwned"] == [], f"hostile values ran as script in the page: {found['pwned']}"
+    assert found["injected"] == [], f"elements were built from data: {found['injected']}"
+    assert found["csp"] == [], f"the page tried to run something the CSP blocked: {found['csp']}"
+    for field, (panel, v) in hostile.items():
+        assert v in panel_text(page, panel), f"{field} is not shown as literal text in #{panel}"
+
+
+def test_malicious_data_on_every_topic_runs_nothing_and_the_page_stays_responsive(bridge: Bridge,
+                                                                                   page: DevTools) -> None:
+    site = f"mal{uuid.uuid4().hex[:6]}"
+    words = [mark("malicious"), script("malicious"), RTL]
+    bad = " ".join(words)
+    huge = (bad + " ") * (BIG // (len(bad) + 1))  # about 4 MB of hostile text
+    ts = "2020-01-01T10:15:00Z"
+    flood: list[tuple[str, dict[str, Any]]] = [
+        ("raw", reading(site, "HVAC1", ts, 10.0, bad, 1)),
+        ("raw", reading(site, "TH1", ts, 20.0, huge, 2)),
+        ("raw", reading(site, bad, ts, 1.0, "C", 3)),
+        ("aggregates", aggregate(site, f"AggDay[{bad}]", bad, day=bad)),
+        ("aggregates", aggregate(site, "AggDay[TH2]", huge, day="2020-01-01")),
+        ("late", late(site, bad, bad, seq=4, unit=bad)),
+        ("late", late(site, huge, "2020-01-01", seq=5)),
+        ("deadletters", dead(bad, bad, offset=10, detail=bad, payload=bad.encode())),
+        ("deadletters", dead("unparsable", "iotpipe.readings", offset=11, detail=huge, payload=huge.encode())),
+    ]
+    open_site(page, bridge, site)
+
+    def flooded() -> bool:
+        return all(RTL in panel_text(page, panel) for panel in ("p-aggs", "p-late", "p-dead"))
+
+    def send() -> None:
+        for stream, message in flood:
+            bridge.send(stream, message)
+
+    resend_until(page, "the hostile records", send, flooded)
+    # still responsive: a normal aggregate sent after the flood reaches the screen
+    after = aggregate(site, "AggDay[TH1]", "C", day="2020-01-09", value=12.25)
+    resend_until(page, "a normal aggregate after the flood", lambda: bridge.send("aggregates", after),
+                 lambda: "2020-01-09" in panel_text(page, "p-aggs"))
+    found = evidence(page)
+    assert found["pwned"] == [], f"hostile values ran as script in the page: {found['pwned']}"
+    assert found["injected"] == [], f"elements were built from data: {found['injected']}"
+    assert found["csp"] == [], f"the page tried to run something the CSP blocked: {found['csp']}"
+    for panel in ("p-aggs", "p-late", "p-dead"):
+        assert mark("malicious") in panel_text(page, panel), f"#{panel} does not show the hostile text as text"
