@@ -45,6 +45,7 @@ from iotpipe_stack.cluster_config import (
     kube_proxy_config,
     kubelet_config,
 )
+from iotpipe_stack.cluster_storage import STORAGE_CLASS
 from iotpipe_stack.kube import K8S_VERSION, KubeAPIServer, KubeBinaries, cache_dir, ensure_binaries
 from iotpipe_stack.ports import free_ports
 from iotpipe_stack.settings import LOOPBACK, REPO_ROOT
@@ -156,7 +157,8 @@ class Cluster:
     """One cluster under ``home``. ``start()`` brings it up and returns; ``stop()`` (also from a new object on the
     same home, e.g. `cluster down`) tears it down and checks that nothing stays behind."""
 
-    COMPONENTS = ("kube-scheduler", "kube-controller-manager", "kube-proxy", "kubelet", "containerd")
+    COMPONENTS = ("cluster-storage", "kube-scheduler", "kube-controller-manager", "kube-proxy", "kubelet",
+                  "containerd")
 
     def __init__(self, home: Path, bins: ClusterBinaries | None = None, cache: Path | None = None,
                  progress: Progress = _print, die_with_parent: bool = False,
@@ -294,7 +296,7 @@ class Cluster:
         left = cluster_net.unmount_all_under(self.home)
         if left:
             raise StackError(f"cannot unmount {', '.join(left)}")
-        for sub in ("etcd", "kubelet", "cni", "run", "pki", "pod-logs"):
+        for sub in ("etcd", "kubelet", "cni", "run", "pki", "pod-logs", "volumes"):
             shutil.rmtree(self.home / sub, ignore_errors=True)
         shutil.rmtree(self.paths.containerd_state, ignore_errors=True)
         for f in (self.paths.netns, self.state_file, *self.home.glob("kubeconfig-*.yaml")):
@@ -335,6 +337,12 @@ class Cluster:
             self._wait("controller-manager", lambda: self._ok("-n", "default", "get", "serviceaccount/default",
                                                               "configmap/kube-root-ca.crt"),
                        ["kube-controller-manager"], "kube-controller-manager")
+        with self._step("storage provisioner (default StorageClass local)"):
+            self._start("cluster-storage", [sys.executable, "-m", "iotpipe_stack.cluster_storage",
+                                            f"--kubeconfig={self.kubeconfig}", f"--kubectl={bins.kube.kubectl}",
+                                            f"--root={self.home / 'volumes'}"])
+            self._wait("storage provisioner", lambda: self._ok("get", "storageclass", STORAGE_CLASS),
+                       ["cluster-storage"], "cluster-storage")
         with self._step("CoreDNS"):
             doc = {"apiVersion": "v1", "kind": "List", "items": coredns_manifests(COREDNS_VERSION)}
             self.kubectl("apply", "-f", "-", input_text=json.dumps(doc))
@@ -399,7 +407,7 @@ class Cluster:
             self._remove_containers()
         supervisor.stop(self.files("containerd"))
         cluster_net.kill_leftovers(f"-address {self.containerd_address}")
-        for name in ("kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"):
+        for name in ("cluster-storage", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"):
             supervisor.stop(self.files(name))
         if plan is not None:
             cluster_net.delete_node_network(plan, self.paths)

@@ -141,6 +141,29 @@ def test_a_deployment_scales_up_and_down(kube_cluster: Cluster) -> None:
     wait_for("no pod left", ready(0), describe(kube_cluster, ns, "deployment", "sleeper"))
 
 
+def test_a_claim_gets_a_volume_that_outlives_its_pod(kube_cluster: Cluster) -> None:
+    ns = restricted_namespace(kube_cluster)
+    claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"},
+             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}
+    apply(kube_cluster, ns, claim)  # no storageClassName: the default class "local" provisions it
+
+    def with_volume(name: str, script: str) -> dict[str, Any]:
+        pod = busybox_pod(name, script, volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}])
+        pod["spec"]["containers"][0]["volumeMounts"] = [{"name": "data", "mountPath": "/data"}]
+        return pod
+
+    run_to_completion(kube_cluster, ns, with_volume("writer", "echo kept > /data/file"))
+    kube_cluster.kubectl("-n", ns, "delete", "pod", "writer")
+    assert run_to_completion(kube_cluster, ns, with_volume("reader", "cat /data/file")).strip() == "kept"
+    pv = kube_cluster.kubectl("-n", ns, "get", "pvc", "data", "-o", "jsonpath={.spec.volumeName}").stdout.strip()
+    directory = kube_cluster.home / "volumes" / pv
+    assert (directory / "file").read_text() == "kept\n"
+    kube_cluster.kubectl("-n", ns, "delete", "pod", "reader")
+    kube_cluster.kubectl("-n", ns, "delete", "pvc", "data")
+    wait_for("released volume deleted", lambda: not directory.exists() and kube_cluster.kubectl(
+        "get", "pv", pv, check=False).returncode != 0, describe(kube_cluster, ns, "pvc"))
+
+
 def _host_snapshot(plan: AddressPlan) -> tuple[bool, list[str]]:
     """(host link exists, host iptables lines that mention the slot's addresses)."""
     rules = subprocess.run(["iptables-save"], capture_output=True, text=True, check=False).stdout

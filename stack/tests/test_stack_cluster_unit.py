@@ -164,3 +164,39 @@ def test_build_script_and_make_targets_exist() -> None:
     for target in ("cluster:", "cluster-down:", "cluster-tools:"):
         assert target in makefile
     assert cluster.BUILD_SCRIPT.is_file()
+
+
+def _claim(name: str, uid: str, phase: str = "Pending", cls: str = "local", **spec: object) -> dict[str, object]:
+    return {"metadata": {"name": name, "namespace": "ns1", "uid": uid},
+            "spec": {"storageClassName": cls, "accessModes": ["ReadWriteOnce"],
+                     "resources": {"requests": {"storage": "2Gi"}}, **spec},
+            "status": {"phase": phase}}
+
+
+def test_storage_provisions_pending_claims_of_its_class_once(tmp_path: Path) -> None:
+    from iotpipe_stack import cluster_storage as st
+
+    claims = [_claim("a", "u1"), _claim("b", "u2", cls="other"), _claim("c", "u3", phase="Bound"),
+              _claim("d", "u4")]
+    existing = [{"metadata": {"name": "pvc-u4"}}]
+    assert [c["metadata"]["name"] for c in st.claims_to_provision(claims, existing)] == ["a"]  # type: ignore[index]
+    pv = st.volume_for_claim(claims[0], tmp_path)
+    assert pv["metadata"]["name"] == "pvc-u1"
+    assert pv["spec"]["claimRef"] == {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": "ns1",
+                                      "name": "a", "uid": "u1"}
+    assert pv["spec"]["capacity"] == {"storage": "2Gi"} and pv["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert pv["spec"]["hostPath"]["path"] == str(tmp_path / "pvc-u1")
+    assert pv["spec"]["storageClassName"] == st.STORAGE_CLASS == st.storage_class()["metadata"]["name"]
+
+
+def test_storage_deletes_only_its_released_volumes() -> None:
+    from iotpipe_stack import cluster_storage as st
+
+    def pv(name: str, phase: str, ours: bool = True, policy: str = "Delete") -> dict[str, object]:
+        ann = {"pv.kubernetes.io/provisioned-by": st.PROVISIONER} if ours else {}
+        return {"metadata": {"name": name, "annotations": ann},
+                "spec": {"persistentVolumeReclaimPolicy": policy}, "status": {"phase": phase}}
+
+    vols = [pv("a", "Released"), pv("b", "Bound"), pv("c", "Released", ours=False),
+            pv("d", "Released", policy="Retain")]
+    assert [v["metadata"]["name"] for v in st.volumes_to_delete(vols)] == ["a"]  # type: ignore[index]
