@@ -12,7 +12,9 @@ from loopback draws one 1,200 x 210 px chart of 10 series x 3,000 points (15-min
 - CPU: Chromium's main-thread busy time (DevTools ``Performance.getMetrics`` TaskDuration, plus its Script, Layout
   and RecalcStyle parts) over the updates, per update.
 
-Prints figures and the ratios (SVG / uPlot), then ONE JSON line.
+The two variants alternate for --rounds rounds (a fresh Chromium each time), and every figure is the median over the
+rounds, so a burst of load on a shared machine hits both alike. Prints figures and the ratios (SVG / uPlot), then
+ONE JSON line.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import contextlib
 import functools
 import http.server
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -147,22 +150,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--series", type=int, default=10, help="series in the chart (default 10)")
     parser.add_argument("--points", type=int, default=3000, help="points per series (default 3000)")
     parser.add_argument("--updates", type=int, default=40, help="live updates measured (default 40)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of both variants; medians reported (default 3)")
     parser.add_argument("--baseline-commit", default=BASELINE_COMMIT,
                         help=f"commit whose static/charts.js is the SVG baseline (default {BASELINE_COMMIT})")
     args = parser.parse_args(argv)
-    if min(args.series, args.points, args.updates) < 1:
-        parser.error("--series, --points and --updates must be positive")
-    results: dict[str, dict[str, float]] = {}
+    if min(args.series, args.points, args.updates, args.rounds) < 1:
+        parser.error("--series, --points, --updates and --rounds must be positive")
+    rounds: dict[str, list[dict[str, float]]] = {"svg": [], "uplot": []}
     with tempfile.TemporaryDirectory(prefix="bench-dashboard-") as tmp:
         root = Path(tmp)
         (root / "site").mkdir()
         write_site(root / "site", args.baseline_commit)
         with serve(root / "site") as url:
-            for name in ("svg", "uplot"):
-                with chromium(root / f"profile-{name}", width=1300, height=700) as tools:
-                    print(f"{name}: {args.series} series x {args.points} points, {args.updates} updates ...",
-                          flush=True)
-                    results[name] = measure(tools, f"{url}{name}/index.html", args.series, args.points, args.updates)
+            for r in range(args.rounds):
+                for name in ("svg", "uplot"):
+                    with chromium(root / f"profile-{name}-{r}", width=1300, height=700) as tools:
+                        print(f"round {r + 1}/{args.rounds} {name}: {args.series} series x {args.points} points,"
+                              f" {args.updates} updates ...", flush=True)
+                        rounds[name].append(measure(tools, f"{url}{name}/index.html", args.series, args.points,
+                                                    args.updates))
+    results = {name: {k: statistics.median(m[k] for m in runs) for k in runs[0]} for name, runs in rounds.items()}
     for name, figures in results.items():
         f = figures
         print(f"{name:6s} first render {f['first_ms']:8.1f} ms | update median {f['update_median_ms']:7.1f} ms,"
@@ -176,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"SVG / uPlot: first render x{ratios['first_ratio']:.1f}, update x{ratios['update_ratio']:.1f},"
           f" CPU x{ratios['cpu_ratio']:.1f}")
     print(json.dumps({"bench": "dashboard", "series": args.series, "points": args.points, "updates": args.updates,
+                      "rounds": args.rounds,
                       "baseline_commit": args.baseline_commit,
                       **{f"{n}_{k}": round(v, 2) for n, f in results.items() for k, v in f.items()},
                       **{k: round(v, 2) for k, v in ratios.items()}}))
