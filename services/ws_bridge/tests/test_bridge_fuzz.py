@@ -247,7 +247,14 @@ MESSAGE = st.fixed_dictionaries(
         "limit": st.integers(-5, 10**12) | JSON,
         "colour": JSON,
     })
+VALID_SUBSCRIBE = st.fixed_dictionaries(
+    {"type": st.just("subscribe"), "id": st.sampled_from(["h1", "h2", "h3"]), "stream": st.sampled_from(STREAMS),
+     "sites": st.sampled_from([["site1"], ["site2"], ["site1", "site2"]])},
+    optional={"sensors": st.lists(st.sampled_from(sorted(SENSORS)), min_size=1, max_size=3, unique=True),
+              "last": st.integers(1, 3000), "limit": st.integers(1, 5000)})
 FRAME = st.one_of(
+    VALID_SUBSCRIBE.map(lambda m: ("text", json.dumps(m))),  # history from the hostile HBase tables, then live
+    VALID_SUBSCRIBE.map(lambda m: ("text", json.dumps(m))),
     MESSAGE.map(lambda m: ("text", json.dumps(m))),
     MESSAGE.map(lambda m: ("text", json.dumps(m))),
     TEXT.map(lambda t: ("text", t)),
@@ -267,12 +274,18 @@ def exchange(url: str, frames: list[tuple[str, Any]]) -> tuple[int | None, list[
             for _kind, payload in frames:
                 ws.send(payload)
             ws.send(json.dumps({"type": "ping", "id": "fuzz-end"}))
-            while True:
+            histories: set[str] = set()  # subscriptions whose history has not ended yet
+            ended = False
+            while not ended or histories:
                 frame = json.loads(ws.recv(60))
                 jsonschema.validate(frame, SERVER_SCHEMA)
                 received.append(frame)
-                if frame == {"type": "pong", "id": "fuzz-end"}:
-                    return None, received
+                if frame["type"] == "subscribed" and frame["history"]:
+                    histories.add(frame["id"])
+                elif frame["type"] == "history_end":
+                    histories.discard(frame["id"])
+                ended = ended or frame == {"type": "pong", "id": "fuzz-end"}
+            return None, received
         except ConnectionClosed as closed:
             return (closed.rcvd.code if closed.rcvd else None), received
 
@@ -291,8 +304,7 @@ def test_websocket_frames_fuzzed(real_bridge: SimpleNamespace, capsys: Any) -> N
         sent[0] += len(frames)
         code, received = exchange(real_bridge.url, frames)
         for frame in received:
-            if frame["type"] == "error":
-                codes[frame["code"]] += 1
+            codes[frame["code"] if frame["type"] == "error" else frame["type"]] += 1
         closes[str(code)] += 1
         may_close = any(kind == "binary" or len(payload) > 16_384 for kind, payload in frames)
         if code is not None or not may_close:
@@ -304,7 +316,7 @@ def test_websocket_frames_fuzzed(real_bridge: SimpleNamespace, capsys: Any) -> N
         with capsys.disabled():
             print(f"\nwebsocket fuzz: {sum(closes.values())} connections, {sent[0]} frames (examples {WS_EXAMPLES}, "
                   f"seed {run_seed}; replay with IOTPIPE_FUZZ_SEED={run_seed}) in {time.monotonic() - started:.0f} s;"
-                  f" closes {dict(closes)}; error frames {dict(codes.most_common())}")
+                  f" closes {dict(closes)}; frames received by type or error code {dict(codes.most_common())}")
     settled(real_bridge.state)
     assert real_bridge.http.get("/healthz").json()["status"] == "ok"
 
