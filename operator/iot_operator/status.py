@@ -32,6 +32,8 @@ INVALID_SPEC = "InvalidSpec"
 SUSPENDED = "Suspended"
 RECONCILE_ERROR = "ReconcileError"  # a step failed with an unexpected error (Thrift IOError, Kafka timeout, API 5xx)
 PREFIX_CONFLICT = "PrefixInUse"
+#: status keys written by others (kopf's progress bookkeeping): never removed by a status write
+FOREIGN_KEYS = frozenset({"kopf"})
 _DEGRADING = {DEPENDENCY_UNAVAILABLE, NOT_SUPPORTED, "NamespaceNotFound", "ApplyFailed", RECONCILE_ERROR,
               "JobFailed", "PodsFailing"}
 
@@ -156,11 +158,9 @@ def desired_status(outcome: Outcome, generation: int, old: Mapping[str, Any] | N
         "conditions": merge_conditions(old.get("conditions"), conditions, generation, now),
     }
     status.update(outcome.details)
+    if outcome.invalid is not None:  # nothing was observed: what the last valid pass found stays (scale subresource)
+        status.update({k: v for k, v in old.items() if k not in status and k not in FOREIGN_KEYS})
     return status
-
-
-#: status keys written by others (kopf's progress bookkeeping): never removed by a status write
-FOREIGN_KEYS = frozenset({"kopf"})
 
 
 def status_patch(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> dict[str, Any]:

@@ -51,6 +51,11 @@ def test_invalid_spec_fails_and_keeps_component_conditions() -> None:
     assert (ready["status"], ready["reason"], ready["observedGeneration"]) == ("False", "InvalidSpec", 2)
     assert "timeZone" in ready["message"]
     assert len(s["conditions"]) == 3 + len(st.COMPONENTS)
+    # nothing was observed: the details of the last valid pass stay (the scale subresource reads status.simulators)
+    before["simulators"] = {"replicas": 2, "labelSelector": "a=b"}
+    s = st.desired_status(Outcome(invalid="bad"), 2, before, "T2")
+    assert s["simulators"] == {"replicas": 2, "labelSelector": "a=b"}
+    assert "simulators" not in st.status_patch(before, s)
 
 
 def test_unreachable_dependency_degrades() -> None:
