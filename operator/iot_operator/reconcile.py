@@ -1,8 +1,10 @@
 """One idempotent reconcile of an IoTPipeline: observe -> validate -> apply -> report (status is written by the caller).
 
-Run on create, update (incl. scale), resume and by the drift timer. Each part (topics, tables, children) is
-reconciled on its own: an unreachable Kafka does not stop the tables or the Deployments; the caller retries with
-backoff when ``outcome.unavailable`` is not empty. The I/O edges come in through ``Deps`` (fakes in unit tests).
+Run on create, update (incl. scale), resume and by the drift timer. First the prefix claims (a pipeline whose topic or
+table prefix an older pipeline owns touches nothing: ``outcome.conflict``). Then each part (topics, tables, children)
+is reconciled on its own, and whatever it raises becomes its conditions' reason: an unreachable Kafka or a Thrift
+error does not stop the tables or the Deployments; the caller retries with backoff when ``outcome.retry`` is not
+empty. ``cleanup`` runs on deletion. The I/O edges come in through ``Deps`` (fakes in unit tests).
 """
 
 from __future__ import annotations
