@@ -100,6 +100,10 @@ const Charts = (() => {
       hooks: {
         init: (u) => u.over.addEventListener("dblclick", () => { plot.zoomed = false; }),
         setSelect: (u) => { if (u.select.width > 0) plot.zoomed = true; },
+        // without a cursor on the chart, the legend shows the newest values (after uPlot has updated the cursor)
+        draw: (u) => queueMicrotask(() => {
+          if (!(u.cursor.left >= 0) && u.data[0].length) u.setLegend({ idx: u.data[0].length - 1 }, false);
+        }),
       },
     };
   }
