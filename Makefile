@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SETUP_STAMP := $(VENV)/.iotpipe-setup
 # pytest markers that need a real service; `make test-unit` deselects them
-SERVICE_MARKERS := kafka or hbase or flink or kube or helm or browser or e2e
+SERVICE_MARKERS := kafka or hbase or flink or kube or helm or browser or e2e or images
 MYPY_DIRS = $(wildcard libs/iotcommon/iotcommon stack/iotpipe_stack simulators/iot_simulators \
 	services/stream_job/stream_job services/hbase_sync/hbase_sync services/ws_bridge/ws_bridge operator/iot_operator)
 
@@ -50,7 +50,7 @@ logs: ## last log lines of every component (C=kafka for one)
 	@$(BIN)/iotpipe local logs $(C)
 
 # pytest exit 5 = "no tests collected": that must fail, not pass silently
-test: setup browser kube-tools cluster-tools ## every test, including the real services (Kafka, HBase, Flink, ...) and the browser
+test: setup browser kube-tools cluster-tools images ## every test, including the real services (Kafka, HBase, Flink, ...) and the browser
 	@set +e; $(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 

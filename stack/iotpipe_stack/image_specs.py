@@ -128,6 +128,24 @@ def needed_bases(dockerfile_texts: Iterable[str]) -> list[str]:
     return [b.name for b in BASES if b.name in wanted]
 
 
+def build_graph(dockerfiles: Mapping[str, str]) -> dict[str, set[str]]:
+    """Build steps and what each waits for: `base:<name>` after its parent stand-in, `image:<name>` after every
+    stand-in its Dockerfile takes (dockerfiles: project image name -> Dockerfile text). The Debian root comes first
+    and is not a step here."""
+    graph: dict[str, set[str]] = {}
+    for name in needed_bases(dockerfiles.values()):
+        parent = BASES_BY_NAME[name].parent
+        graph[f"base:{name}"] = set() if parent == "debian" else {f"base:{parent}"}
+    for image, text in dockerfiles.items():
+        graph[f"image:{image}"] = {f"base:{BASE_ARGS[arg]}" for arg in base_args(text)}
+    return graph
+
+
+def ready_steps(graph: Mapping[str, set[str]], done: set[str], started: set[str]) -> list[str]:
+    """Steps not started yet whose dependencies are all done, in the graph's order."""
+    return [step for step, deps in graph.items() if step not in started and deps <= done]
+
+
 def build_args(dockerfile_text: str, base_refs: Mapping[str, str]) -> dict[str, str]:
     """`--build-arg` values: every base argument of the Dockerfile -> the stand-in's reference."""
     return {arg: base_refs[BASE_ARGS[arg]] for arg in base_args(dockerfile_text)}

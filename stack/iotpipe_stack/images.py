@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +61,8 @@ class ImagesConfig:
                               env="IOTPIPE_FLINK_VENV")  # fmt: skip
     ca_dir: str = setting("/usr/local/share/ca-certificates", "extra trust anchors (*.crt) copied into the stand-ins",
                           env="IOTPIPE_IMAGES_CA_DIR")  # fmt: skip
+    jobs: int = setting(2, "builds at a time (stand-ins and images whose bases are there)", env="IOTPIPE_IMAGES_JOBS",
+                        minimum=1)  # fmt: skip
     list: bool = setting(False, "print the images and their references, build nothing", env="IOTPIPE_IMAGES_LIST")
 
 
@@ -221,6 +224,10 @@ def context_files(sources: Sequence[str]) -> list[Path]:
     return files
 
 
+#: the parts of the wheel's Flink distribution that make /opt/flink (log/ is created empty: local runs write there)
+FLINK_DIST_PARTS = ("bin", "lib", "opt", "conf", "plugins", "licenses")
+
+
 def flink_distribution(flink_venv: Path) -> Path:
     """pyflink/ inside the PyFlink venv: bin, lib, opt, conf, plugins, log, licenses of the Flink distribution."""
     found = sorted(flink_venv.glob("lib/python3*/site-packages/pyflink"))
@@ -235,7 +242,7 @@ def stage_flink_context(dist: Path, work: Path) -> Path:
     if ctx.exists():
         shutil.rmtree(ctx)
     (ctx / "flink").mkdir(parents=True)
-    for part in ("bin", "lib", "opt", "conf", "plugins", "log", "licenses"):
+    for part in FLINK_DIST_PARTS:
         src = dist / part
         if src.is_dir():
             try:
@@ -253,7 +260,8 @@ def stage_flink_context(dist: Path, work: Path) -> Path:
 
 def flink_fingerprint(dist: Path) -> bytes:
     """The distribution's file list with sizes (hashing 300 MB of jars on every run is not needed)."""
-    lines = [f"{p.relative_to(dist)} {p.stat().st_size}" for p in sorted(dist.rglob("*"))
+    files = [p for part in FLINK_DIST_PARTS for p in sorted((dist / part).rglob("*"))]
+    lines = [f"{p.relative_to(dist)} {p.stat().st_size}" for p in files
              if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"]  # fmt: skip
     return "\n".join(lines).encode()
 
@@ -367,12 +375,29 @@ class Builder:
         self._record(image.name, ref, started, False)
 
     def run(self, images: Sequence[specs.ProjectImage]) -> None:
-        texts = [(REPO_ROOT / p.dockerfile).read_text(encoding="utf-8") for p in images]
+        """The Debian root, then every stand-in and image as soon as what it builds on is there, `jobs` at a time."""
+        graph = specs.build_graph({p.name: (REPO_ROOT / p.dockerfile).read_text(encoding="utf-8") for p in images})
         self.debian()
-        for name in specs.needed_bases(texts):
+        done: set[str] = set()
+        started: set[str] = set()
+        with ThreadPoolExecutor(max_workers=self.cfg.jobs, thread_name_prefix="build") as pool:
+            running: dict[Future[None], str] = {}
+            while len(done) < len(graph):
+                for step in specs.ready_steps(graph, done, started)[: self.cfg.jobs - len(running)]:
+                    started.add(step)
+                    running[pool.submit(self._step, step)] = step
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    step = running.pop(future)
+                    future.result()  # a failed build raises here; the pool waits for the running ones
+                    done.add(step)
+
+    def _step(self, step: str) -> None:
+        kind, name = step.split(":", 1)
+        if kind == "base":
             self.base(name)
-        for image in images:
-            self.project(image)
+        else:
+            self.project(specs.PROJECT_BY_NAME[name])
 
 
 # ------------------------------------------------------------------------------------------------- containerd

@@ -165,3 +165,27 @@ def test_stand_in_containerfiles_pass_hadolint(containerfile: Path) -> None:
     res = subprocess.run([str(hadolint), "--config", str(REPO_ROOT / ".hadolint.yaml"), str(containerfile)],
                          capture_output=True, text=True, check=False, timeout=120)  # fmt: skip
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_build_graph_orders_stand_ins_before_the_images_on_them() -> None:
+    flink = "ARG MAVEN_IMAGE=maven:3.9.11-eclipse-temurin-17\nARG FLINK_IMAGE=flink:2.2.1-scala_2.12-java17\n"
+    graph = specs.build_graph({"bridge": PYTHON_TWO_STAGE, "job": flink})
+    assert graph == {
+        "base:python": set(),
+        "base:jre": set(),
+        "base:maven": set(),
+        "base:node": set(),
+        "base:flink": {"base:jre"},
+        "image:bridge": {"base:node", "base:python"},
+        "image:job": {"base:maven", "base:flink"},
+    }
+
+
+def test_ready_steps_wait_for_every_dependency() -> None:
+    graph = {"base:jre": set(), "base:flink": {"base:jre"}, "image:job": {"base:flink", "base:jre"}}
+    assert specs.ready_steps(graph, done=set(), started=set()) == ["base:jre"]
+    assert specs.ready_steps(graph, done=set(), started={"base:jre"}) == []
+    assert specs.ready_steps(graph, done={"base:jre"}, started={"base:jre"}) == ["base:flink"]
+    assert specs.ready_steps(graph, done={"base:jre", "base:flink"}, started={"base:jre", "base:flink"}) == [
+        "image:job"
+    ]
