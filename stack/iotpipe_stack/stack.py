@@ -39,9 +39,15 @@ def _stderr(msg: str) -> None:
     print(f"iotpipe: {msg}", file=sys.stderr, flush=True)
 
 
-def new_cluster_id() -> str:
-    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (what StorageTool random-uuid prints)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+def new_cluster_id(random_bytes: Callable[[], bytes] = lambda: uuid.uuid4().bytes) -> str:
+    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (what StorageTool random-uuid prints).
+
+    Like Kafka's own generator, never one that starts with '-': ``kafka-storage format -t -abc...`` reads it as an
+    option and fails (about one start in 64 otherwise)."""
+    while True:
+        cid = base64.urlsafe_b64encode(random_bytes()).rstrip(b"=").decode()
+        if not cid.startswith("-"):
+            return cid
 
 
 @dataclass(frozen=True)

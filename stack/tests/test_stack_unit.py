@@ -95,6 +95,13 @@ def test_cluster_id_is_22_url_safe_chars() -> None:
     assert set(cid) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
+def test_cluster_id_never_starts_with_a_dash() -> None:
+    # 0xf8 encodes to "-" as the first base64url character; the generator must draw again
+    draws = iter([b"\xf8" + bytes(15), bytes(16)])
+    cid = new_cluster_id(lambda: next(draws))
+    assert cid == "A" * 22
+
+
 # ---------------------------------------------------------------- installers (pure parts)
 @pytest.mark.parametrize(
     ("output", "major"),
