@@ -377,6 +377,10 @@ class Builder:
     def run(self, images: Sequence[specs.ProjectImage]) -> None:
         """The Debian root, then every stand-in and image as soon as what it builds on is there, `jobs` at a time."""
         graph = specs.build_graph({p.name: (REPO_ROOT / p.dockerfile).read_text(encoding="utf-8") for p in images})
+        with file_lock(self.work / ".build.lock"):  # one build at a time per cache (make test + a fixture, two shells)
+            self._run_graph(graph)
+
+    def _run_graph(self, graph: dict[str, set[str]]) -> None:
         self.debian()
         done: set[str] = set()
         started: set[str] = set()
