@@ -57,13 +57,14 @@ class ProjectImage:
         return f"{PROJECT_PREFIX}/{self.name}:{tag}"
 
 
-#: base stand-ins in build order (a parent comes before its children); "debian" is the imported rootfs
+#: base stand-ins in build order (a parent comes before its children; the stream job's chain first, since it is the
+#: longest build); "debian" is the imported rootfs
 BASES: tuple[BaseImage, ...] = (
-    BaseImage("python", f"{BASE_PREFIX}/python:3.11", "python:3.11-slim-bookworm", "debian", "DEBIAN_IMAGE"),
     BaseImage("jre", f"{BASE_PREFIX}/jre:17", "eclipse-temurin:17-jre", "debian", "DEBIAN_IMAGE"),
     BaseImage("maven", f"{BASE_PREFIX}/maven:3-jdk17", "maven:3.9-eclipse-temurin-17", "debian", "DEBIAN_IMAGE"),
-    BaseImage("node", f"{BASE_PREFIX}/node:18", "node:20-bookworm-slim", "debian", "DEBIAN_IMAGE"),
     BaseImage("flink", f"{BASE_PREFIX}/flink:2.2.1", "flink:2.2.1-scala_2.12-java17", "jre", "JRE_IMAGE"),
+    BaseImage("python", f"{BASE_PREFIX}/python:3.11", "python:3.11-slim-bookworm", "debian", "DEBIAN_IMAGE"),
+    BaseImage("node", f"{BASE_PREFIX}/node:18", "node:20-bookworm-slim", "debian", "DEBIAN_IMAGE"),
 )
 BASES_BY_NAME = {b.name: b for b in BASES}
 
@@ -76,14 +77,15 @@ BASE_ARGS: dict[str, str] = {
     "FLINK_IMAGE": "flink",
 }
 
+#: project images, longest build first (with two builds at a time the others fit beside it)
 PROJECT_IMAGES: tuple[ProjectImage, ...] = (
+    ProjectImage("stream-job", "services/stream_job/Dockerfile"),
+    ProjectImage("hbase", "images/hbase/Dockerfile"),
+    ProjectImage("kafka", "images/kafka/Dockerfile"),
     ProjectImage("operator", "operator/Dockerfile"),
     ProjectImage("simulator", "simulators/Dockerfile"),
     ProjectImage("hbase-sync", "services/hbase_sync/Dockerfile"),
     ProjectImage("ws-bridge", "services/ws_bridge/Dockerfile"),
-    ProjectImage("stream-job", "services/stream_job/Dockerfile"),
-    ProjectImage("hbase", "images/hbase/Dockerfile"),
-    ProjectImage("kafka", "images/kafka/Dockerfile"),
 )
 PROJECT_BY_NAME = {p.name: p for p in PROJECT_IMAGES}
 
