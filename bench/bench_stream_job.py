@@ -11,6 +11,11 @@ processing). Latency: after the backlog, --closes times a reading that pushes th
 produced; the delay is measured until that day's first AggDay[TH1] is visible (it includes the wait for the
 transaction commit at the next checkpoint).
 
+State size: the size of the job's newest retained checkpoint (all operator state: the sites' clocks, the open days)
+at the end of each run; and a churn run (--churn-sites sites that come and go: each reports for two simulated days,
+then never again) prints the checkpoint size after every simulated day, which must stay flat (sites idle beyond
+--site-idle-s are forgotten; the bench shortens that limit so it passes within the run).
+
 Starts its own Kafka (free loopback ports, temporary home) unless --bootstrap is given. Prints figures, then ONE JSON
 line.
 """
@@ -112,8 +117,9 @@ Message = tuple[bytes, bytes]
 
 
 def encode(readings: list[Reading]) -> list[Message]:
-    """(key, value) pairs; encoded before any timing starts: the job's rate is measured, not the bench's encoding."""
-    return [(r.device.encode(), r.encode()) for r in readings]
+    """(key, value) pairs, keyed by site (the producer contract: a site's readings in one partition, in order);
+    encoded before any timing starts: the job's rate is measured, not the bench's encoding."""
+    return [(r.site.encode(), r.encode()) for r in readings]
 
 
 def produce(bootstrap: str, topic: str, messages: list[Message]) -> float:
@@ -200,6 +206,70 @@ def baseline(bootstrap: str, topic: str, n: int) -> float:
     return n / elapsed if elapsed > 0 else float("inf")
 
 
+def checkpoint_bytes(home: Path, prefix: str) -> int | None:
+    """Bytes of the newest completed checkpoint of the job (full checkpoints: every operator's state)."""
+    found = sorted((meta.stat().st_mtime, meta.parent)
+                   for meta in (home / "stream_job" / "checkpoints" / prefix).glob("*/chk-*/_metadata"))
+    if not found:
+        return None
+    return sum(f.stat().st_size for f in found[-1][1].rglob("*") if f.is_file())
+
+
+def start_job(python: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen([str(python), "-m", "stream_job"], env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def stop_job(job: subprocess.Popen[bytes]) -> None:
+    if job.poll() is None:
+        job.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            job.wait(60)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(job.pid, signal.SIGKILL)
+
+
+def churn(args: argparse.Namespace, bootstrap: str, python: Path, jar: Path, env: dict[str, str]) -> list[int]:
+    """Sites that come and go: site i reports (TH1 and HVAC1, every 6 hours) on simulated days i*days/sites and the next
+    one, never again. Returns the checkpoint size after each simulated day."""
+    prefix = f"churn_{uuid.uuid4().hex[:6]}"
+    topics = Topics(prefix)
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for fut in admin.create_topics([NewTopic(topics.readings, 2, 1)] +
+                                   [NewTopic(t, 1, 1) for t in topics.all()[1:]]).values():
+        fut.result(30)
+    home = Path(env["IOTPIPE_HOME"])
+    job_env = {**env, "IOTPIPE_KAFKA_BOOTSTRAP": bootstrap, "IOTPIPE_TOPIC_PREFIX": prefix,
+               "IOTPIPE_FLINK_CONNECTOR_JAR": str(jar), "IOTPIPE_STARTING_OFFSETS": "earliest",
+               "IOTPIPE_CHECKPOINT_INTERVAL_MS": "1000", "IOTPIPE_RESTORE": "none",
+               "IOTPIPE_SITE_IDLE_S": str(args.site_idle_s), "IOTPIPE_IDLE_TIMEOUT_MS": "2000"}
+    job = start_job(python, job_env, home / f"{prefix}.log")
+    raw = Tail(bootstrap, topics.raw)
+    sizes: list[int] = []
+    sent = 0
+    try:
+        per_day = args.churn_sites // args.churn_days
+        for day in range(args.churn_days + 2):
+            active = [s for s in range((day - 1) * per_day, (day + 1) * per_day) if 0 <= s < args.churn_sites]
+            start = day_start(day)
+            readings = [Reading(f"churn{s:05d}", name, iso(start + timedelta(hours=h)), 20.0, SENSORS[name].unit, h)
+                        for h in range(6, 25, 6) for s in active for name in ("TH1", "HVAC1")]
+            produce(bootstrap, topics.readings, encode(readings))
+            sent += len(readings)
+            if not raw.wait_count(sent, 900):
+                raise SystemExit(f"churn: job stalled at {raw.count}/{sent}; log: {home / f'{prefix}.log'}")
+            time.sleep(args.site_idle_s + 5)  # the sites that left are now idle beyond the limit: forgotten
+            time.sleep(3)  # and a checkpoint taken after that
+            size = checkpoint_bytes(home, prefix) or 0
+            sizes.append(size)
+            print(f"  churn: simulated day {day}: {len(active)} active sites, checkpoint {size:,} bytes", flush=True)
+        return sizes
+    finally:
+        raw.close()
+        stop_job(job)
+
+
 def run_job(args: argparse.Namespace, bootstrap: str, python: Path, jar: Path, env: dict[str, str],
             parallelism: int) -> dict[str, Any]:
     prefix = f"bench{parallelism}_{uuid.uuid4().hex[:6]}"
@@ -260,7 +330,8 @@ def run_job(args: argparse.Namespace, bootstrap: str, python: Path, jar: Path, e
             if got is not None:
                 delays.append((got - sent) * 1000)
             raw.wait_count(before + len(closing), 60)
-        return {"rps": rps, "seconds": raw_s, "readings": len(backlog), "close_ms": delays}
+        state = checkpoint_bytes(Path(env["IOTPIPE_HOME"]), prefix)
+        return {"rps": rps, "seconds": raw_s, "readings": len(backlog), "close_ms": delays, "state_bytes": state}
     finally:
         raw.close()
         aggs.close()
@@ -284,6 +355,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--closes", type=int, default=3, help="day closes timed for the latency figure")
     parser.add_argument("--jvm-args", default="-Xmx1g -XX:+UseParallelGC", help="JVM_ARGS of the job's JVM")
     parser.add_argument("--python-mode", default="process", choices=("process", "thread"))
+    parser.add_argument("--churn-sites", type=int, default=10_000, help="sites of the churn run (0: no churn run)")
+    parser.add_argument("--churn-days", type=int, default=6, help="simulated days over which churn sites come and go")
+    parser.add_argument("--site-idle-s", type=int, default=20, help="IOTPIPE_SITE_IDLE_S of the churn run")
     args = parser.parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so the job (its own process group) and Kafka are stopped by the finally blocks
     signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
@@ -298,6 +372,7 @@ def main(argv: list[str] | None = None) -> int:
             n = results[p]["readings"]
             base_rps.append(baseline(bootstrap, prefix_topics[0], n))
             print(f"  baseline: a plain consumer reads the same topic at {base_rps[-1]:,.0f} readings/s", flush=True)
+        churn_sizes = churn(args, bootstrap, python, jar, env) if args.churn_sites else []
     base = statistics.median(base_rps)
     figures: dict[str, Any] = {"bench": "stream_job", "sites": args.sites, "python_mode": args.python_mode,
                                "jvm_args": args.jvm_args,
@@ -315,6 +390,11 @@ def main(argv: list[str] | None = None) -> int:
         figures[f"p{p}_ratio"] = round(ratio, 4)
         figures[f"p{p}_readings"] = r["readings"]
         figures[f"p{p}_close_to_aggregate_ms"] = None if close is None else round(close)
+        figures[f"p{p}_state_bytes"] = r["state_bytes"]
+    if churn_sizes:
+        print(f"  churn ({args.churn_sites} sites that come and go): checkpoint bytes per simulated day {churn_sizes}")
+        figures["churn_sites"] = args.churn_sites
+        figures["churn_state_bytes"] = churn_sizes
     print(json.dumps(figures))
     return 0
 

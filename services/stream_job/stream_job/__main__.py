@@ -13,7 +13,14 @@ from types import FrameType
 
 from iotcommon.config import describe
 from iotcommon.errors import ConfigError
-from stream_job.config import checkpoint_path, failure_hint, find_connector_jar, latest_checkpoint, load_config
+from stream_job.config import (
+    BOUNDED_RESTORE,
+    checkpoint_path,
+    failure_hint,
+    find_connector_jar,
+    latest_checkpoint,
+    load_config,
+)
 from stream_job.udf_jar import find_udf_jar
 
 log = logging.getLogger("stream_job")
@@ -50,6 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         found = latest_checkpoint(local)
         restore_from = found.absolute().as_uri() if found else None
     # remote checkpoint storage (s3://, hdfs://): recovery is the deployment's business (Flink HA / the operator)
+    if config.bounded and restore_from is not None:
+        print(f"stream_job: {BOUNDED_RESTORE} (found {restore_from})", file=sys.stderr)
+        return 2
     log.info("checkpoints in %s; %s", checkpoints,
              f"restoring from {restore_from}" if restore_from else "starting without state")
 

@@ -12,6 +12,7 @@ from iotcommon.days import DEFAULT_TZ
 from iotcommon.errors import ConfigError
 from iotcommon.limits import DEFAULT_TS_MAX, DEFAULT_TS_MIN, Limits
 from iotcommon.topics import DEFAULT_PREFIX
+from iotcommon.zones import SiteZones
 
 CONNECTOR = "org.apache.flink:flink-sql-connector-kafka:5.0.0-2.2"
 CONNECTOR_JAR = "flink-sql-connector-kafka-5.0.0-2.2.jar"
@@ -23,17 +24,26 @@ class StreamJobConfig:
     bootstrap: str = setting("127.0.0.1:9092", "Kafka bootstrap servers", env="IOTPIPE_KAFKA_BOOTSTRAP")
     topic_prefix: str = setting(DEFAULT_PREFIX, "prefix of every topic (<prefix>.readings in, .raw/.aggregates/"
                                 ".late/.deadletter out)", env="IOTPIPE_TOPIC_PREFIX")
-    site_tz: str = setting(DEFAULT_TZ, "sites' time zone: defines the local day", env="IOTPIPE_SITE_TZ")
+    site_tz: str = setting(DEFAULT_TZ, "default time zone of the sites: defines their local day",
+                           env="IOTPIPE_SITE_TZ")
+    site_zones: str = setting("", "per-site zones 'site=Area/City,site2=Area/City' (others use IOTPIPE_SITE_TZ)",
+                              env="IOTPIPE_SITE_ZONES")
     parallelism: int = setting(1, "parallelism of every operator", env="IOTPIPE_FLINK_PARALLELISM", minimum=1,
                                maximum=64)
     lateness_s: int = setting(172800, "allowed lateness after a day's end, seconds (default 2 days)",
                               env="IOTPIPE_LATENESS_S", minimum=0)
     watermark_delay_ms: int = setting(1000, "watermark = max event time seen - this delay (bounded out-of-orderness)",
                                       env="IOTPIPE_WATERMARK_DELAY_MS", minimum=0)
-    idle_timeout_ms: int = setting(0, "a readings partition without data for this long stops holding the watermark "
-                                   "back; 0 = never. Off by default: while a backlog is read, a partition that is "
-                                   "merely not fetched yet would be skipped and its readings judged late",
+    idle_timeout_ms: int = setting(0, "idle limit: a readings partition without data for this long stops "
+                                   "holding the watermark back, and a day whose end a site's own readings passed is "
+                                   "first emitted at the latest this long (processing time) after; 0 = off (see "
+                                   "docs/stream-job.md: readings were lost with it on after a restore)",
                                    env="IOTPIPE_IDLE_TIMEOUT_MS", minimum=0)
+    max_future_s: int = setting(86400, "a reading stamped more than this after its Kafka record's timestamp does not "
+                                "move its site's clock (a device clock far in the future makes nothing late)",
+                                env="IOTPIPE_MAX_FUTURE_S", minimum=0, maximum=2**31 - 1)
+    site_idle_s: int = setting(0, "a site without readings for this long (processing time) loses all its state "
+                               "(open days, clock); 0 = the allowed lateness", env="IOTPIPE_SITE_IDLE_S", minimum=0)
     batch_window_min: int = setting(60, "on-time readings reach the Python day logic in event-time batches of this "
                                     "many minutes (the zone's UTC offsets must be multiples of it)",
                                     env="IOTPIPE_BATCH_WINDOW_MIN", minimum=1, maximum=1440)
@@ -81,6 +91,14 @@ class StreamJobConfig:
         return Limits.from_settings(self.value_ranges, self.ts_min, self.ts_max)
 
     @property
+    def site_idle_ms(self) -> int:
+        return (self.site_idle_s or self.lateness_s) * 1000
+
+    @property
+    def zones(self) -> SiteZones:
+        return SiteZones.from_settings(self.site_tz, self.site_zones)
+
+    @property
     def consumer_group(self) -> str:
         return self.group_id or f"iotpipe-stream-job-{self.topic_prefix}"
 
@@ -92,18 +110,20 @@ class StreamJobConfig:
 def load_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> StreamJobConfig:
     config = load(StreamJobConfig, argv, environ, prog="python -m stream_job",
                   description="iotpipe stream job: readings -> raw, daily aggregates, late readings, dead letters")
-    try:
-        from zoneinfo import ZoneInfo
-
-        ZoneInfo(config.site_tz)
-    except Exception as exc:  # ZoneInfoNotFoundError, ValueError
-        raise ConfigError(f"IOTPIPE_SITE_TZ: unknown time zone {config.site_tz!r}") from exc
-    bad = offsets_not_multiple(config.site_tz, config.batch_window_min)
-    if bad:
-        raise ConfigError(f"IOTPIPE_BATCH_WINDOW_MIN: {config.batch_window_min} min batches would straddle local "
-                          f"midnights of {config.site_tz} (UTC offsets {bad}); use 15")
+    for zone in config.zones.names():  # ConfigError for an unknown zone or a malformed map
+        bad = offsets_not_multiple(zone, config.batch_window_min)
+        if bad:
+            raise ConfigError(f"IOTPIPE_BATCH_WINDOW_MIN: {config.batch_window_min} min batches would straddle local "
+                              f"midnights of {zone} (UTC offsets {bad}); use 15")
+    if config.bounded and config.restore not in ("latest", "none"):
+        raise ConfigError(BOUNDED_RESTORE)
     config.limits  # noqa: B018 (raises ConfigError for malformed IOTPIPE_VALUE_RANGES / IOTPIPE_TS_MIN / _MAX)
     return config
+
+
+BOUNDED_RESTORE = ("--bounded cannot resume from a checkpoint: a restored bounded Kafka source never finishes "
+                   "(upstream FLINK-31006 / FLINK-33466). Rerun the backfill from the start (--restore none, a new "
+                   "--group-id), or resume without --bounded and stop the job once it has caught up")
 
 
 def offsets_not_multiple(tz: str, minutes: int) -> list[str]:

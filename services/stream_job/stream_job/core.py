@@ -1,33 +1,40 @@
 """Pure daily-aggregation logic of the stream job: no Flink, no I/O. Unit-tested in the main venv.
 
 One ``DayAggregator`` instance serves every site; the per-site state lives in a ``Store`` (in Flink: a keyed
-``MapState`` keyed by site; in unit tests: a dict). Callers feed valid, already-parsed readings with the current
-event-time watermark and get back the messages to emit plus the event-time timers to register; timers call ``on_timer``.
+``MapState`` keyed by site; in unit tests: a dict). Callers feed valid, already-parsed readings with their site's
+clock and sequence number (computed upstream, before any reordering) and the current watermark, and get back the
+messages to emit plus the event-time timers to register; timers call ``on_timer``, the idle limit ``on_idle``.
 
-State keys of a site (two kinds, so PyFlink's state cache answers almost every read and a new day costs no read):
+State keys of a site (so PyFlink's state cache answers almost every read and a new day costs no read):
 
 - ``I``       -> {"days": {day: [end_ms, closed]}, "eod": {day: {sensor: (Acc, seen)}}}   open days; the newest
-                 expired day's cumulative accumulators (Diff of the following day needs them)
+                 dropped day's cumulative accumulators (Diff of the following day needs them)
 - ``D|<day>`` -> {"acc": {sensor: (Acc, seen)}, "emitted": {name: (revision, value, count)}}   one day: running
                  aggregates, the (ts_ms, seq) identities they hold (dedup), the last emitted version of each aggregate
+- ``Q``       -> {"hi", "subs": {partition: {"upto", "safe", "pend"}}}   the site's sequences (one per Kafka
+                 partition that carries the site; one with the producer contract): messages 1..upto have all arrived,
+                 ``safe`` is the clock at upto, ``pend`` the numbers (-> clock) that came early; ``hi`` the newest clock
 
 Rules (docs/stream-job.md has the reasoning):
 
-- day D of a reading is ``iotcommon.days.day_of_ms`` in the site zone: (D 00:00, D+1 00:00], end = D+1 00:00.
-- a reading is *beyond allowed lateness* iff watermark >= end(D) + lateness: it goes to the late topic, untouched state.
+- day D of a reading is ``iotcommon.days.day_of_ms`` in the site's zone: (D 00:00, D+1 00:00], end = D+1 00:00.
+- a reading is *beyond allowed lateness* iff its site's clock >= end(D) + lateness: it goes to the late topic.
 - (site, sensor, ts, seq) counts once per day.
-- the day closes when the watermark reaches end(D) (timer): every aggregate of the day with at least one reading is
-  emitted with revision 1. After that, each reading that changes an aggregate emits it again with revision + 1.
+- the day is first emitted when the watermark reaches end(D) (timer) or the idle limit finds the site's clock past
+  end(D): every aggregate of the day with at least one reading, revision 1. After that, each reading that changes an
+  aggregate emits it again with revision + 1.
 - AggDayDiff[total](D) = last reading of D (by event time) - last reading of D-1; emitted only when both exist.
   AggDayRest[total](D) = Diff(D) - sum of the parts' sums on D (a part without readings contributes 0).
-- state of D is dropped when the watermark reaches end(D) + lateness; the cumulative sensors' last readings survive one
-  more day because Diff(D+1) needs them.
+- state of D is dropped when every substream's ``safe`` >= end(D) + lateness (no accepted reading of D can still
+  come); the cumulative sensors' last readings survive one more day because Diff(D+1) needs them.
+- no aggregate is ever non-finite: a reading that would overflow its day's sum goes to the late topic instead.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -37,8 +44,10 @@ from zoneinfo import ZoneInfo
 from iotcommon.days import day_end, day_start, iso_z
 from iotcommon.messages import VERSION, Aggregate
 from iotcommon.sensors import REST_PARTS, SENSORS, Rule, aggregate_name
+from iotcommon.zones import SiteZones
 
 LATE_REASON = "beyond-allowed-lateness"
+OVERFLOW_REASON = "aggregate-overflow"  # the reading would make its day's sum non-finite
 _CUMULATIVE = tuple(name for name, s in SENSORS.items() if s.rule is Rule.CUMULATIVE)
 
 
@@ -200,85 +209,183 @@ def day_aggregates(accs: dict[str, tuple[Any, ...]], prev_last: dict[str, float]
 
 
 class DayAggregator:
-    """The event-time state machine of one site's days. Stateless itself: all state is in the Store."""
+    """The state machine of one site's days. Stateless itself: all state is in the Store.
 
-    def __init__(self, tz: ZoneInfo, lateness_ms: int, clock: Callable[[], datetime] | None = None) -> None:
-        self.tz = tz
+    Every reading arrives with its site's *clock* (the newest plausible event time of the site's messages up to and
+    including it, in partition order) and its number ``sseq`` in that order (from 1; None when it has none). Both
+    are computed upstream before any reordering, so the verdict (late or not) depends only on the site's own earlier
+    messages. The watermark only decides when a day is first emitted.
+    """
+
+    def __init__(self, zones: SiteZones, lateness_ms: int, clock: Callable[[], datetime] | None = None) -> None:
+        self.zones = zones
         self.lateness_ms = lateness_ms
-        self.days = DayIndex(tz)
+        self._indexes: dict[str, DayIndex] = {}
         self._clock = clock or (lambda: datetime.now(UTC))
+        # what happened since the caller last looked (the job turns these into metrics and clears them):
+        # late, overflow, days_closed (first emissions), days_dropped, revisions (emissions with revision > 1)
+        self.counts: Counter[str] = Counter()
+
+    def days(self, site: str) -> DayIndex:
+        """The day boundaries in the site's zone."""
+        name = self.zones.name(site)
+        index = self._indexes.get(name)
+        if index is None:
+            index = self._indexes[name] = DayIndex(self.zones.zone(site))
+        return index
 
     # -- readings ---------------------------------------------------------------------------------------------
 
     def on_reading(self, st: Store, site: str, sensor: str, ts: str, ts_ms: int, value: float, seq: int,
-                   watermark: int) -> tuple[list[Output], list[int]]:
-        """Apply one valid reading. Returns (messages, event-time timers to register)."""
-        win = self.days.of_ms(ts_ms)
+                   clock_ms: int, sseq: int | None, watermark: int, part: int = 0) -> tuple[list[Output], list[int]]:
+        """Apply one valid reading (``part``: the Kafka partition it came from; the site's substream there).
+        Returns (messages, event-time timers to register)."""
+        days = self.days(site)
+        win = days.of_ms(ts_ms)
         day = win.day
-        if watermark >= win.end_ms + self.lateness_ms:
-            late = {"v": VERSION, "reading": {"v": VERSION, "site": site, "sensor": sensor, "ts": ts, "value": value,
-                                              "unit": SENSORS[sensor].unit, "seq": seq},
-                    "reason": LATE_REASON, "day": day, "late_by_ms": watermark - (win.end_ms + self.lateness_ms)}
-            return [Output("late", f"{site}/{sensor}", _json(late))], []
-        timers: list[int] = []
         index = _index(st)
+        limit = win.end_ms + self.lateness_ms
+        if clock_ms >= limit:
+            self.counts["late"] += 1
+            late = [_late(site, sensor, ts, value, seq, day, LATE_REASON, clock_ms - limit)]
+            return late + self._track(st, index, site, clock_ms, sseq, part, watermark), []
+        timers: list[int] = []
         status = index["days"].get(day)
         blob_key = "D|" + day
         if status is None:  # a new day: nothing stored for it yet (no state read needed)
             closed = watermark >= win.end_ms
+            self.counts["days_closed"] += closed
             index["days"][day] = [win.end_ms, closed]
-            st.put("I", index)
             blob: dict[str, Any] = {"acc": {}, "emitted": {}}
-            timers = [win.end_ms, win.end_ms + self.lateness_ms]
+            timers = [win.end_ms]
         else:
             closed = status[1]
             blob = st.get(blob_key)
         ident = (ts_ms, seq)
         rule = SENSORS[sensor].rule
         entry = blob["acc"].get(sensor)
-        if entry is None:
-            blob["acc"][sensor] = (_add(None, rule, ts_ms, seq, value), {ident})
-        else:
-            acc, seen = entry
-            if ident in seen:
-                return [], timers
-            seen.add(ident)
-            blob["acc"][sensor] = (_add(acc, rule, ts_ms, seq, value), seen)
-        st.put(blob_key, blob)
-        if not closed:
-            return [], timers
-        out = self._emit_changes(st, index, site, day)
-        following = shift(day, 1)
-        if rule is Rule.CUMULATIVE and index["days"].get(following, (0, False))[1]:
-            out += self._emit_changes(st, index, site, following)
+        out: list[Output] = []
+        if entry is None or ident not in entry[1]:  # a duplicate counts once
+            acc = _add(None if entry is None else entry[0], rule, ts_ms, seq, value)
+            if not _finite(acc):  # the day's sum would overflow: the reading is kept out of it, and said so
+                self.counts["overflow"] += 1
+                out.append(_late(site, sensor, ts, value, seq, day, OVERFLOW_REASON, 0))
+            else:
+                seen: set[tuple[int, int]] = set() if entry is None else entry[1]
+                seen.add(ident)
+                blob["acc"][sensor] = (acc, seen)
+                st.put(blob_key, blob)
+                if closed:
+                    out += self._emit_changes(st, index, site, day)
+                    following = shift(day, 1)
+                    if rule is Rule.CUMULATIVE and index["days"].get(following, (0, False))[1]:
+                        out += self._emit_changes(st, index, site, following)
+        if status is None:
+            if blob["acc"]:
+                st.put("I", index)
+            else:  # nothing was added to the new day
+                del index["days"][day]
+                timers = []
+        out += self._track(st, index, site, clock_ms, sseq, part, watermark)
         return out, timers
+
+    def on_marker(self, st: Store, site: str, clock_ms: int, sseq: int, watermark: int,
+                  part: int = 0) -> list[Output]:
+        """A message of the site's sequence that is not a reading (a dead letter): it only advances the sequence."""
+        return self._track(st, _index(st), site, clock_ms, sseq, part, watermark)
+
+    # -- the site's sequences: when is a day safe to drop? ---------------------------------------------------------
+
+    def _track(self, st: Store, index: dict[str, Any], site: str, clock_ms: int, sseq: int | None, part: int,
+               watermark: int) -> list[Output]:
+        """Record that message ``sseq`` of the site's substream on partition ``part`` has arrived; drop the days the
+        contiguous prefixes prove final.
+
+        Per substream, ``upto``: every message 1..upto has arrived; ``safe``: the clock at ``upto`` (clocks never
+        decrease along the sequence). An accepted reading of day D not yet arrived has a number > upto, so its clock
+        is >= safe; it is accepted only while its clock < end(D) + lateness. Once every substream of the site has
+        safe >= end(D) + lateness, no accepted reading of D can still come, and D's state can go. With the producer
+        contract (key = site) a site has one substream. With device keys a site's substream on another partition may
+        not have shown up yet; so the watermark (every partition has passed the point, and everything read before it
+        has been delivered here) must also have reached end(D) + lateness.
+        """
+        q: dict[str, Any] = st.get("Q") or {"hi": 0, "subs": {}}
+        q["hi"] = max(q["hi"], clock_ms)
+        if sseq is not None:
+            sub = q["subs"].setdefault(part, {"upto": 0, "safe": 0, "pend": {}})
+            if sseq <= sub["upto"]:  # the sequence started again upstream (its state expired): start over
+                sub.update(upto=0, safe=0, pend={})
+            pend: dict[int, int] = sub["pend"]
+            pend[sseq] = clock_ms
+            upto, safe = sub["upto"], sub["safe"]
+            while upto + 1 in pend:
+                upto += 1
+                safe = max(safe, pend.pop(upto))
+            sub["upto"], sub["safe"] = upto, safe
+        st.put("Q", q)
+        if sseq is None:
+            return []
+        floor = min(min(sub["safe"] for sub in q["subs"].values()), watermark)
+        if not any(end + self.lateness_ms <= floor for end, _ in index["days"].values()):
+            return []
+        dropped = self._expire(st, index, site, floor)
+        st.put("I", index)
+        return dropped
+
+    def _expire(self, st: Store, index: dict[str, Any], site: str, safe: int) -> list[Output]:
+        expired = sorted(day for day, (end_ms, _) in index["days"].items() if end_ms + self.lateness_ms <= safe)
+        if not expired:
+            return []
+        out: list[Output] = []
+        for day in expired:  # never dropped unannounced: a day not yet emitted is emitted now
+            if not index["days"][day][1]:
+                index["days"][day][1] = True
+                self.counts["days_closed"] += 1
+                out += self._emit_changes(st, index, site, day)
+        # Diff of the day after the newest expired day still needs that day's last cumulative readings
+        newest = expired[-1]
+        blob = st.get("D|" + newest) or {"acc": {}}
+        index["eod"] = {newest: {s: e for s, e in blob["acc"].items() if s in _CUMULATIVE}}
+        for day in expired:
+            del index["days"][day]
+            st.remove("D|" + day)
+        self.counts["days_dropped"] += len(expired)
+        return out
 
     # -- timers ------------------------------------------------------------------------------------------------
 
     def on_timer(self, st: Store, site: str, timestamp: int) -> list[Output]:
-        """Event time reached ``timestamp``: close the days that ended, drop those past their lateness."""
+        """Event time (the watermark) reached ``timestamp``: first emission of the days that ended by then."""
+        return self._close(st, site, timestamp)
+
+    def on_idle(self, st: Store, site: str) -> list[Output]:
+        """The idle limit passed (processing time): first emission of the days the site's own clock has passed,
+        whatever the watermark (a silent partition or site elsewhere must not hold them back)."""
+        q = st.get("Q")
+        return [] if q is None else self._close(st, site, q["hi"])
+
+    def _close(self, st: Store, site: str, until: int) -> list[Output]:
+        index = st.get("I")
+        if index is None:
+            return []
         out: list[Output] = []
-        index = _index(st)
-        expired: list[str] = []
         for day in sorted(index["days"]):
             status = index["days"][day]
-            end_ms, closed = status
-            if not closed and end_ms <= timestamp:
+            if not status[1] and status[0] <= until:
                 status[1] = True
+                self.counts["days_closed"] += 1
                 st.put("I", index)
                 out += self._emit_changes(st, index, site, day)
-            if end_ms + self.lateness_ms <= timestamp:
-                expired.append(day)
-        if expired:
-            # Diff of the day after the newest expired day still needs that day's last cumulative readings
-            newest = max(expired)
-            blob = st.get("D|" + newest) or {"acc": {}}
-            index["eod"] = {newest: {s: e for s, e in blob["acc"].items() if s in _CUMULATIVE}}
-            for day in expired:
-                del index["days"][day]
-                st.remove("D|" + day)
-            st.put("I", index)
         return out
+
+    def forget(self, st: Store) -> None:
+        """Drop every state entry of the site (it has been idle beyond the limit)."""
+        index = st.get("I")
+        if index is not None:
+            for day in index["days"]:
+                st.remove("D|" + day)
+        st.remove("I")
+        st.remove("Q")
 
     # -- emission ----------------------------------------------------------------------------------------------
 
@@ -288,15 +395,19 @@ class DayAggregator:
         prev = shift(day, -1)
         prev_accs = st.get("D|" + prev)["acc"] if prev in index["days"] else index["eod"].get(prev, {})
         prev_last = {sensor: prev_accs[sensor][0][3] for sensor in _CUMULATIVE if sensor in prev_accs}
-        win = self.days.window(day)
+        win = self.days(site).window(day)
         out: list[Output] = []
         emitted_at: str | None = None
         emitted = blob["emitted"]
         for agg in day_aggregates(accs, prev_last):
+            if not math.isfinite(agg.value):  # e.g. a Diff of two meter values near the double range: never emitted
+                continue
             last = emitted.get(agg.name)
             if last is not None and last[1] == agg.value and last[2] == agg.count:
                 continue
             revision = 1 if last is None else last[0] + 1
+            if revision > 1:
+                self.counts["revisions"] += 1
             emitted[agg.name] = (revision, agg.value, agg.count)
             if emitted_at is None:
                 emitted_at = iso_z(self._clock())
@@ -306,6 +417,17 @@ class DayAggregator:
         if emitted_at is not None:
             st.put("D|" + day, blob)
         return out
+
+
+def _finite(acc: tuple[Any, ...]) -> bool:
+    return math.isfinite(acc[1]) and math.isfinite(acc[2]) if acc[0] == "s" else math.isfinite(acc[3])
+
+
+def _late(site: str, sensor: str, ts: str, value: float, seq: int, day: str, reason: str, late_by_ms: int) -> Output:
+    late = {"v": VERSION, "reading": {"v": VERSION, "site": site, "sensor": sensor, "ts": ts, "value": value,
+                                      "unit": SENSORS[sensor].unit, "seq": seq},
+            "reason": reason, "day": day, "late_by_ms": late_by_ms}
+    return Output("late", f"{site}/{sensor}", _json(late))
 
 
 def _index(st: Store) -> dict[str, Any]:

@@ -19,14 +19,14 @@ import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from pyflink.common import Configuration, Row, Types
-from pyflink.datastream import KeyedProcessFunction, RuntimeContext, StreamExecutionEnvironment
+from pyflink.datastream import KeyedProcessFunction, RuntimeContext, StreamExecutionEnvironment, TimeDomain
 from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 from pyflink.table import DataTypes, Schema, StreamTableEnvironment, TableResult
 from pyflink.table.udf import udtf
 
+from iotcommon.zones import SiteZones
 from stream_job import sql
 from stream_job.config import StreamJobConfig
 from stream_job.core import DayAggregator, ts_ms_of
@@ -76,60 +76,138 @@ class _SiteStore:
 class DailyAggregates(KeyedProcessFunction):  # type: ignore[misc]
     """Keyed by bucket (a few sites each): dedup, day state, first emission at the day's end, revisions, late readings.
 
-    Input rows carry a batch of readings 'site,sensor,ts,value,seq;...' (one event-time window of one bucket, or a
-    single out-of-order reading).
+    Input rows carry a batch of items 'site,sensor,ts,value,seq,clock,partition,sseq;...' (one event-time window of
+    one bucket, or a single out-of-order reading, or a marker 'site,,reason,,,clock,partition,sseq' for a dead
+    letter). A processing-
+    time timer per bucket, every idle limit, closes the days the sites' own clocks have passed and forgets the sites
+    idle beyond IOTPIPE_SITE_IDLE_S.
     """
 
-    def __init__(self, tz: str, lateness_ms: int) -> None:
-        self.tz = tz
+    def __init__(self, zones: SiteZones, lateness_ms: int, idle_ms: int, site_idle_ms: int) -> None:
+        self.zones = zones
         self.lateness_ms = lateness_ms
+        self.idle_ms = idle_ms
+        self.site_idle_ms = site_idle_ms
 
     def open(self, runtime_context: RuntimeContext) -> None:
         descriptor = MapStateDescriptor("days", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
         self.state = runtime_context.get_map_state(descriptor)
-        self.sites = runtime_context.get_state(ValueStateDescriptor("sites", Types.PICKLED_BYTE_ARRAY()))
-        self.core = DayAggregator(ZoneInfo(self.tz), self.lateness_ms)
+        # site -> processing time it was last seen (ms, coarse)
+        self.sites = runtime_context.get_state(ValueStateDescriptor("seen", Types.PICKLED_BYTE_ARRAY()))
+        self.tick = runtime_context.get_state(ValueStateDescriptor("tick", Types.LONG()))
+        self.core = DayAggregator(self.zones, self.lateness_ms)
+        self.metrics = runtime_context.get_metrics_group().add_group("iotpipe")
+        self.counters = {name: self.metrics.counter(name) for name in METRICS}
+        self.dead_letters: dict[str, Any] = {}
+        self.clocks: dict[str, int] = {}  # site -> newest clock seen here (for the lag gauge)
+        self.metrics.gauge("clock_lag_ms", self._clock_lag)
         self.stores: dict[str, _SiteStore] = {}
         self.ts_cache: dict[str, int] = {}
 
     def _store(self, site: str) -> _SiteStore:
         store = self.stores.get(site)
         if store is None:
+            if len(self.stores) > 100_000:
+                self.stores.clear()
             store = self.stores[site] = _SiteStore(self.state, site)
         return store
 
-    def _ts_ms(self, ts: str) -> int:
-        ms = self.ts_cache.get(ts)
+    def _ms(self, text: str) -> int:
+        ms = self.ts_cache.get(text)
         if ms is None:
             if len(self.ts_cache) > 200_000:
                 self.ts_cache.clear()
-            ms = self.ts_cache[ts] = ts_ms_of(ts)
+            ms = self.ts_cache[text] = ts_ms_of(text)
         return ms
 
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterator[Row]:
         timers = ctx.timer_service()
         watermark = timers.current_watermark()
+        now = timers.current_processing_time()
         register: set[int] = set()
         on_reading = self.core.on_reading
-        sites: set[str] = self.sites.value() or set()
-        known = len(sites)
+        sites: dict[str, int] = self.sites.value() or {}
+        changed = False
         for item in value.batch.split(";"):
-            site, sensor, ts, val, seq = item.split(",")
-            sites.add(site)
-            out, new_timers = on_reading(self._store(site), site, sensor, ts, self._ts_ms(ts), float(val), int(seq),
-                                         watermark)
-            register.update(new_timers)
+            site, sensor, ts, val, seq, clock, part, sseq = item.split(",")
+            if not sensor:  # a marker (ts: the dead letter's reason; empty for a reading of another site)
+                if ts:
+                    self._dead_letter(ts)
+                if not site or not sseq:
+                    continue
+            if now - sites.get(site, -TICK_MS) >= TICK_MS // 4:
+                sites[site] = now
+                changed = True
+            store = self._store(site)
+            clock_ms = self._ms(clock)
+            if clock_ms > self.clocks.get(site, -1):
+                self.clocks[site] = clock_ms
+            if not sensor:
+                out = self.core.on_marker(store, site, clock_ms, int(sseq), watermark, int(part))
+            else:
+                out, new_timers = on_reading(store, site, sensor, ts, self._ms(ts), float(val), int(seq),
+                                             clock_ms, int(sseq) if sseq else None, watermark, int(part))
+                register.update(new_timers)
             for o in out:
                 yield Row(o.topic, o.key, o.value)
-        if len(sites) != known:
+        if changed:
             self.sites.update(sites)
+        self._count()
         for ts_timer in register:
             timers.register_event_time_timer(ts_timer)
+        if self.tick.value() is None:
+            self.tick.update(now + self._tick_ms())
+            timers.register_processing_time_timer(now + self._tick_ms())
+
+    def _count(self) -> None:
+        for name, n in self.core.counts.items():
+            self.counters[name].inc(n)
+        self.core.counts.clear()
+
+    def _dead_letter(self, reason: str) -> None:
+        counter = self.dead_letters.get(reason)
+        if counter is None:
+            counter = self.dead_letters[reason] = self.metrics.add_group("reason", reason).counter("dead_letters")
+        counter.inc(1)
+
+    def _clock_lag(self) -> int:
+        """How far the most-behind site seen here is behind the most advanced one (event time, ms)."""
+        return max(self.clocks.values()) - min(self.clocks.values()) if self.clocks else 0
+
+    def _tick_ms(self) -> int:
+        return self.idle_ms if self.idle_ms > 0 else TICK_MS
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Row]:
-        for site in sorted(self.sites.value() or ()):
-            for item in self.core.on_timer(self._store(site), site, timestamp):
-                yield Row(item.topic, item.key, item.value)
+        sites: dict[str, int] = self.sites.value() or {}
+        if ctx.time_domain() == TimeDomain.EVENT_TIME:
+            for site in sorted(sites):
+                for item in self.core.on_timer(self._store(site), site, timestamp):
+                    yield Row(item.topic, item.key, item.value)
+            self._count()
+            return
+        # processing time: the idle limit
+        now = ctx.timer_service().current_processing_time()
+        for site in sorted(sites):
+            store = self._store(site)
+            if now - sites[site] > self.site_idle_ms:
+                self.core.forget(store)
+                del sites[site]
+                self.clocks.pop(site, None)
+                continue
+            if self.idle_ms > 0:
+                for item in self.core.on_idle(store, site):
+                    yield Row(item.topic, item.key, item.value)
+        self.sites.update(sites)
+        self._count()
+        if sites:
+            self.tick.update(now + self._tick_ms())
+            ctx.timer_service().register_processing_time_timer(now + self._tick_ms())
+        else:
+            self.tick.clear()
+
+
+METRICS = ("late", "overflow", "days_closed", "days_dropped", "revisions")  # DayAggregator.counts
+TICK_MS = 60_000  # how often the bucket looks for idle sites when the idle limit is off; last-seen resolution / 4
 
 
 def flink_configuration(config: StreamJobConfig, checkpoints: str, restore_from: str | None,
@@ -145,6 +223,8 @@ def flink_configuration(config: StreamJobConfig, checkpoints: str, restore_from:
         "execution.checkpointing.num-retained": "3",
         "execution.checkpointing.min-pause": "500 ms",
         "table.exec.source.idle-timeout": f"{config.idle_timeout_ms} ms",  # 0 ms = idleness detection off
+        # the sites' clocks (OVER state) outlive the day operator's own forgetting (site idle limit) by a margin
+        "table.exec.state.ttl": f"{2 * config.site_idle_ms} ms",
         "table.local-time-zone": "UTC",
         "pipeline.name": f"iotpipe-stream-job[{config.topic_prefix}]",
         "pipeline.auto-watermark-interval": "200 ms",
@@ -187,9 +267,11 @@ def build(config: StreamJobConfig, conf: Configuration, python_exe: str) -> Tabl
     # makes them all share one scan. The watermarks and event times travel with the stream.
     scanned = t_env.to_data_stream(t_env.sql_query(sql.scan_query()))
     rowtime = (Schema.new_builder().column_by_metadata("rt", "TIMESTAMP_LTZ(3)", "rowtime")
+               .column_by_expression("pt", "PROCTIME()")
                .watermark("rt", "SOURCE_WATERMARK()").build())
     t_env.create_temporary_view("readings", t_env.from_data_stream(scanned, rowtime))
-    for statement in (sql.classified_view(config), sql.fast_valid_view(), sql.slow_view(config), sql.valid_view()):
+    for statement in (sql.classified_view(config), sql.clocked_view(), sql.fast_valid_view(), sql.slow_view(config),
+                      sql.valid_view()):
         t_env.execute_sql(statement)
 
     t_env.execute_sql(sql.routed_view())
@@ -198,7 +280,7 @@ def build(config: StreamJobConfig, conf: Configuration, python_exe: str) -> Tabl
     emitted = (
         t_env.to_data_stream(to_python)
         .key_by(lambda row: row.bucket, key_type=Types.STRING())
-        .process(DailyAggregates(config.site_tz, config.lateness_ms),
+        .process(DailyAggregates(config.zones, config.lateness_ms, config.idle_timeout_ms, config.site_idle_ms),
                  output_type=Types.ROW_NAMED(["topic", "k", "v"],
                                              [Types.STRING(), Types.STRING(), Types.PRIMITIVE_ARRAY(Types.BYTE())]))
         .name("daily-aggregates")

@@ -127,6 +127,7 @@ CREATE TEMPORARY TABLE readings_src (
   v BYTES,
   src_partition INT METADATA FROM 'partition' VIRTUAL,
   src_offset BIGINT METADATA FROM 'offset' VIRTUAL,
+  src_ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
   rt AS {rowtime_expr(config.limits)},
   WATERMARK FOR rt AS rt - INTERVAL '{delay // 1000}.{delay % 1000:03d}' SECOND
 ) WITH ({", ".join(options)})"""
@@ -150,28 +151,63 @@ def sink_ddl(config: StreamJobConfig) -> list[str]:
 
 def scan_query() -> str:
     """What the job reads from the source (rt_src: the rowtime, carried over as the stream records' timestamps)."""
-    return "SELECT k, v, src_partition, src_offset, rt AS rt_src FROM readings_src"
+    return "SELECT k, v, src_partition, src_offset, src_ts, rt AS rt_src FROM readings_src"
 
 
 def _field(name: str, config: StreamJobConfig) -> str:
     return f"reading_field(v, {grammar(config.limits)}, {_q(name)})"
 
 
+LOOSE_SITE = r'"site"\s*:\s*"([A-Za-z0-9][A-Za-z0-9_.-]{0,62})"'
+_CLOCK_WINDOW = "(PARTITION BY sk, src_partition ORDER BY pt ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
+
+
 def classified_view(config: StreamJobConfig) -> str:
     """Every input row with its fast-path verdict and, when fast, its fields: the Java function ``reading_field``
     accepts a message iff it matches CANONICAL as a whole, its unit is the sensor's (UNITS), its instant exists
     and its event time and value are within the limits (``grammar``);
-    it parses a message once, however many fields are read."""
+    it parses a message once, however many fields are read.
+
+    Also the row's substream (``sk``: its site, from the fields or, for other forms, the loose ``"site"`` regex) and
+    ``pms``: its event time if it is a canonical reading (valid: the fast path accepts exactly what the reference
+    validator accepts) and plausible (at most ``IOTPIPE_MAX_FUTURE_S`` after the Kafka record's timestamp), else NULL.
+    Only these move a site's clock: a dead letter never does, and a valid reading in another form is judged by the
+    clock without moving it (its validity is only known after the Python slow path, which reorders)."""
+    future = config.max_future_s
     return f"""
 CREATE TEMPORARY VIEW classified AS
-SELECT k, v, src_partition, src_offset, rt, {_field("site", config)} IS NOT NULL AS fast,
+SELECT k, v, src_partition, src_offset, rt, pt, {_field("site", config)} IS NOT NULL AS fast,
        {_field("site", config)} AS site, {_field("sensor", config)} AS sensor, {_field("ts", config)} AS ts,
        {_field("value", config)} AS val,
-       {_field("seq", config)} AS seq
+       {_field("seq", config)} AS seq,
+       CASE WHEN {_field("site", config)} IS NOT NULL THEN {_field("site", config)}
+            ELSE REGEXP_EXTRACT({_TEXT}, {_q(LOOSE_SITE)}, 1) END AS sk,
+       CASE WHEN {_field("site", config)} IS NOT NULL
+                 AND rt <= TIMESTAMPADD(SECOND, {future}, CAST(src_ts AS TIMESTAMP(3))) THEN rt END AS pms
 FROM readings"""  # noqa: S608
 
 
+def clocked_view() -> str:
+    """The substream clock: for each row, the newest plausible event time of its site's rows so far on its Kafka
+    partition (itself included), in partition order (``clock``), and the row's number in that substream (``sseq``,
+    from 1).
+
+    Computed before the fast/slow split, in partition order, so it depends only on the site's own earlier rows in
+    the partition: not on other sites, fetch sizes, parallelism, timing or restarts (the OVER state is checkpointed
+    with the offsets). With the producer contract (key = site) a site's rows are all in one partition, so the
+    partition count does not matter either; with device keys a site has one substream per partition that carries
+    it, and the verdicts are still independent of timing.
+    """
+    return f"""
+CREATE TEMPORARY VIEW clocked AS
+SELECT k, v, src_partition, src_offset, rt, fast, site, sensor, ts, val, seq, sk,
+       CAST(COALESCE(MAX(pms) OVER {_CLOCK_WINDOW}, {EPOCH}) AS STRING) AS clock,
+       COUNT(*) OVER {_CLOCK_WINDOW} AS sseq
+FROM classified"""  # noqa: S608
+
+
 def fast_valid_view() -> str:
+    """Fast-path readings before the clock (the raw copy chains to the scan)."""
     return """
 CREATE TEMPORARY VIEW fast_valid AS
 SELECT site, sensor, ts, val, seq, v, rt FROM classified WHERE fast"""
@@ -180,34 +216,40 @@ SELECT site, sensor, ts, val, seq, v, rt FROM classified WHERE fast"""
 def slow_view(config: StreamJobConfig) -> str:
     """Messages the fast path did not accept, through the Python reference validator (a table function: see
     ``job.classify``); r.ok tells valid readings (in another form) from dead letters. The source topic is a constant
-    (one topic is read): carrying it per message as metadata cost two string conversions each."""
+    (one topic is read): carrying it per message as metadata cost two string conversions each. A valid reading
+    whose decoded site differs from its substream (the loose regex found another "site") is not numbered
+    (``sseq`` NULL); its number stays with the substream (``sk_seq``, sent as a marker)."""
     topic = _q(Topics(config.topic_prefix).readings)
     return f"""
 CREATE TEMPORARY VIEW slow AS
-SELECT r.ok, r.dl, r.site, r.sensor, r.ts, r.val, r.seq, v, rt
-FROM (SELECT * FROM classified WHERE NOT fast),
+SELECT r.ok, r.dl, r.site, r.sensor, r.ts, r.val, r.seq, v, rt, sk, clock, src_partition, sseq AS sk_seq,
+       CASE WHEN r.site IS NULL OR r.site = sk THEN sseq END AS sseq
+FROM (SELECT * FROM clocked WHERE NOT fast),
      LATERAL TABLE(classify(k, v, {topic}, src_partition, src_offset, {_q(config.limits.wire())}))
        AS r(ok, dl, site, sensor, ts, ts_ms, val, seq)"""  # noqa: S608
 
 
 def valid_view() -> str:
-    """Valid readings; val and seq as their JSON text (Python parses them exactly as json would)."""
+    """Valid readings with their clock and sequence number; val and seq as their JSON text (Python parses them
+    exactly as json would)."""
     return """
 CREATE TEMPORARY VIEW valid AS
-SELECT site, sensor, ts, val, seq, v, rt FROM fast_valid
+SELECT site, sensor, ts, val, seq, clock, src_partition, sseq, rt FROM clocked WHERE fast
 UNION ALL
-SELECT site, sensor, ts, CAST(val AS STRING), CAST(seq AS STRING), v, rt FROM slow WHERE ok"""
+SELECT site, sensor, ts, CAST(val AS STRING), CAST(seq AS STRING), clock, src_partition, sseq, rt FROM slow WHERE ok"""
 
 
 BUCKETS = 16  # Python keys: hex digit of md5(site). Fixed: checkpointed state is keyed by it.
 
 
 def routed_view() -> str:
-    """Each valid reading as a compact item, its bucket, and whether it is ahead of the watermark here."""
+    """Each valid reading as a compact item 'site,sensor,ts,value,seq,clock,partition,sseq', its bucket, and whether
+    it is ahead of the watermark here."""
     return """
 CREATE TEMPORARY VIEW routed AS
 SELECT SUBSTRING(MD5(site) FROM 1 FOR 1) AS bucket,
-       CONCAT_WS(',', site, sensor, ts, val, seq) AS item,
+       CONCAT_WS(',', site, sensor, ts, val, seq, clock, CAST(src_partition AS STRING),
+                 COALESCE(CAST(sseq AS STRING), '')) AS item,
        rt,
        CURRENT_WATERMARK(rt) IS NULL OR rt > CURRENT_WATERMARK(rt) AS on_time
 FROM valid"""
@@ -232,8 +274,20 @@ def on_time_view() -> str:
 
 
 def behind_query() -> str:
-    """Readings already behind the watermark (out of order): one per call, straight to the day logic."""
-    return "SELECT bucket, item AS batch, rt FROM routed WHERE NOT on_time"
+    """Readings already behind the watermark (out of order): one per call, straight to the day logic. Also a marker
+    'site,,reason,,,clock,partition,sseq' for each dead letter: the day logic learns that this number of the site's
+    sequence will not come as a reading (site and sseq empty when the message names no site), and counts it by
+    reason; and one with an empty reason for a valid reading that went to another site than its substream's."""
+    return f"""SELECT bucket, item AS batch, rt FROM routed WHERE NOT on_time
+UNION ALL
+SELECT SUBSTRING(MD5(COALESCE(sk, '')) FROM 1 FOR 1),
+       CONCAT_WS(',', COALESCE(sk, ''), '',
+                 CASE WHEN ok THEN '' ELSE COALESCE(REGEXP_EXTRACT(dl, {_q(DL_REASON)}, 1), 'unknown') END, '', '',
+                 clock, CAST(src_partition AS STRING), COALESCE(CAST(sk_seq AS STRING), '')), rt
+FROM slow WHERE NOT ok OR sseq IS NULL"""  # noqa: S608
+
+
+DL_REASON = r'"reason":"([a-z-]+)"'  # deadletter.v1 as DeadLetter.encode writes it
 
 
 def inserts() -> list[str]:

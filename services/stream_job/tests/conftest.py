@@ -178,3 +178,15 @@ def job_kit(kafka_service: Any, flink_runtime: Any, tmp_path: Path) -> Iterator[
         yield kit
     finally:
         kit.close()
+
+
+@pytest.fixture(scope="module")
+def module_job_kit(kafka_service: Any, flink_runtime: Any,
+                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[JobKit]:
+    """A JobKit shared by the tests of one module (several tests check the results of the same job runs)."""
+    kit = JobKit(kafka_service.bootstrap, flink_runtime.python, flink_runtime.connector_jar, dict(flink_runtime.env),
+                 tmp_path_factory.mktemp("jobs"))
+    try:
+        yield kit
+    finally:
+        kit.close()

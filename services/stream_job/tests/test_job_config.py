@@ -32,3 +32,25 @@ def test_settings_come_from_flags_over_env_and_bad_values_are_refused() -> None:
     assert (config.restore, config.parallelism) == ("none", 2)
     with pytest.raises((ConfigError, SystemExit)):
         load_config(["--parallelism", "0"], {})
+
+
+def test_site_zones_are_checked_and_every_zone_must_align_with_the_batches() -> None:
+    config = load_config(["--site-zones", "ny=America/New_York"], {"IOTPIPE_SITE_TZ": "Europe/Athens"})
+    assert config.zones.name("ny") == "America/New_York"
+    assert config.zones.name("other") == "Europe/Athens"
+    with pytest.raises(ConfigError, match="IOTPIPE_SITE_ZONES"):
+        load_config(["--site-zones", "ny=Mars/Olympus"], {})
+    with pytest.raises(ConfigError, match="Asia/Kolkata"):  # UTC+5:30: 60-minute batches would straddle midnight
+        load_config(["--site-zones", "in=Asia/Kolkata"], {})
+    assert load_config(["--site-zones", "in=Asia/Kolkata", "--batch-window-min", "15"], {}).batch_window_min == 15
+
+
+def test_bounded_with_a_checkpoint_to_restore_is_refused() -> None:
+    with pytest.raises(ConfigError, match="FLINK-31006"):
+        load_config(["--bounded", "--restore", "/some/chk-3"], {})
+    assert load_config(["--bounded", "--restore", "none"], {}).bounded
+
+
+def test_the_site_idle_limit_defaults_to_the_lateness() -> None:
+    assert load_config([], {}).site_idle_ms == 172_800_000
+    assert load_config(["--site-idle-s", "30"], {}).site_idle_ms == 30_000

@@ -1,5 +1,6 @@
-"""Unit tests of the pure aggregation core (no Flink, no Kafka). A tiny harness plays Flink's role: it fires the
-event-time timers the core registers when the watermark passes them. Expected values are worked out by hand."""
+"""Unit tests of the pure aggregation core (no Flink, no Kafka). A tiny harness plays Flink's role: it gives each
+reading its site's clock and sequence number (as the SQL upstream does), and fires the event-time timers the core
+registers when the watermark passes them. Expected values are worked out by hand."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from iotcommon.zones import SiteZones
 from stream_job.core import DayAggregator, DictStore, Output, ts_ms_of
 
 ATHENS = ZoneInfo("Europe/Athens")
@@ -19,21 +21,41 @@ UNITS = {"TH1": "C", "TH2": "C", "HVAC1": "Wh", "HVAC2": "Wh", "MiAC1": "Wh", "M
 
 
 class Harness:
-    """One site's operator: readings with the current watermark, timers fired in order as the watermark advances."""
+    """One bucket's operator: readings with their site's clock (the newest event time of the site so far, itself
+    included) and sequence number, the current watermark, timers fired in order as the watermark advances."""
 
-    def __init__(self, lateness_ms: int = 2 * DAY_MS) -> None:
-        self.core = DayAggregator(ATHENS, lateness_ms, clock=lambda: datetime(2030, 1, 1, tzinfo=UTC))
-        self.store = DictStore()
+    def __init__(self, lateness_ms: int = 2 * DAY_MS, zones: SiteZones | None = None) -> None:
+        self.core = DayAggregator(zones or SiteZones("Europe/Athens"), lateness_ms,
+                                  clock=lambda: datetime(2030, 1, 1, tzinfo=UTC))
+        self.stores: dict[str, DictStore] = {}
         self.timers: set[int] = set()
         self.watermark = -(2**63)
         self.out: list[Output] = []
         self.seq = 0
+        self.clocks: dict[str, int] = {}
+        self.sseqs: dict[str, int] = {}
 
-    def reading(self, sensor: str, ts: str, value: float, seq: int | None = None, site: str = "S1") -> None:
+    @property
+    def store(self) -> DictStore:
+        return self.store_of("S1")
+
+    def store_of(self, site: str) -> DictStore:
+        return self.stores.setdefault(site, DictStore())
+
+    def stamp(self, site: str, ts_ms: int) -> tuple[int, int]:
+        """The (clock, sseq) the SQL upstream gives the next message of the site."""
+        self.clocks[site] = max(self.clocks.get(site, 0), ts_ms)
+        self.sseqs[site] = self.sseqs.get(site, 0) + 1
+        return self.clocks[site], self.sseqs[site]
+
+    def reading(self, sensor: str, ts: str, value: float, seq: int | None = None, site: str = "S1",
+                stamp: tuple[int, int] | None = None) -> None:
         if seq is None:
             self.seq += 1
             seq = self.seq
-        out, timers = self.core.on_reading(self.store, site, sensor, ts, ts_ms_of(ts), value, seq, self.watermark)
+        clock, sseq = stamp or self.stamp(site, ts_ms_of(ts))
+        out, timers = self.core.on_reading(self.store_of(site), site, sensor, ts, ts_ms_of(ts), value, seq, clock,
+                                           sseq, self.watermark)
         self.out += out
         self.timers.update(timers)
 
@@ -41,7 +63,8 @@ class Harness:
         self.watermark = max(self.watermark, ts_ms_of(ts))
         for t in sorted(t for t in self.timers if t <= self.watermark):
             self.timers.discard(t)
-            self.out += self.core.on_timer(self.store, "S1", t)
+            for site, store in self.stores.items():
+                self.out += self.core.on_timer(store, site, t)
 
     def aggregates(self) -> list[dict[str, Any]]:
         return [json.loads(o.value) for o in self.out if o.topic == "aggregates"]
@@ -120,17 +143,18 @@ def test_late_within_lateness_revises_and_beyond_goes_to_late() -> None:
     h.reading("MiAC1", utc("2020-01-02 10:00"), 1.0)
     h.advance(utc("2020-01-02 01:00"))
     h.reading("MiAC1", utc("2020-01-01 23:00"), 50.0)  # 2 h late: revision 2
-    h.advance(utc("2020-01-04 00:00"))  # Jan 1 + 2 days: Jan 1 is now beyond its lateness
+    h.advance(utc("2020-01-04 00:00"))
+    h.reading("TH1", utc("2020-01-04 00:00"), 20.0)  # the site's clock: Jan 1 + 2 days, Jan 1 beyond its lateness
     h.reading("MiAC1", utc("2020-01-01 23:30"), 25.0)  # beyond: late topic
     h.reading("MiAC1", utc("2020-01-02 23:30"), 2.0)  # Jan 2 still within lateness: revision 2
-    revisions = [(a["day"], a["revision"], a["value"]) for a in h.aggregates()]
+    revisions = [(a["day"], a["revision"], a["value"]) for a in h.aggregates() if a["sensor"] == "MiAC1"]
     assert revisions == [("2020-01-01", 1, 100.0), ("2020-01-01", 2, 150.0), ("2020-01-02", 1, 1.0),
                          ("2020-01-02", 2, 3.0)]
     late = h.late()
     assert len(late) == 1
     assert late[0]["reason"] == "beyond-allowed-lateness"
     assert late[0]["day"] == "2020-01-01"
-    assert late[0]["late_by_ms"] == 0  # the watermark sits exactly on end + lateness
+    assert late[0]["late_by_ms"] == 0  # the site's clock sits exactly on end + lateness
     assert late[0]["reading"] == {"v": 1, "site": "S1", "sensor": "MiAC1", "ts": utc("2020-01-01 23:30"),
                                   "value": 25.0, "unit": "Wh", "seq": h.seq - 1}
     assert not any(k.endswith("|2020-01-01") or "|2020-01-01|" in k for k in h.store.data)  # state of Jan 1 dropped
@@ -139,10 +163,9 @@ def test_late_within_lateness_revises_and_beyond_goes_to_late() -> None:
 def test_a_reading_ten_days_late_reports_how_late() -> None:
     h = Harness()
     h.reading("W1", utc("2020-01-20 12:00"), 1.0)
-    h.advance(utc("2020-01-20 12:00"))
     h.reading("W1", utc("2020-01-10 12:00"), 1.0)
     (late,) = h.late()
-    # Jan 10 ends at Jan 11 00:00 local; + 2 days = Jan 13 00:00; the watermark is Jan 20 12:00: 7.5 days later
+    # Jan 10 ends at Jan 11 00:00 local; + 2 days = Jan 13 00:00; the site's clock is Jan 20 12:00: 7.5 days later
     assert late["late_by_ms"] == int(7.5 * DAY_MS)
 
 
@@ -161,7 +184,7 @@ def test_mean_sum_and_motion_count() -> None:
 
 
 def test_diff_and_rest_by_event_time() -> None:
-    h = Harness()
+    h = Harness(lateness_ms=3 * DAY_MS)  # the end of Dec 31 arrives when the site's clock is 2 days past it
     h.reading("Etot", utc("2020-01-03 00:00"), 1600.0)  # end of Jan 2, arrives before Jan 1's
     h.reading("Etot", utc("2020-01-02 00:00"), 1000.0)  # end of Jan 1
     h.reading("Etot", utc("2020-01-01 00:00"), 900.0)  # end of Dec 31
@@ -212,3 +235,128 @@ def test_arrival_order_does_not_matter() -> None:
         results.append({k: (v["value"], v["count"]) for k, v in h.latest().items()})
     assert results[0] == results[1]
     assert results[0]["S1/AggDayRest[Etot]/2020-01-01"][0] == pytest.approx(15.0 - sum(h * 0.1 for h in range(24)))
+
+
+# -- the site's own clock decides; state goes only when no accepted reading can still come ------------------------
+
+
+def test_the_verdict_follows_the_sites_own_clock_not_the_watermark() -> None:
+    h = Harness()
+    h.reading("W1", utc("2020-01-01 12:00"), 1.0, site="OFF")
+    h.reading("W1", utc("2020-01-10 12:00"), 1.0, site="ON")  # another site runs 9 days ahead
+    h.advance(utc("2020-01-10 12:00"))
+    h.reading("W1", utc("2020-01-01 18:00"), 2.0, site="OFF")  # its own backlog: the site's clock is Jan 1 12:00
+    h.reading("W1", utc("2020-01-01 06:00"), 3.0, site="ON")  # 9 days behind its own site: late
+    got = h.latest()
+    assert (got["OFF/AggDay[W1]/2020-01-01"]["value"], got["OFF/AggDay[W1]/2020-01-01"]["count"]) == (3.0, 2)
+    assert "ON/AggDay[W1]/2020-01-01" not in got
+    assert [(x["reading"]["site"], x["day"]) for x in h.late()] == [("ON", "2020-01-01")]
+
+
+def test_a_day_is_dropped_only_once_every_earlier_message_of_the_site_has_arrived() -> None:
+    h = Harness()
+    first = h.stamp("S1", ts_ms_of(utc("2020-01-01 12:00")))
+    in_flight = h.stamp("S1", ts_ms_of(utc("2020-01-01 13:00")))  # overtaken on the way (another path)
+    ahead = h.stamp("S1", ts_ms_of(utc("2020-01-05 00:00")))  # Jan 1 + 2 days passed
+    h.advance(utc("2020-01-04 23:00"))  # every partition is past Jan 1 + 2 days
+    h.reading("HVAC1", utc("2020-01-01 12:00"), 10.0, stamp=first)
+    h.reading("TH1", utc("2020-01-05 00:00"), 20.0, stamp=ahead)
+    assert "D|2020-01-01" in h.store.data  # message 2 has not arrived: Jan 1 may still get a reading
+    h.reading("HVAC1", utc("2020-01-01 13:00"), 5.0, stamp=in_flight)  # accepted: its clock was Jan 1 13:00
+    assert "D|2020-01-01" not in h.store.data  # now nothing of Jan 1 can come any more
+    assert h.late() == []
+    got = h.latest()["S1/AggDay[HVAC1]/2020-01-01"]  # dropped only after its first emission, with both readings
+    assert (got["value"], got["count"]) == (15.0, 2)
+
+
+def test_a_dead_letter_of_the_site_fills_its_place_in_the_sequence() -> None:
+    h = Harness()
+    h.reading("MiAC2", utc("2020-01-01 12:00"), 1.0)
+    dead = h.stamp("S1", ts_ms_of(utc("2020-01-01 12:15")))
+    h.reading("MiAC2", utc("2020-01-04 01:00"), 1.0)
+    assert "D|2020-01-01" in h.store.data
+    h.advance(utc("2020-01-04 01:00"))
+    h.out += h.core.on_marker(h.store, "S1", *dead, h.watermark)
+    assert "D|2020-01-01" not in h.store.data
+
+
+def test_the_idle_limit_closes_days_the_sites_clock_passed_without_the_watermark() -> None:
+    h = Harness()
+    h.reading("TH2", utc("2020-01-01 12:00"), 18.0)
+    h.reading("TH2", utc("2020-01-02 00:15"), 19.0)
+    closed = h.core.on_idle(h.store, "S1")  # the watermark is held back elsewhere (a silent partition)
+    assert closed != []
+    h.out += closed
+    assert h.latest()["S1/AggDay[TH2]/2020-01-01"]["value"] == 18.0
+    assert "S1/AggDay[TH2]/2020-01-02" not in h.latest()  # the site's clock has not passed Jan 2
+
+
+def test_an_idle_site_is_forgotten_entirely() -> None:
+    h = Harness()
+    h.reading("Etot", utc("2020-01-01 00:00"), 5.0)
+    h.advance(utc("2020-01-04 00:00"))
+    h.reading("Etot", utc("2020-01-04 00:00"), 9.0)  # Dec 31 dropped; its end value kept for the next Diff
+    assert h.store.data
+    h.core.forget(h.store)
+    assert h.store.data == {}
+
+
+def test_sites_in_other_zones_get_their_own_local_days() -> None:
+    h = Harness(zones=SiteZones("Europe/Athens", {"NY": "America/New_York"}))
+    # 2020-01-02 03:00 UTC: Jan 2 05:00 in Athens, but Jan 1 22:00 in New York
+    h.reading("HVAC1", "2020-01-02T03:00:00Z", 4.0, site="NY")
+    h.reading("HVAC1", "2020-01-02T03:00:00Z", 6.0, site="S1")
+    h.advance("2020-01-03T05:00:00Z")  # midnight of Jan 2 -> Jan 3 in New York
+    got = h.latest()
+    assert got["NY/AggDay[HVAC1]/2020-01-01"]["value"] == 4.0
+    assert got["NY/AggDay[HVAC1]/2020-01-01"]["window_end"] == "2020-01-02T05:00:00Z"
+    assert got["S1/AggDay[HVAC1]/2020-01-02"]["value"] == 6.0
+
+
+def test_no_reading_makes_an_aggregate_non_finite() -> None:
+    h = Harness()
+    h.reading("HVAC1", utc("2020-01-01 10:00"), 1.5e308)
+    h.reading("HVAC1", utc("2020-01-01 11:00"), 1.5e308)  # the sum would be inf: kept out, reported
+    h.reading("HVAC1", utc("2020-01-01 12:00"), 1.0)
+    h.advance(utc("2020-01-02 00:00"))
+    got = h.latest()["S1/AggDay[HVAC1]/2020-01-01"]
+    assert (got["value"], got["count"]) == (1.5e308 + 1.0, 2)
+    (late,) = h.late()
+    assert (late["reason"], late["reading"]["ts"]) == ("aggregate-overflow", utc("2020-01-01 11:00"))
+    assert late["late_by_ms"] == 0
+
+
+def test_what_happened_is_counted_for_the_metrics() -> None:
+    h = Harness()
+    h.reading("HVAC1", utc("2020-01-01 10:00"), 1.0)
+    h.advance(utc("2020-01-02 00:00"))  # Jan 1 closed
+    h.reading("HVAC1", utc("2020-01-01 11:00"), 1.0)  # a revision
+    h.advance(utc("2020-01-04 00:00"))  # closes Jan 2 and Jan 3 (no readings: nothing to count)
+    h.reading("HVAC1", utc("2020-01-04 00:00"), 1.0)  # the clock passes Jan 1 + 2 days: Jan 1 dropped
+    h.reading("HVAC1", utc("2020-01-01 12:00"), 1.0)  # late
+    # days closed: Jan 1 by the watermark, Jan 3 (the 00:00 reading) already closed when it was created
+    assert h.core.counts == {"days_closed": 2, "revisions": 1, "days_dropped": 1, "late": 1}
+
+
+def test_with_device_keys_a_site_has_one_substream_per_partition_and_each_must_pass() -> None:
+    h = Harness()
+    ts_a, ts_b = utc("2020-01-01 12:00"), utc("2020-01-05 00:00")
+    h.advance(ts_b)
+    h.core.on_reading(h.store, "S1", "HVAC1", ts_a, ts_ms_of(ts_a), 1.0, 1, ts_ms_of(ts_a), 1, h.watermark,
+                      part=0)
+    h.core.on_reading(h.store, "S1", "HVAC2", ts_b, ts_ms_of(ts_b), 1.0, 1, ts_ms_of(ts_b), 1, h.watermark,
+                      part=1)
+    assert "D|2020-01-01" in h.store.data  # partition 0's substream is still on Jan 1: it may send more of it
+    h.core.on_reading(h.store, "S1", "HVAC1", ts_b, ts_ms_of(ts_b), 1.0, 2, ts_ms_of(ts_b), 2, h.watermark,
+                      part=0)
+    assert "D|2020-01-01" not in h.store.data
+
+
+def test_a_day_stays_while_the_watermark_says_another_partition_may_still_bring_it() -> None:
+    h = Harness()  # device keys: the site's substream on another partition may not have shown up yet
+    h.reading("HVAC1", utc("2020-01-01 12:00"), 1.0)
+    h.reading("HVAC1", utc("2020-01-05 00:00"), 1.0)
+    assert "D|2020-01-01" in h.store.data  # the watermark is still before Jan 1 + 2 days
+    h.advance(utc("2020-01-04 00:00"))  # every partition has passed Jan 1 + 2 days
+    h.reading("HVAC1", utc("2020-01-05 00:15"), 1.0)
+    assert "D|2020-01-01" not in h.store.data
