@@ -137,7 +137,7 @@ def kafka_container(podman: Podman, image_refs: dict[str, str]) -> Iterator[tupl
     name = f"iotpipe-test-kafka-{uuid.uuid4().hex[:8]}"
     env = {
         "KAFKA_NODE_ID": "1",
-        "CLUSTER_ID": "aW90cGlwZS10ZXN0LTAwMQ",
+        "CLUSTER_ID": "-W90cGlwZS10ZXN0LTAwMQ",  # a valid id may start with "-": it must not be read as an option
         "KAFKA_PROCESS_ROLES": "broker,controller",
         "KAFKA_LISTENERS": f"PLAINTEXT://127.0.0.1:{client_port},CONTROLLER://127.0.0.1:{controller_port}",
         "KAFKA_ADVERTISED_LISTENERS": f"PLAINTEXT://127.0.0.1:{client_port}",

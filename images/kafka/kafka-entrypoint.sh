@@ -53,7 +53,7 @@ format_storage() {
     # shellcheck disable=SC2086
     java ${KAFKA_LOG4J_OPTS:--Dlog4j2.configurationFile=$KAFKA_HOME/log4j2.properties} -Xmx256m \
         -cp "$KAFKA_HOME/libs/*" kafka.tools.StorageTool format --ignore-formatted \
-        -t "${CLUSTER_ID:-5L6g3nShT-eMCtK--X86sw}" -c "$CONFIG_DIR/server.properties"
+        "--cluster-id=${CLUSTER_ID:-5L6g3nShT-eMCtK--X86sw}" -c "$CONFIG_DIR/server.properties"
 }
 
 case "${1:-}" in
