@@ -180,3 +180,23 @@ def select(names: Iterable[str]) -> list[ProjectImage]:
 
 def human_size(size: int) -> str:
     return f"{size / 1e6:.0f} MB"
+
+
+def apt_mirror(sources: Iterable[str], suite: str) -> str | None:
+    """The first Debian archive URI that this machine's apt sources use for ``suite`` (deb822 ``*.sources`` or
+    one-line ``sources.list`` texts); None when there is none. debootstrap uses the same mirror as apt, so no
+    mirror address is written into the project."""
+    for text in sources:
+        for stanza in re.split(r"\n\s*\n", text):
+            fields: dict[str, str] = dict(re.findall(r"^([A-Za-z-]+):[ \t]*(.*)$", stanza, flags=re.MULTILINE))
+            enabled = fields.get("Enabled", "yes").strip().lower() != "no"
+            uris = fields.get("URIs", "").split()
+            kinds, suites = fields.get("Types", "").split(), fields.get("Suites", "").split()
+            if enabled and uris and "deb" in kinds and suite in suites:
+                return uris[0]
+        for line in text.splitlines():
+            m = re.match(r"^\s*deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)", line)
+            if m and m.group(2) == suite:
+                return m.group(1)
+    return None
+

@@ -55,7 +55,7 @@ class ImagesConfig:
                                       env="CONTAINERD_ADDRESS")  # fmt: skip
     containerd_namespace: str = setting("k8s.io", "containerd namespace the kubelet uses",
                                         env="CONTAINERD_NAMESPACE")  # fmt: skip
-    debian_mirror: str = setting("http://deb.debian.org/debian", "Debian mirror for debootstrap",
+    debian_mirror: str = setting("", "Debian mirror for debootstrap (empty: the one this machine's apt sources use)",
                                  env="IOTPIPE_DEBIAN_MIRROR")  # fmt: skip
     flink_venv: str = setting("", "PyFlink venv whose apache-flink wheel gives /opt/flink (empty: <repo>/.venv-flink)",
                               env="IOTPIPE_FLINK_VENV")  # fmt: skip
@@ -178,6 +178,31 @@ class Podman:
 
 
 # ------------------------------------------------------------------------------------------------- Debian rootfs
+
+
+def host_apt_mirror() -> str:
+    """The Debian mirror this machine's apt uses for the stand-ins' suite (IOTPIPE_DEBIAN_MIRROR overrides it)."""
+    texts = []
+    for path in (Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*.sources")),
+                 *sorted(Path("/etc/apt/sources.list.d").glob("*.list"))):  # fmt: skip
+        if path.is_file():
+            texts.append(path.read_text(encoding="utf-8", errors="replace"))
+    mirror = specs.apt_mirror(texts, specs.DEBIAN_SUITE)
+    if mirror is None:
+        raise StackError(f"no apt source for Debian {specs.DEBIAN_SUITE} in /etc/apt: set IOTPIPE_DEBIAN_MIRROR")
+    return mirror
+
+
+def npm_registry() -> str:
+    """The npm registry the host's npm client uses (the node stand-in fetches npm itself from it)."""
+    npm = shutil.which("npm")
+    if npm is None:
+        raise StackError("npm is not on PATH: the node stand-in fetches npm from the registry the host's npm uses")
+    out = subprocess.run([npm, "config", "get", "registry"], capture_output=True, text=True, check=False)
+    registry = out.stdout.strip()
+    if out.returncode != 0 or not registry.startswith(("http://", "https://")):
+        raise StackError(f"`npm config get registry` gave {registry or out.stderr.strip()!r}")
+    return registry.rstrip("/")
 
 
 def debian_rootfs(cache: Path, mirror: str) -> Path:
@@ -307,7 +332,7 @@ class Builder:
     def debian(self) -> None:
         """The debootstrap rootfs (imported), then the root stand-in: rootfs + this site's trust anchors."""
         started = time.monotonic()
-        tarball = debian_rootfs(self.cache, self.cfg.debian_mirror)
+        tarball = debian_rootfs(self.cache, self.cfg.debian_mirror or host_apt_mirror())
         st = tarball.stat()
         digest = specs.inputs_digest([("rootfs", f"{tarball.name} {st.st_size} {st.st_mtime_ns}".encode())])
         if not self._fresh(specs.ROOTFS_REF, digest):
@@ -355,8 +380,10 @@ class Builder:
         if name == "flink":
             context = stage_flink_context(dist, self.work)
         try:
-            self.podman.build(base.ref, containerfile, context, {base.parent_arg: self.base_refs[base.parent]},
-                              digest, self.logs / f"base-{name}.log")  # fmt: skip
+            args = {base.parent_arg: self.base_refs[base.parent]}
+            if name == "node":
+                args["NPM_REGISTRY"] = npm_registry()
+            self.podman.build(base.ref, containerfile, context, args, digest, self.logs / f"base-{name}.log")
         finally:
             if name == "flink":
                 shutil.rmtree(context, ignore_errors=True)

@@ -31,7 +31,7 @@ case "${1:-}" in
 esac
 
 command -v go >/dev/null || { echo "build-cluster.sh: go is not on PATH (needs Go >= 1.26)" >&2; exit 1; }
-export GOTOOLCHAIN=local GOFLAGS="-p=$JOBS -buildvcs=false" GOPROXY="${GOPROXY:-https://proxy.golang.org}"
+export GOTOOLCHAIN=local GOFLAGS="-p=$JOBS -buildvcs=false"  # modules come from the Go toolchain's own GOPROXY
 NICE=(nice -n 10)
 mkdir -p "$BIN" "$CACHE/go"
 log() { echo "[cluster-tools $(date -u +%H:%M:%S)] $*"; }

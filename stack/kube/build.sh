@@ -30,7 +30,7 @@ case "${1:-}" in
 esac
 
 command -v go >/dev/null || { echo "build.sh: go is not on PATH (needs Go >= 1.25)" >&2; exit 1; }
-export GOTOOLCHAIN=local GOFLAGS="-p=$JOBS -buildvcs=false" GOPROXY="${GOPROXY:-https://proxy.golang.org}"
+export GOTOOLCHAIN=local GOFLAGS="-p=$JOBS -buildvcs=false"  # modules come from the Go toolchain's own GOPROXY
 NICE=(nice -n 10)
 mkdir -p "$BIN" "$CACHE/go"
 # One build at a time per cache (parallel test sessions, several checkouts).

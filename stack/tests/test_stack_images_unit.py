@@ -190,3 +190,18 @@ def test_ready_steps_wait_for_every_dependency() -> None:
     assert specs.ready_steps(graph, done={"base:jre", "base:flink"}, started={"base:jre", "base:flink"}) == [
         "image:job"
     ]
+
+
+def test_apt_mirror_reads_deb822_and_one_line_sources() -> None:
+    deb822 = ("Types: deb\n# a comment\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\n"
+              "Components: main\n\nTypes: deb\nURIs: http://mirror.example/debian-security\n"
+              "Suites: bookworm-security\n")
+    assert specs.apt_mirror([deb822], "bookworm") == "http://mirror.example/debian"
+    assert specs.apt_mirror([deb822], "bookworm-security") == "http://mirror.example/debian-security"
+    one_line = ("# deb http://old.example/debian bookworm main\n"
+                "deb [arch=amd64] http://one.example/debian bookworm main\n")
+    assert specs.apt_mirror([one_line], "bookworm") == "http://one.example/debian"
+    disabled = "Types: deb\nURIs: http://off.example/debian\nSuites: bookworm\nEnabled: no\n"
+    assert specs.apt_mirror([disabled, one_line], "bookworm") == "http://one.example/debian"
+    assert specs.apt_mirror(["Types: deb-src\nURIs: http://src.example/\nSuites: bookworm\n"], "bookworm") is None
+
