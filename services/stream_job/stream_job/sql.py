@@ -202,6 +202,7 @@ def clocked_view() -> str:
 CREATE TEMPORARY VIEW clocked AS
 SELECT k, v, src_partition, src_offset, rt, fast, site, sensor, ts, val, seq, sk,
        CAST(COALESCE(MAX(pms) OVER {_CLOCK_WINDOW}, {EPOCH}) AS STRING) AS clock,
+       MAX(pms) OVER {_CLOCK_WINDOW} IS NULL OR rt >= MAX(pms) OVER {_CLOCK_WINDOW} AS newest,
        COUNT(*) OVER {_CLOCK_WINDOW} AS sseq
 FROM classified"""  # noqa: S608
 
@@ -222,7 +223,7 @@ def slow_view(config: StreamJobConfig) -> str:
     topic = _q(Topics(config.topic_prefix).readings)
     return f"""
 CREATE TEMPORARY VIEW slow AS
-SELECT r.ok, r.dl, r.site, r.sensor, r.ts, r.val, r.seq, v, rt, sk, clock, src_partition, sseq AS sk_seq,
+SELECT r.ok, r.dl, r.site, r.sensor, r.ts, r.val, r.seq, v, rt, sk, clock, newest, src_partition, sseq AS sk_seq,
        CASE WHEN r.site IS NULL OR r.site = sk THEN sseq END AS sseq
 FROM (SELECT * FROM clocked WHERE NOT fast),
      LATERAL TABLE(classify(k, v, {topic}, src_partition, src_offset, {_q(config.limits.wire())}))
@@ -234,9 +235,10 @@ def valid_view() -> str:
     exactly as json would)."""
     return """
 CREATE TEMPORARY VIEW valid AS
-SELECT site, sensor, ts, val, seq, clock, src_partition, sseq, rt FROM clocked WHERE fast
+SELECT site, sensor, ts, val, seq, clock, newest, src_partition, sseq, rt FROM clocked WHERE fast
 UNION ALL
-SELECT site, sensor, ts, CAST(val AS STRING), CAST(seq AS STRING), clock, src_partition, sseq, rt FROM slow WHERE ok"""
+SELECT site, sensor, ts, CAST(val AS STRING), CAST(seq AS STRING), clock, newest, src_partition, sseq, rt
+FROM slow WHERE ok"""
 
 
 BUCKETS = 16  # Python keys: hex digit of md5(site). Fixed: checkpointed state is keyed by it.
@@ -244,14 +246,18 @@ BUCKETS = 16  # Python keys: hex digit of md5(site). Fixed: checkpointed state i
 
 def routed_view() -> str:
     """Each valid reading as a compact item 'site,sensor,ts,value,seq,clock,partition,sseq', its bucket, and whether
-    it is ahead of the watermark here."""
+    it goes to the event-time batches (``on_time``): only the newest reading of its substream so far, and only when
+    this operator has a watermark and the reading is ahead of it. Everything else goes one by one (never dropped).
+    A restored window operator restores its watermark, this Calc does not: without these conditions a reading read
+    right after a restore (a held-back one above all) could be routed "on time" into a window that the window
+    operator already considers fired, and be dropped as late."""
     return """
 CREATE TEMPORARY VIEW routed AS
 SELECT SUBSTRING(MD5(site) FROM 1 FOR 1) AS bucket,
        CONCAT_WS(',', site, sensor, ts, val, seq, clock, CAST(src_partition AS STRING),
                  COALESCE(CAST(sseq AS STRING), '')) AS item,
        rt,
-       CURRENT_WATERMARK(rt) IS NULL OR rt > CURRENT_WATERMARK(rt) AS on_time
+       newest AND CURRENT_WATERMARK(rt) IS NOT NULL AND rt > CURRENT_WATERMARK(rt) AS on_time
 FROM valid"""
 
 
