@@ -18,9 +18,7 @@ ulimits (crun fails on this cgroups-v1 hybrid host; the default rlimits exceed t
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
 import os
 import re
 import resource
@@ -30,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +36,7 @@ from pathlib import Path
 from iotcommon.config import load, setting
 from iotcommon.errors import ConfigError, StackError
 from iotpipe_stack import image_specs as specs
+from iotpipe_stack.install import file_lock
 from iotpipe_stack.settings import REPO_ROOT
 
 
@@ -79,17 +78,6 @@ def chart_app_version() -> str:
     if not m:
         raise StackError("charts/iotpipe-operator/Chart.yaml has no appVersion")
     return m.group(1)
-
-
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _run(cmd: Sequence[str], what: str, *, quiet: bool = True, cwd: Path | None = None) -> str:
