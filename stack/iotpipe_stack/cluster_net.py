@@ -7,7 +7,6 @@ nsenter, umount (iproute2 and util-linux).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import signal
 import subprocess
@@ -18,6 +17,7 @@ from pathlib import Path
 from iotcommon.errors import StackError
 from iotpipe_stack import supervisor
 from iotpipe_stack.cluster_config import MAX_SLOT, AddressPlan, NodePaths
+from iotpipe_stack.install import file_lock
 
 SLOT_LOCK = Path("/run/lock/iotpipe-cluster-slots.lock")
 
@@ -43,13 +43,8 @@ def link_exists(name: str) -> bool:
 @contextlib.contextmanager
 def slot_lock() -> Iterator[None]:
     """Held while a cluster picks its slot and creates its host link, so two starting clusters never pick the same."""
-    SLOT_LOCK.parent.mkdir(parents=True, exist_ok=True)
-    with open(SLOT_LOCK, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with file_lock(SLOT_LOCK):
+        yield
 
 
 def free_slot() -> int:
