@@ -264,6 +264,20 @@ class LocalStack:
             self.progress(f"stopped {name}")
         return stopped
 
+    def kill(self, name: str) -> bool:
+        """kill -9 one process of this home (a service or a pipeline process) with its whole process group, as a
+        crash would: no clean shutdown. True if it was running. Start it again with `restart_service` (services) or
+        `start_pipeline` (pipeline processes); data directories and checkpoints stay."""
+        killed = supervisor.kill(self.files(name))
+        if killed:
+            self.progress(f"killed {name} (SIGKILL)")
+        return killed
+
+    def restart_service(self, name: str, timeout: float | None = None) -> None:
+        """Start one service again on its data directory and ports, and wait until it is ready."""
+        self.start_service(name)
+        self.wait_ready([name], timeout)
+
     def up(self, names: Iterable[str] = SERVICES, flink: bool = True) -> None:
         """Install what is missing, start what is not running, wait until everything is ready. Idempotent."""
         wanted = [n for n in SERVICES if n in set(names)]

@@ -1,8 +1,9 @@
 """Start and stop processes with pid files and log files.
 
 Each process is started in its own session (process group), so stopping it kills everything it spawned. A pid file
-holds "<pid> <start-time>": the start time (from /proc) proves a pid still belongs to the process we started, so a
-recycled pid is never signalled.
+holds "<pid> <create-time>": the creation time (psutil) proves a pid still belongs to the process we started, so a
+recycled pid is never signalled. Process lookup, RSS and kills go through psutil (Linux and macOS); only the optional
+die-with-parent guard of test sessions is Linux-specific (prctl; elsewhere it is skipped).
 """
 
 from __future__ import annotations
@@ -11,12 +12,18 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from iotcommon.errors import StackError
+
+_DEAD = (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+_SAME_START_S = 0.05  # create times of one process read twice differ by rounding only
 
 
 @dataclass(frozen=True)
@@ -26,20 +33,21 @@ class ProcFiles:
     log_file: Path
 
 
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """(state, start time in clock ticks) of a pid, or None if it does not exist."""
+def _process(pid: int) -> psutil.Process | None:
+    """The live (not zombie) process with this pid, or None."""
     try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        proc = psutil.Process(pid)
+        if proc.status() in _DEAD:
+            return None
+        return proc
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
         return None
-    rest = raw[raw.rfind(")") + 2 :].split()
-    return rest[0], int(rest[19])
 
 
-def read_pid_file(pid_file: Path) -> tuple[int, int] | None:
+def read_pid_file(pid_file: Path) -> tuple[int, float] | None:
     try:
         parts = pid_file.read_text().split()
-        return int(parts[0]), int(parts[1])
+        return int(parts[0]), float(parts[1])
     except (FileNotFoundError, IndexError, ValueError):
         return None
 
@@ -56,24 +64,29 @@ def running_pid(pid_file: Path) -> int | None:
         return None
     pid, started = rec
     _reap(pid)
-    st = _proc_stat(pid)
-    if st is None or st[1] != started or st[0] in ("Z", "X"):
+    proc = _process(pid)
+    if proc is None:
         return None
-    return pid
+    try:
+        same = abs(proc.create_time() - started) < _SAME_START_S
+    except psutil.Error:
+        return None
+    return pid if same else None
 
 
 def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    """Some process of the group is alive (zombies do not count)."""
+    for proc in psutil.process_iter(["status"]):
+        try:
+            if proc.info["status"] not in _DEAD and os.getpgid(proc.pid) == pgid:
+                return True
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    return False
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
-    """Ask the kernel to SIGTERM this child when its parent dies (prctl PR_SET_PDEATHSIG)."""
+    """Ask the kernel to SIGTERM this child when its parent dies (Linux prctl PR_SET_PDEATHSIG)."""
     import ctypes
 
     libc = ctypes.CDLL(None, use_errno=True)
@@ -107,13 +120,15 @@ def start(
                 env=dict(env) if env is not None else None,
                 cwd=str(cwd) if cwd else None,
                 start_new_session=True,
-                preexec_fn=_die_with_parent if die_with_parent else None,
+                preexec_fn=_die_with_parent if die_with_parent and sys.platform == "linux" else None,
             )
         except OSError as e:
             raise StackError(f"cannot start {files.name}: {e}") from e
-    st = _proc_stat(proc.pid)
-    started = st[1] if st else 0
-    files.pid_file.write_text(f"{proc.pid} {started}\n")
+    try:
+        started = psutil.Process(proc.pid).create_time()
+    except psutil.Error:
+        started = 0.0  # exited at once: the pid file then never matches
+    files.pid_file.write_text(f"{proc.pid} {started!r}\n")
     return proc.pid
 
 
@@ -156,34 +171,39 @@ def tail(path: Path, lines: int = 30) -> str:
     return "\n".join(data.splitlines()[-lines:])
 
 
+def kill(files: ProcFiles, timeout: float = 30.0) -> bool:
+    """SIGKILL the whole process group at once (a crash: no clean-up), wait until it is gone. True if it ran.
+
+    The pid file stays (like after a real crash); `start` sees the process is dead and starts it again."""
+    pid = running_pid(files.pid_file)
+    if pid is None:
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and (running_pid(files.pid_file) is not None or group_alive(pid)):
+        _reap(pid)
+        time.sleep(0.05)
+    return True
+
+
 def rss_bytes(pid: int) -> int:
-    """Resident memory of a process and all its descendants (bytes)."""
+    """Resident memory of a process and all its descendants (bytes; 0 if it is gone)."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0
     total = 0
-    for p in [pid, *descendants(pid)]:
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-        except (FileNotFoundError, ProcessLookupError):
-            continue
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            total += proc.memory_info().rss
     return total
 
 
 def descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            raw = (d / "stat").read_text()
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue
-        ppid = int(raw[raw.rfind(")") + 2 :].split()[1])
-        children.setdefault(ppid, []).append(int(d.name))
-    out: list[int] = []
-    todo = [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            out.append(c)
-            todo.append(c)
-    return out
+    """Pids of every descendant of a process (children first)."""
+    try:
+        return [c.pid for c in psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return []

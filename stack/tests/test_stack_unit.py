@@ -236,3 +236,27 @@ def test_tail_returns_the_last_lines(tmp_path: Path) -> None:
     log.write_text("".join(f"line {i}\n" for i in range(100)))
     assert supervisor.tail(log, 3) == "line 97\nline 98\nline 99"
     assert supervisor.tail(tmp_path / "missing.log") == ""
+
+
+def test_supervisor_kill_crashes_the_whole_group_and_the_process_can_start_again(tmp_path: Path) -> None:
+    files = supervisor.ProcFiles("crasher", tmp_path / "run" / "c.pid", tmp_path / "logs" / "c.log")
+    code = "import subprocess,time; subprocess.Popen(['sleep','300']); time.sleep(300)"
+    pid = supervisor.start(files, [sys.executable, "-c", code])
+    import time
+
+    deadline = time.monotonic() + 60
+    while not supervisor.descendants(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child = supervisor.descendants(pid)[0]
+    assert supervisor.rss_bytes(pid) > supervisor.rss_bytes(child) > 0  # the leader and its child
+
+    assert supervisor.kill(files)
+
+    assert supervisor.running_pid(files.pid_file) is None
+    assert files.pid_file.exists()  # like after a real crash
+    assert not supervisor.group_alive(pid)
+    assert supervisor.rss_bytes(child) == 0
+    assert not supervisor.kill(files)  # nothing left to kill
+    again = supervisor.start(files, [sys.executable, "-c", "import time; time.sleep(300)"])
+    assert supervisor.running_pid(files.pid_file) == again != pid
+    assert supervisor.stop(files, timeout=10)
