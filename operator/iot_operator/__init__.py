@@ -1,7 +1,8 @@
 """The iotpipe operator: reconciles IoTPipeline custom resources (kopf; run `kopf run -m iot_operator.handlers`).
 
-Layout: pure logic (``spec``, ``builders``, ``dashboard``, ``status``, ``topics.plan``, ``tables.plan``) is separate
-from the I/O edges (``kube``, ``topics``, ``tables``) and from the thin kopf ``handlers``.
+Layout: pure logic (``spec`` with ``rawspec`` and ``workloads``, ``builders``, ``dashboard``, ``status``,
+``topics.plan``, ``tables.plan``) is separate from the I/O edges (``kube``, ``topics``, ``tables``) and from the thin
+kopf ``handlers``.
 """
 
 GROUP = "iotpipe.dev"

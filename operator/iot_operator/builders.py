@@ -12,7 +12,8 @@ from typing import Any
 
 from iot_operator import API_VERSION, FIELD_MANAGER, KIND
 from iot_operator.dashboard import dashboard
-from iot_operator.spec import PipelineSpec, Resources
+from iot_operator.spec import PipelineSpec
+from iot_operator.workloads import Resources
 
 Manifest = dict[str, Any]
 
@@ -77,11 +78,11 @@ def _env(pairs: dict[str, str]) -> list[Manifest]:
 def shared_env(p: PipelineSpec) -> dict[str, str]:
     """The shared settings table of docs/development.md, as every component reads them."""
     return {
-        "IOTPIPE_KAFKA_BOOTSTRAP": p.bootstrap,
-        "IOTPIPE_TOPIC_PREFIX": p.topic_prefix,
-        "IOTPIPE_HBASE_HOST": p.thrift_host,
-        "IOTPIPE_HBASE_PORT": str(p.thrift_port),
-        "IOTPIPE_TABLE_PREFIX": p.table_prefix,
+        "IOTPIPE_KAFKA_BOOTSTRAP": p.kafka.bootstrap,
+        "IOTPIPE_TOPIC_PREFIX": p.kafka.topic_prefix,
+        "IOTPIPE_HBASE_HOST": p.hbase.thrift.host,
+        "IOTPIPE_HBASE_PORT": str(p.hbase.thrift.port),
+        "IOTPIPE_TABLE_PREFIX": p.hbase.table_prefix,
         "IOTPIPE_SITE_TZ": p.flink.time_zone,
         "IOTPIPE_LOG_LEVEL": "INFO",
     }
@@ -120,7 +121,7 @@ def _workload(p: PipelineSpec, kind: str, component: str, replicas: int, contain
 
 
 def sync_deployment(p: PipelineSpec) -> Manifest:
-    ttl = {t.key: t.ttl_seconds for t in p.tables}
+    ttl = {t.key: t.ttl_seconds for t in p.hbase.tables}
     env = {
         **shared_env(p),
         "IOTPIPE_SYNC_GROUP": p.sync.consumer_group,

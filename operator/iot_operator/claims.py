@@ -40,10 +40,10 @@ def _others(p: PipelineSpec, bodies: Iterable[Mapping[str, Any]],
 def shared(p: PipelineSpec, other: PipelineSpec) -> list[str]:
     """What of ``p``'s data ``other`` names too: 'topic prefix X', 'table prefix Y'."""
     out = []
-    if other.topic_prefix == p.topic_prefix:
-        out.append(f"topic prefix {p.topic_prefix}")
-    if other.table_prefix == p.table_prefix:
-        out.append(f"table prefix {p.table_prefix}")
+    if other.kafka.topic_prefix == p.kafka.topic_prefix:
+        out.append(f"topic prefix {p.kafka.topic_prefix}")
+    if other.hbase.table_prefix == p.hbase.table_prefix:
+        out.append(f"table prefix {p.hbase.table_prefix}")
     return out
 
 
@@ -64,8 +64,8 @@ def kept_by_others(p: PipelineSpec, bodies: Iterable[Mapping[str, Any]], cfg: Op
     out: dict[str, str] = {}
     for other, _ in _others(p, bodies, cfg):
         who = f"{other.namespace}/{other.name}"
-        if other.topic_prefix == p.topic_prefix:
+        if other.kafka.topic_prefix == p.kafka.topic_prefix:
             out.setdefault("topics", who)
-        if other.table_prefix == p.table_prefix:
+        if other.hbase.table_prefix == p.hbase.table_prefix:
             out.setdefault("tables", who)
     return out

@@ -55,8 +55,9 @@ def real_deps(cfg: OperatorConfig) -> Deps:
     timeout = cfg.dependency_timeout_seconds
     return Deps(
         kube=Kube(),
-        kafka=lambda p: KafkaAdmin(p.bootstrap, timeout),
-        hbase=lambda p: HBaseAdmin(p.thrift_host, p.thrift_port, p.thrift_transport, p.thrift_protocol, timeout),
+        kafka=lambda p: KafkaAdmin(p.kafka.bootstrap, timeout),
+        hbase=lambda p: HBaseAdmin(p.hbase.thrift.host, p.hbase.thrift.port, p.hbase.thrift.transport,
+                                   p.hbase.thrift.protocol, timeout),
     )
 
 
@@ -119,9 +120,9 @@ def _pipelines(kube: Kube, namespace: str) -> list[dict[str, Any]]:
 def _topics(p: PipelineSpec, deps: Deps, emit: Emit, out: st.Outcome) -> None:
     try:
         admin = deps.kafka(p)
-        names = [t.name for t in p.topics]
+        names = [t.name for t in p.kafka.topics]
         actual = admin.observe(names)
-        pl = topic_plan(p.topics, actual)
+        pl = topic_plan(p.kafka.topics, actual)
         done, errors = admin.apply(pl)
         for what in done:
             reason = ("TopicCreated" if what.startswith("created") else
@@ -136,21 +137,22 @@ def _topics(p: PipelineSpec, deps: Deps, emit: Emit, out: st.Outcome) -> None:
     problems = dict(errors)
     for t, msg in pl.unsupported:
         problems.setdefault(t.name, msg)
-    out.details["topics"] = topic_status(p.topics, actual, problems)
+    out.details["topics"] = topic_status(p.kafka.topics, actual, problems)
     if errors:
         out.add(st.Condition(st.KAFKA, False, "KafkaError", "; ".join(errors.values())))
     elif pl.unsupported:
         out.add(st.Condition(st.KAFKA, False, st.NOT_SUPPORTED, "; ".join(m for _, m in pl.unsupported)))
     else:
-        out.add(st.Condition(st.KAFKA, True, st.RECONCILED, f"{len(p.topics)} topics with prefix {p.topic_prefix}"))
+        out.add(st.Condition(st.KAFKA, True, st.RECONCILED, f"{len(p.kafka.topics)} topics with prefix "
+                                                                 f"{p.kafka.topic_prefix}"))
 
 
 def _tables(p: PipelineSpec, deps: Deps, emit: Emit, out: st.Outcome) -> None:
     try:
         admin = deps.hbase(p)
         try:
-            actual = admin.observe(p.tables)
-            pl = table_plan(p.tables, actual)
+            actual = admin.observe(p.hbase.tables)
+            pl = table_plan(p.hbase.tables, actual)
             done, errors = admin.create(pl.create)
             for what in done:
                 emit("HBaseTableCreated", what)
@@ -164,14 +166,15 @@ def _tables(p: PipelineSpec, deps: Deps, emit: Emit, out: st.Outcome) -> None:
     problems = dict(errors)
     for t, msg in pl.drift:
         problems.setdefault(t.name, msg)
-    out.details["hbase"] = {"tables": table_status(p.tables, existing, problems)}
+    out.details["hbase"] = {"tables": table_status(p.hbase.tables, existing, problems)}
     if errors:
         reason = "NamespaceNotFound" if any("NamespaceNotFound" in e for e in errors.values()) else "HBaseError"
         out.add(st.Condition(st.HBASE, False, reason, "; ".join(errors.values())))
     elif pl.drift:
         out.add(st.Condition(st.HBASE, False, st.NOT_SUPPORTED, "; ".join(m for _, m in pl.drift)))
     else:
-        out.add(st.Condition(st.HBASE, True, st.RECONCILED, f"{len(p.tables)} tables with prefix {p.table_prefix}"))
+        out.add(st.Condition(st.HBASE, True, st.RECONCILED, f"{len(p.hbase.tables)} tables with prefix "
+                                                                 f"{p.hbase.table_prefix}"))
 
 
 def _owned(obj: Mapping[str, Any], uid: str) -> bool:
@@ -361,13 +364,13 @@ def cleanup(body: Mapping[str, Any], cfg: OperatorConfig, deps: Deps, emit: Emit
         for what, other in kept.items():
             emit("CleanupSkipped", f"{what} kept: IoTPipeline {other} uses the same prefix", True)
         done: list[str] = []
-        if p.topic_deletion_policy == "Delete" and "topics" not in kept:
-            deleted = deps.kafka(p).delete([t.name for t in p.topics])
+        if p.kafka.deletion_policy == "Delete" and "topics" not in kept:
+            deleted = deps.kafka(p).delete([t.name for t in p.kafka.topics])
             done += [f"deleted topic {n}" for n in deleted]
-        if p.table_deletion_policy == "Delete" and "tables" not in kept:
+        if p.hbase.deletion_policy == "Delete" and "tables" not in kept:
             admin = deps.hbase(p)
             try:
-                done += [f"deleted table {n}" for n in admin.delete([t.name for t in p.tables])]
+                done += [f"deleted table {n}" for n in admin.delete([t.name for t in p.hbase.tables])]
             finally:
                 admin.close()
         for what in done:

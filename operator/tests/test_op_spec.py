@@ -24,22 +24,22 @@ def body(**spec: Any) -> dict[str, Any]:
 
 def test_minimal_spec_gets_documented_defaults() -> None:
     p = parse(body(), CFG)
-    assert p.bootstrap == "k:9092"
-    assert p.topic_prefix == "iot.plant-1"
-    assert [t.name for t in p.topics] == ["iot.plant-1.readings", "iot.plant-1.raw", "iot.plant-1.aggregates",
+    assert p.kafka.bootstrap == "k:9092"
+    assert p.kafka.topic_prefix == "iot.plant-1"
+    assert [t.name for t in p.kafka.topics] == ["iot.plant-1.readings", "iot.plant-1.raw", "iot.plant-1.aggregates",
                                           "iot.plant-1.late", "iot.plant-1.deadletter"]
-    assert {t.partitions for t in p.topics} == {3}
-    assert {t.replication_factor for t in p.topics} == {1}
-    assert all(t.config_dict == {"retention.ms": "604800000"} for t in p.topics)
-    assert p.table_prefix == "iot_plant_1"
-    assert [t.name for t in p.tables] == ["iot_plant_1_raw", "iot_plant_1_aggregates", "iot_plant_1_late",
+    assert {t.partitions for t in p.kafka.topics} == {3}
+    assert {t.replication_factor for t in p.kafka.topics} == {1}
+    assert all(t.config_dict == {"retention.ms": "604800000"} for t in p.kafka.topics)
+    assert p.hbase.table_prefix == "iot_plant_1"
+    assert [t.name for t in p.hbase.tables] == ["iot_plant_1_raw", "iot_plant_1_aggregates", "iot_plant_1_late",
                                           "iot_plant_1_deadletters"]
-    assert p.thrift_port == 9090
+    assert p.hbase.thrift.port == 9090
     assert p.simulators.replicas == 1 and p.simulators.sites_per_replica == 10
     assert p.flink.time_zone == "Europe/Athens"
     assert p.sync.consumer_group == "iot.plant-1.hbase-sync"
     assert p.flink.image == "iotpipe/stream-job:0.1.0" and p.simulators.image == "iotpipe/simulator:0.1.0"
-    assert p.generation == 3 and not p.needs_finalizer
+    assert p.generation == 3 and not p.suspend
 
 
 def test_overrides_per_topic_and_table() -> None:
@@ -48,23 +48,23 @@ def test_overrides_per_topic_and_table() -> None:
                                      {"name": "late", "retentionMs": -1}]},
                    hbase={"thrift": {"host": "hb"}, "namespace": "iot", "tablePrefix": "acme", "ttlSeconds": 60,
                           "tables": [{"name": "raw", "ttlSeconds": 5, "maxVersions": 2}]}), CFG)
-    topics = {t.key: t for t in p.topics}
+    topics = {t.key: t for t in p.kafka.topics}
     assert topics["readings"].name == "acme.readings"
     assert topics["readings"].partitions == 12
     assert topics["readings"].config_dict == {"cleanup.policy": "delete", "retention.ms": "1000"}
     assert topics["late"].config_dict == {"retention.ms": "-1"}
     assert topics["raw"].partitions == 4
-    tables = {t.key: t for t in p.tables}
+    tables = {t.key: t for t in p.hbase.tables}
     assert tables["raw"].name == "iot:acme_raw" and tables["raw"].ttl_seconds == 5 and tables["raw"].max_versions == 2
     assert tables["late"].ttl_seconds == 60
-    assert p.table_prefix == "iot:acme"  # what the services get: iotcommon.hbase_layout.table_name adds _<table>
+    assert p.hbase.table_prefix == "iot:acme"  # what the services get: iotcommon.hbase_layout.table_name adds _<table>
 
 
 def test_strimzi_cluster_reference_gives_its_bootstrap_service() -> None:
     p = parse(body(kafka={"strimziClusterRef": {"name": "my-cluster", "namespace": "kafka"}}), CFG)
-    assert p.bootstrap == "my-cluster-kafka-bootstrap.kafka.svc:9092"
+    assert p.kafka.bootstrap == "my-cluster-kafka-bootstrap.kafka.svc:9092"
     p = parse(body(kafka={"strimziClusterRef": {"name": "c"}}), CFG)
-    assert p.bootstrap == "c-kafka-bootstrap.iot.svc:9092"
+    assert p.kafka.bootstrap == "c-kafka-bootstrap.iot.svc:9092"
 
 
 def test_spec_images_win_over_operator_images() -> None:
@@ -74,9 +74,12 @@ def test_spec_images_win_over_operator_images() -> None:
     assert parse(body(), cfg).simulators.image == "reg/sim:9"
 
 
-def test_delete_policies_need_a_finalizer() -> None:
-    assert parse(body(kafka={"bootstrapServers": "k", "topicDeletionPolicy": "Delete"}), CFG).needs_finalizer
-    assert parse(body(hbase={"thrift": {"host": "h"}, "tableDeletionPolicy": "Delete"}), CFG).needs_finalizer
+def test_deletion_policies_are_retain_unless_the_spec_says_delete() -> None:
+    assert (parse(body(), CFG).kafka.deletion_policy, parse(body(), CFG).hbase.deletion_policy) == ("Retain", "Retain")
+    assert parse(body(kafka={"bootstrapServers": "k", "topicDeletionPolicy": "Delete"}), CFG).kafka.deletion_policy \
+        == "Delete"
+    assert parse(body(hbase={"thrift": {"host": "h"}, "tableDeletionPolicy": "Delete"}), CFG).hbase.deletion_policy \
+        == "Delete"
 
 
 @pytest.mark.parametrize(("spec", "message"), [
@@ -87,6 +90,7 @@ def test_delete_policies_need_a_finalizer() -> None:
     ({"kafka": {}}, "kafka.bootstrapServers"),
     ({"kafka": {"bootstrapServers": "k", "strimziClusterRef": {"name": "c"}}}, "exactly one"),
     ({"kafka": {"bootstrapServers": "k", "topicPrefix": "a/b"}}, "may only contain"),
+    ({"kafka": {"bootstrapServers": "k", "topicPrefix": "ab\n"}}, "may only contain"),
     ({"kafka": {"bootstrapServers": "k", "topics": [{"name": "raw", "retentionMs": 1,
                                                       "config": {"retention.ms": "2"}}]}}, "not both"),
     ({"hbase": {}}, "hbase.thrift.host is required"),
