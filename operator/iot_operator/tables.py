@@ -12,9 +12,7 @@ from typing import Any
 
 from iot_operator.spec import TableSpec
 from iotcommon.errors import ServiceUnavailable
-from iotcommon.hbase_layout import FAMILY
-
-FOREVER = 2147483647  # HBase's "no TTL"
+from iotcommon.hbase_layout import FAMILY, families, ttl_seconds
 
 
 @dataclass(frozen=True)
@@ -28,15 +26,6 @@ class TableState:
 class TablePlan:
     create: list[TableSpec] = field(default_factory=list)
     drift: list[tuple[TableSpec, str]] = field(default_factory=list)
-
-
-def family_options(t: TableSpec) -> dict[str, Any]:
-    opts: dict[str, Any] = {"max_versions": t.max_versions}
-    if t.ttl_seconds:
-        opts["time_to_live"] = t.ttl_seconds
-    if t.compression != "NONE":
-        opts["compression"] = t.compression
-    return opts
 
 
 def plan(desired: Sequence[TableSpec], actual: Mapping[str, TableState]) -> TablePlan:
@@ -100,10 +89,9 @@ class HBaseAdmin:
         for t in desired:
             if t.name not in names:
                 continue
-            families = self._guard(self.conn.table(t.name).families)
-            fam = families.get(FAMILY.encode()) or families.get(FAMILY) or {}
-            ttl = int(fam.get("time_to_live", FOREVER))
-            out[t.name] = TableState(t.name, 0 if ttl in (FOREVER, -1) else ttl, int(fam.get("max_versions", 1)))
+            found = self._guard(self.conn.table(t.name).families)
+            fam = found.get(FAMILY.encode()) or found.get(FAMILY) or {}
+            out[t.name] = TableState(t.name, ttl_seconds(fam), int(fam.get("max_versions", 1)))
         return out
 
     def create(self, tables: Sequence[TableSpec]) -> tuple[list[str], dict[str, str]]:
@@ -115,7 +103,7 @@ class HBaseAdmin:
         done, errors = [], {}
         for t in tables:
             try:
-                self._guard(self.conn.create_table, t.name, {FAMILY: family_options(t)})
+                self._guard(self.conn.create_table, t.name, families(t.ttl_seconds, t.max_versions, t.compression))
                 done.append(f"created table {t.name}")
             except AlreadyExists:
                 continue

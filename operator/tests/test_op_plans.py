@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from iot_operator.spec import TableSpec, TopicSpec
-from iot_operator.tables import TableState, family_options, table_status
+from iot_operator.tables import TableState, table_status
 from iot_operator.tables import plan as table_plan
 from iot_operator.topics import TopicState, topic_status
 from iot_operator.topics import plan as topic_plan
@@ -66,12 +66,6 @@ def test_missing_tables_are_created_and_drift_reported() -> None:
     assert len(p.drift) == 1
     assert "table p_raw has TTL forever s (spec: 60)" in p.drift[0][1]
     assert "Thrift1 cannot alter column families" in p.drift[0][1]
-
-
-def test_family_options() -> None:
-    assert family_options(table("p_raw")) == {"max_versions": 1}
-    assert family_options(TableSpec("raw", "p_raw", 30, 2, "GZ")) == {"max_versions": 2, "time_to_live": 30,
-                                                                       "compression": "GZ"}
 
 
 def test_table_status_rows() -> None:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import functools
 import zlib
+from collections.abc import Mapping
+from typing import Any
 
 FAMILY = "d"
 MESSAGE_COLUMN = b"d:m"
@@ -26,17 +28,29 @@ TABLES = ("raw", "aggregates", "late", "deadletters")
 SEP = "|"
 
 
-def family_options(ttl_s: int = 0, max_versions: int = 1) -> dict[str, object]:
-    """happybase ``create_table`` options of family ``d``, for every creator of the tables (sync worker, operator).
+NO_TTL = 0x7FFFFFFF  # HConstants.FOREVER: the TTL HBase reports for a family that keeps its cells forever
 
-    One version, since a row is only ever rewritten with the same content or a newer aggregate revision. A row bloom
-    filter. Block cache ON: Thrift1's ColumnDescriptor turns it off unless asked, which would make every dashboard read
-    go to disk. ``time_to_live`` only when ``ttl_s`` > 0 (HBase's default is forever).
+
+def families(ttl_s: int = 0, max_versions: int = 1, compression: str = "NONE") -> dict[str, dict[str, object]]:
+    """happybase ``create_table`` families of one table: family ``d`` for every creator (sync worker, operator).
+
+    One version by default, since a row is only ever rewritten with the same content or a newer aggregate revision.
+    A row bloom filter. Block cache ON: Thrift1's ColumnDescriptor turns it off unless asked, which would make every
+    dashboard read go to disk. ``time_to_live`` only when ``ttl_s`` > 0 (HBase's default is forever), ``compression``
+    only when it is not NONE.
     """
     options: dict[str, object] = {"max_versions": max_versions, "bloom_filter_type": "ROW", "block_cache_enabled": True}
     if ttl_s > 0:
         options["time_to_live"] = ttl_s
-    return options
+    if compression != "NONE":
+        options["compression"] = compression
+    return {FAMILY: options}
+
+
+def ttl_seconds(descriptor: Mapping[str, Any]) -> int:
+    """TTL in seconds of a family descriptor as Thrift returns it (happybase ``Table.families()``); 0 = forever."""
+    ttl = int(descriptor.get("time_to_live", NO_TTL))
+    return 0 if ttl <= 0 or ttl >= NO_TTL else ttl
 
 
 def table_name(prefix: str, table: str) -> str:

@@ -50,9 +50,19 @@ def test_deadletter_keys_are_per_source_partition_in_offset_order() -> None:
     assert deadletter_key("iotpipe.readings", 2, 7) != deadletter_key("iotpipe.readings", 3, 7)
 
 
-def test_family_options_keep_one_version_and_the_block_cache_and_add_a_ttl_only_when_asked() -> None:
-    from iotcommon.hbase_layout import family_options
+def test_families_keep_one_version_a_row_bloom_filter_and_the_block_cache_and_add_what_is_asked() -> None:
+    from iotcommon.hbase_layout import families
 
-    assert family_options() == {"max_versions": 1, "bloom_filter_type": "ROW", "block_cache_enabled": True}
-    assert family_options(3600)["time_to_live"] == 3600
-    assert "time_to_live" not in family_options(0)
+    base = {"max_versions": 1, "bloom_filter_type": "ROW", "block_cache_enabled": True}
+    assert families() == {"d": base}
+    assert families(3600, 2, "GZ") == {"d": {**base, "max_versions": 2, "time_to_live": 3600, "compression": "GZ"}}
+    assert families(0, 1, "NONE") == {"d": base}
+
+
+def test_ttl_seconds_reads_forever_as_zero() -> None:
+    from iotcommon.hbase_layout import ttl_seconds
+
+    assert ttl_seconds({"time_to_live": 2**31 - 1}) == 0  # HConstants.FOREVER
+    assert ttl_seconds({"time_to_live": -1}) == 0
+    assert ttl_seconds({}) == 0
+    assert ttl_seconds({"time_to_live": 60}) == 60

@@ -25,9 +25,8 @@ import happybase
 from thriftpy2.thrift import TException
 
 from hbase_sync.mapping import MESSAGE, Row, latest_per_key, stored_revision
-from hbase_sync.tables import table_families, ttl_of
 from iotcommon.errors import ServiceUnavailable
-from iotcommon.hbase_layout import TABLES, table_name
+from iotcommon.hbase_layout import TABLES, families, table_name, ttl_seconds
 
 log = logging.getLogger("hbase_sync.store")
 
@@ -129,10 +128,9 @@ class HBaseStore:
             msg = f"{self.where}: missing tables {', '.join(table_name(self.table_prefix, t) for t in missing)}"
             raise ServiceUnavailable(msg + " (table creation is off)")
         created: list[str] = []
-        families = table_families(self.ttls)
         for table in missing:
             try:
-                conn.create_table(table, families[table])
+                conn.create_table(table, families(self.ttls.get(table, 0)))
                 created.append(table)
                 log.info("created table %s (TTL %s)", table_name(self.table_prefix, table),
                          f"{self.ttls.get(table)} s" if self.ttls.get(table) else "forever")
@@ -142,7 +140,7 @@ class HBaseStore:
         for table in TABLES:
             if table in created or table not in self.ttls:
                 continue
-            ttl = ttl_of(conn.table(table).families().get(b"d", {}))
+            ttl = ttl_seconds(conn.table(table).families().get(b"d", {}))
             if ttl != self.ttls[table]:
                 log.warning("table %s exists with TTL %s but the setting says %s; existing tables are never altered "
                             "(Thrift1 cannot): change it with the HBase shell if wanted",

@@ -70,13 +70,3 @@ def test_the_committed_offset_skips_transaction_markers_when_the_consumer_is_pas
     batch.stamp({("a", 0): 6, ("a", 1): 3, ("b", 0): 50})  # a[1]: behind the batch (stale), b[0]: not in the batch
     assert batch.offsets() == {("a", 0): 6, ("a", 1): 10}
 
-
-def test_every_table_gets_family_d_with_its_own_ttl() -> None:
-    from hbase_sync.tables import table_families, ttl_of
-
-    families = table_families({"raw": 86_400, "late": 0})
-    assert set(families) == {"raw", "aggregates", "late", "deadletters"}
-    assert families["raw"]["d"]["time_to_live"] == 86_400
-    assert "time_to_live" not in families["aggregates"]["d"]
-    assert ttl_of({"time_to_live": 2**31 - 1}) == 0
-    assert ttl_of({"time_to_live": 60}) == 60
