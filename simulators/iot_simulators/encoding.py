@@ -2,8 +2,9 @@
 
 A message is compact JSON such as
 ``{"v":1,"site":"site-00001","sensor":"TH1","ts":"2020-01-01T00:15:00Z","value":13.812,"unit":"C","seq":0}``
-(the key order of ``Reading.encode``, which the stream job parses in the JVM without Python) and its key the device
-id ``site-00001/TH1``. Values carry three decimals. Everything constant per device is built
+(the key order of ``Reading.encode``, which the stream job parses in the JVM without Python) and its key the site
+id ``site-00001``: the producer contract of the stream job (docs/stream-job.md, "Substreams"): every reading of a
+site goes to one partition, in send order. Values carry three decimals. Everything constant per device is built
 once; per message only the value is formatted (as integer thousandths, which is much cheaper than float formatting).
 The emit functions hand each (key, payload) to a ``produce(topic, payload, key)`` callable: the Kafka producer's own
 method in production, a list in tests.
@@ -17,7 +18,6 @@ from collections.abc import Callable, Iterable
 from iot_simulators.engine import Block, Event, StepOutput
 from iotcommon.messages import VERSION
 from iotcommon.sensors import SENSORS
-from iotcommon.topics import device_id
 
 Produce = Callable[[str, bytes, bytes], object]
 _FRACTIONS = [b"%03d" % i for i in range(1000)]
@@ -42,14 +42,14 @@ class Encoder:
 
     def __init__(self, sites: list[str]) -> None:
         self.sites = sites
-        self.keys = {s: [device_id(site, s).encode() for site in sites] for s in SENSORS}
+        self.keys = [site.encode() for site in sites]  # Kafka key = the site (the stream job's substream)
         self.prefixes = {s: [_prefix(site, s) for site in sites] for s in SENSORS}
 
     def emit_block(self, block: Block, topic: str, produce: Produce, on_full: Callable[[], None]) -> int:
         mid = b'%s","value":' % block.ts.encode()
         tail = _tail(block.sensor, block.seq)
         fr = _FRACTIONS
-        for key, p, m in zip(self.keys[block.sensor], self.prefixes[block.sensor], block.milli, strict=True):
+        for key, p, m in zip(self.keys, self.prefixes[block.sensor], block.milli, strict=True):
             payload = b"%s%s%d.%s%s" % (p, mid, m // 1000, fr[m % 1000], tail) if m >= 0 else b"%s%s-%d.%s%s" % (
                 p, mid, -m // 1000, fr[-m % 1000], tail)
             try:
@@ -61,7 +61,7 @@ class Encoder:
     def encode_event(self, event: Event) -> tuple[bytes, bytes]:
         p = self.prefixes[event.sensor][event.site]
         payload = b'%s%s","value":%s%s' % (p, event.ts.encode(), _num(event.value), _tail(event.sensor, event.seq))
-        return self.keys[event.sensor][event.site], payload
+        return self.keys[event.site], payload
 
     def emit_step(self, out: StepOutput, topic: str, produce: Produce, on_full: Callable[[], None]) -> int:
         """Send everything of one step: on-time blocks, motion events, then late readings. Returns the count."""

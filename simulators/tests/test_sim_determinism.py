@@ -24,7 +24,12 @@ def messages(site_numbers: list[int], seed: int = 5, steps: int = 6 * 96, start:
 
 
 def of_site(msgs: list[tuple[bytes, bytes]], site: str) -> list[tuple[bytes, bytes]]:
-    return [m for m in msgs if m[0].startswith(site.encode() + b"/")]
+    return [m for m in msgs if m[0] == site.encode()]  # the Kafka key is the site
+
+
+def device(payload: bytes) -> str:
+    m = json.loads(payload)
+    return f"{m['site']}/{m['sensor']}"
 
 
 def test_the_same_seed_gives_the_same_messages() -> None:
@@ -34,8 +39,8 @@ def test_the_same_seed_gives_the_same_messages() -> None:
 def test_another_seed_gives_other_values() -> None:
     a, b = messages([1], seed=5), messages([1], seed=6)
     assert len(a) != len(b) or a != b
-    values_a = [json.loads(p)["value"] for k, p in a if k.endswith(b"/TH1")]
-    values_b = [json.loads(p)["value"] for k, p in b if k.endswith(b"/TH1")]
+    values_a = [json.loads(p)["value"] for _, p in a if device(p).endswith("/TH1")]
+    values_b = [json.loads(p)["value"] for _, p in b if device(p).endswith("/TH1")]
     assert sum(x != y for x, y in zip(values_a, values_b, strict=True)) > 0.9 * len(values_a)
 
 
@@ -43,8 +48,8 @@ def test_sites_have_independent_streams() -> None:
     many = messages([1, 2, 3, 4, 5])
     alone = messages([3])  # e.g. replica 2 of a deployment with 1 site per replica
     assert of_site(many, "site-00003") == alone
-    th1 = {k: [json.loads(p)["value"] for kk, p in many if kk == k] for k in (b"site-00001/TH1", b"site-00002/TH1")}
-    assert th1[b"site-00001/TH1"] != th1[b"site-00002/TH1"]
+    th1 = {d: [json.loads(p)["value"] for _, p in many if device(p) == d] for d in ("site-00001/TH1", "site-00002/TH1")}
+    assert th1["site-00001/TH1"] and th1["site-00001/TH1"] != th1["site-00002/TH1"]
 
 
 def test_chunking_does_not_matter() -> None:
@@ -53,9 +58,9 @@ def test_chunking_does_not_matter() -> None:
 
 def test_values_depend_on_the_instant_not_on_the_start() -> None:
     later = datetime(2020, 3, 29, 12, 0, tzinfo=TZ)
-    early = {(k, json.loads(p)["ts"]): json.loads(p)["value"] for k, p in messages([1])}
-    late = {(k, json.loads(p)["ts"]): json.loads(p)["value"] for k, p in messages([1], start=later, steps=96)}
-    quarter = {key: v for key, v in late.items() if not key[0].endswith((b"/Etot", b"/Wtot"))}
+    early = {(device(p), json.loads(p)["ts"]): json.loads(p)["value"] for _, p in messages([1])}
+    late = {(device(p), json.loads(p)["ts"]): json.loads(p)["value"] for _, p in messages([1], start=later, steps=96)}
+    quarter = {key: v for key, v in late.items() if not key[0].endswith(("/Etot", "/Wtot"))}
     assert quarter
     assert all(early[key] == v for key, v in quarter.items())
     assert site_id(1) == "site-00001" and site_id(123456) == "site-123456"

@@ -40,7 +40,7 @@ def test_every_message_validates_against_the_schema_and_the_shared_decoder() -> 
         errors = list(check.iter_errors(obj))
         assert not errors, (payload, errors)
         reading = decode_reading(payload)
-        assert key.decode() == reading.device
+        assert key.decode() == reading.site  # the producer contract: key = site
         assert reading.ts == days.iso_z(days.parse_iso(reading.ts))  # canonical RFC 3339 UTC with Z
         assert payload == payload.strip() and b" " not in payload  # compact
         sensors.add(reading.sensor)
