@@ -1,13 +1,17 @@
 """Live tailing against the REAL Kafka broker (and, in the last test, real HBase too).
 
 The stream job writes its output topics transactionally; these tests do the same with a transactional producer, so
-read_committed is exercised: an aborted transaction never reaches a client. History comes from a FAKE in-memory
+read_committed is exercised: an aborted transaction never reaches a client (aggregates, late, dead letters, and raw
+readings with live_raw=committed). Raw readings on the uncommitted live path (the default) show before the commit, and
+a replay after an aborted transaction shows once, while the sync worker's read_committed consumer still reads
+every committed reading once and nothing aborted. History comes from a FAKE in-memory
 source except in test_history_from_hbase_then_live_from_kafka, which uses both real services.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,10 +19,13 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from starlette.testclient import TestClient, WebSocketTestSession
 
+from hbase_sync.cli import consumer_settings
+from hbase_sync.config import SyncConfig
+from hbase_sync.metrics import SyncMetrics
 from iotcommon import hbase_layout as layout
 from iotcommon.topics import Topics
 from ws_bridge.app import create_app
@@ -121,7 +128,7 @@ class NoHistory:
 def test_committed_records_are_pushed_aborted_ones_never(kafka_service: Any, topics: Topics,
                                                          msg: SimpleNamespace) -> None:
     producer = transactional(kafka_service.bootstrap)
-    with bridge(config_for(kafka_service, topics), history=NoHistory()) as client:
+    with bridge(config_for(kafka_service, topics, live_raw="committed"), history=NoHistory()) as client:
         ws = connect(client)
         subscribe(ws, id="th1", stream="raw", sites=["site1"], sensors=["TH1"])
         produce(producer, topics.raw, [("site1/TH1", msg.reading("TH1", "2020-01-01T00:15:00Z", 1.0, seq=1))])
@@ -132,6 +139,44 @@ def test_committed_records_are_pushed_aborted_ones_never(kafka_service: Any, top
         records = collect(ws, 2)
         assert [r["data"]["value"] for r in records] == [1.0, 3.0]
         assert all(isinstance(r["kafka_ts"], int) for r in records)
+
+
+def test_uncommitted_live_path_shows_readings_before_the_commit_and_a_replay_once(
+        kafka_service: Any, topics: Topics, msg: SimpleNamespace) -> None:
+    """The stream job fails before its checkpoint (transaction aborted), restores it and sends the same readings
+    again: clients saw them before the abort and do not see them twice; storage reads only the committed copies."""
+    one, two, three = (msg.reading("TH1", f"2020-01-01T00:{m}:00Z", float(v), seq=v)
+                       for v, m in ((1, "15"), (2, "30"), (3, "45")))
+    before_failure = transactional(kafka_service.bootstrap)
+    with bridge(config_for(kafka_service, topics), history=NoHistory()) as client:
+        ws = connect(client)
+        subscribe(ws, id="th1", stream="raw", sites=["site1"])
+        before_failure.begin_transaction()
+        for value in (one, two):
+            before_failure.produce(topics.raw, value=value, key="site1/TH1")
+        before_failure.flush(30)
+        assert [r["data"]["seq"] for r in collect(ws, 2)] == [1, 2]  # shown while the transaction is open
+        before_failure.abort_transaction(30)
+        produce(transactional(kafka_service.bootstrap), topics.raw,
+                [("site1/TH1", one), ("site1/TH1", two), ("site1/TH1", three)])  # the restored job's replay
+        # one key, one partition, in order: the replayed 1 and 2 would arrive before 3
+        assert [r["data"]["seq"] for r in collect(ws, 1)] == [3]
+    settings = consumer_settings(SyncConfig(kafka_bootstrap=kafka_service.bootstrap,
+                                            topic_prefix=topics.prefix), SyncMetrics())
+    assert settings["isolation.level"] == "read_committed"
+    storage = Consumer({**settings, "group.id": f"storage-{uuid.uuid4().hex[:8]}"})
+    try:
+        storage.subscribe([topics.raw])
+        stored: list[int] = []
+        deadline = time.monotonic() + 60
+        while len(stored) < 3 and time.monotonic() < deadline:
+            message = storage.poll(1.0)
+            if message is not None and message.error() is None:
+                stored.append(json.loads(message.value())["seq"])
+        assert sorted(stored) == [1, 2, 3]
+        assert storage.poll(2.0) is None  # nothing more: the aborted copies are not read
+    finally:
+        storage.close()
 
 
 def test_revisions_late_and_dead_letters_arrive_live(kafka_service: Any, topics: Topics,

@@ -23,16 +23,15 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from iotcommon.topics import Topics
 from ws_bridge import http_api, protocol
 from ws_bridge.auth import Tickets
 from ws_bridge.config import BridgeConfig
 from ws_bridge.history import HBaseHistory, HistorySource
 from ws_bridge.hub import Hub
+from ws_bridge.live import live_source
 from ws_bridge.metrics import Metrics
 from ws_bridge.records import Record, ms_to_iso
 from ws_bridge.state import BridgeState, LiveSource, bounds_of
-from ws_bridge.tail import KafkaTail
 from ws_bridge.ws import websocket_endpoint
 
 log = logging.getLogger(__name__)
@@ -75,9 +74,7 @@ def create_app(config: BridgeConfig, *, history: HistorySource | None = None, li
     metrics = Metrics()
     zones = config.zones
     if live is None:
-        live = KafkaTail(config.kafka_bootstrap, Topics(config.topic_prefix), group_id=config.consumer_group,
-                         batch_wait_ms=config.batch_wait_ms,
-                         on_bad=lambda stream, _exc: metrics.bad_records.labels(stream).inc())
+        live = live_source(config, on_bad=lambda stream, _exc: metrics.bad_records.labels(stream).inc())
     state = BridgeState(
         config=config,
         hub=hub or Hub(),

@@ -11,7 +11,8 @@ from iotcommon.zones import SiteZones
 from ws_bridge.origins import parse_allowed_origins
 
 DESCRIPTION = (
-    "iotpipe websocket/HTTP bridge: tails the stream job's output topics (read_committed) and pushes them to websocket "
+    "iotpipe websocket/HTTP bridge: tails the stream job's output topics (raw readings uncommitted, de-duplicated; "
+    "the rest read_committed) and pushes them to websocket "
     "clients, serves history and range queries from HBase, and the built-in live dashboard at /."
 )
 
@@ -62,6 +63,14 @@ class BridgeConfig:
                                    "not by site or time)", env="IOTPIPE_BRIDGE_DEADLETTER_SCAN", minimum=1)
     consumer_group: str = setting("", "Kafka group id (only a label: partitions are assigned manually from the end; "
                                   "empty = unique per process)", env="IOTPIPE_BRIDGE_CONSUMER_GROUP")
+    live_raw: str = setting("uncommitted", "live path of raw readings: uncommitted = read_uncommitted as soon as the "
+                            "stream job sends them, a replay after an aborted transaction dropped by identity; "
+                            "committed = read_committed, shown at the job's next checkpoint (history and storage are "
+                            "exactly once either way)", env="IOTPIPE_BRIDGE_LIVE_RAW",
+                            choices=("uncommitted", "committed"))
+    live_dedup: int = setting(1_000_000, "raw reading identities the uncommitted live path remembers to drop replays "
+                              "(at least the readings of a few checkpoint intervals)", env="IOTPIPE_BRIDGE_LIVE_DEDUP",
+                              minimum=1)
     batch_wait_ms: int = setting(50, "how long the Kafka tail waits to fill a batch (ms)",
                                  env="IOTPIPE_BRIDGE_BATCH_WAIT_MS", minimum=1, maximum=1000)
     log_level: str = setting("INFO", "log level", env="IOTPIPE_LOG_LEVEL",

@@ -18,9 +18,10 @@ from ws_bridge.records import Record, ms_to_iso
 
 
 class LiveSource(Protocol):
-    """Where live records come from (KafkaTail; a fake in protocol unit tests)."""
+    """Where live records come from (ws_bridge.live.LiveTails; a fake in protocol unit tests)."""
 
-    connected: bool
+    @property
+    def connected(self) -> bool: ...
 
     def start(self, deliver: Callable[[list[Record]], None]) -> None: ...
 

@@ -1,6 +1,8 @@
 """Tails the stream job's output topics and hands decoded batches to the event loop.
 
-One confluent-kafka consumer in a thread, ``isolation.level=read_committed`` (the job writes transactionally).
+One confluent-kafka consumer in a thread per isolation level. ``read_committed`` by default (the job writes
+transactionally); the live path of raw readings may read ``read_uncommitted`` with a ``RecentIdents`` window that drops
+a reading seen before (a replay after an aborted transaction): see ``ws_bridge.live``.
 Partitions are *assigned manually from the end* (no group membership, no commits), so every bridge replica sees every
 record and a restart never replays old ones. Topics or partitions that appear later are assigned from their beginning
 (everything in them is new). Metadata is re-read every few seconds for that.
@@ -29,6 +31,7 @@ from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-d
 
 from iotcommon.errors import MessageError
 from iotcommon.topics import Topics
+from ws_bridge.dedup import RecentIdents
 from ws_bridge.records import STREAMS, OrderTracker, Record, decode, topic_of
 
 log = logging.getLogger(__name__)
@@ -44,9 +47,12 @@ class KafkaTail:
     """Start with ``start(deliver)``; ``deliver(records)`` is called from the tail thread with each batch."""
 
     def __init__(self, bootstrap: str, topics: Topics, *, group_id: str = "", batch_wait_ms: int = 20,
-                 on_bad: Callable[[str, MessageError], None] | None = None) -> None:
+                 on_bad: Callable[[str, MessageError], None] | None = None, streams: tuple[str, ...] = STREAMS,
+                 uncommitted: bool = False, dedup: RecentIdents | None = None) -> None:
         self._bootstrap = bootstrap
-        self._stream_of = {topic_of(topics, stream): stream for stream in STREAMS}
+        self._stream_of = {topic_of(topics, stream): stream for stream in streams}
+        self._uncommitted = uncommitted
+        self._dedup = dedup
         self._group_id = group_id or default_group_id()
         self._batch_wait = batch_wait_ms / 1000
         self._on_bad = on_bad
@@ -73,7 +79,7 @@ class KafkaTail:
             "bootstrap.servers": self._bootstrap,
             "group.id": self._group_id,
             "enable.auto.commit": False,
-            "isolation.level": "read_committed",
+            "isolation.level": "read_uncommitted" if self._uncommitted else "read_committed",
             "auto.offset.reset": "latest",
             "fetch.wait.max.ms": 10,
             "fetch.min.bytes": 1,
@@ -115,12 +121,14 @@ class KafkaTail:
                                              f"{' from the end' if first else ' from the start'}" for tp in new))
 
     def _ends(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
-        """The read_committed end (last stable offset) of each partition, resolved now: records produced after
-        ``ready`` is set are never missed, and records of transactions still open are not skipped."""
+        """The end of each partition for this tail's isolation level, resolved now (read_committed: the last stable
+        offset, so records of transactions still open are not skipped; read_uncommitted: the high watermark): records
+        produced after ``ready`` is set are never missed."""
         admin = AdminClient({"bootstrap.servers": self._bootstrap})
         latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
         futures = admin.list_offsets({TopicPartition(tp.topic, tp.partition): latest for tp in partitions},
-                                     isolation_level=IsolationLevel.READ_COMMITTED, request_timeout=10)
+                                     isolation_level=IsolationLevel.READ_UNCOMMITTED if self._uncommitted
+                                     else IsolationLevel.READ_COMMITTED, request_timeout=10)
         resolved = []
         for tp, future in futures.items():
             resolved.append(TopicPartition(tp.topic, tp.partition, future.result().offset))
@@ -167,11 +175,13 @@ class KafkaTail:
                 continue
             kind, kafka_ts = message.timestamp()
             try:
-                batch.append(decode(stream, message.value(), kafka_ts=kafka_ts if kind else None,
-                                    tracker=self._tracker))
+                record = decode(stream, message.value(), kafka_ts=kafka_ts if kind else None, tracker=self._tracker)
             except MessageError as exc:
                 log.warning("skipping a %s record at %s[%s]@%s: %s", stream, topic,
                             message.partition(), message.offset(), exc)
                 if self._on_bad is not None:
                     self._on_bad(stream, exc)
+                continue
+            if self._dedup is None or self._dedup.first_time(record.ident):
+                batch.append(record)
         return batch
