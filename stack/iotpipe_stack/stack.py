@@ -21,13 +21,14 @@ from iotcommon.errors import StackError
 from iotpipe_stack import install as installer
 from iotpipe_stack import probes, render, supervisor
 from iotpipe_stack.pipeline_types import PipelineProcess, StackInfo
-from iotpipe_stack.ports import check_ports_free, is_listening
+from iotpipe_stack.ports import check_ports_free, is_listening, is_port_free
 from iotpipe_stack.settings import REPO_ROOT, StackSettings
 
 #: JVM components, in start order
 SERVICES: tuple[str, ...] = ("kafka", "hbase", "thrift")
 STOP_TIMEOUT = {"kafka": 30.0, "hbase": 45.0, "thrift": 10.0}
 LOG_TAIL = 25
+PORT_RELEASE_S = 60.0  # longest wait for a killed service's ports to be free again
 # what `down --wipe` deletes under the home: service data, rendered configs, and the stream job's default checkpoint
 # directory (stream_job.config.checkpoint_path), which would otherwise restore stale state against wiped Kafka/HBase
 WIPED_DIRS: tuple[str, ...] = ("data", "conf", "stream_job/checkpoints")
@@ -274,7 +275,11 @@ class LocalStack:
         return killed
 
     def restart_service(self, name: str, timeout: float | None = None) -> None:
-        """Start one service again on its data directory and ports, and wait until it is ready."""
+        """Start one service again on its data directory and ports, and wait until it is ready. After a kill the
+        kernel may hold the ports for a moment (connections of the dead process closing): wait for them first."""
+        deadline = time.monotonic() + PORT_RELEASE_S
+        while time.monotonic() < deadline and not all(is_port_free(p, self.s.host) for _, p in self._ports(name)):
+            time.sleep(0.2)
         self.start_service(name)
         self.wait_ready([name], timeout)
 
@@ -397,7 +402,8 @@ class LocalStack:
             if self.running_pid(proc.name) is not None:
                 continue
             env = {**_base_environ(), **info.base_env(), **proc.env(info)}
-            pid = supervisor.start(self.files(proc.name), proc.argv(info), env=env, cwd=REPO_ROOT)
+            pid = supervisor.start(self.files(proc.name), proc.argv(info), env=env, cwd=REPO_ROOT,
+                                   die_with_parent=self.die_with_parent)
             self.progress(f"started {proc.name} (pid {pid}), log {self.files(proc.name).log_file}")
             deadline = time.monotonic() + (timeout or self.s.start_timeout)
             while proc.ready is not None and not proc.ready(info):
