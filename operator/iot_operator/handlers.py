@@ -1,8 +1,10 @@
 """kopf handlers: thin wiring around ``reconcile`` (run: ``kopf run -m iot_operator.handlers``).
 
-create / update / resume and a periodic timer all call the same idempotent reconcile, then write the status only when
-it changed. Kafka/HBase unreachable -> status says so, then kopf retries with exponential backoff. InvalidSpec -> status
-says so, no retry (the timer re-checks at its normal pace, so a fixed dependency needs no edit).
+create / update / resume and a periodic pass all call the same idempotent reconcile, then write the status only when
+it changed. Kafka/HBase unreachable -> status says so, then kopf retries with exponential backoff. InvalidSpec ->
+status says so, no retry (the periodic pass re-checks at its normal pace, so a fixed dependency needs no edit).
+The startup handler reads the settings (a bad one stops the operator) and puts an ``OperatorState`` into kopf's memo;
+every handler takes what it needs from ``memo.state``.
 A deletion handler (and therefore kopf's finalizer) exists only for objects with a Delete policy.
 """
 
@@ -13,7 +15,6 @@ import contextvars
 import datetime as dt
 import logging
 import os
-import sys
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -23,40 +24,29 @@ import kopf
 from iot_operator import API_VERSION, FINALIZER, GROUP, PLURAL, VERSION, metrics
 from iot_operator import status as st
 from iot_operator.config import DESCRIPTION, OperatorConfig
-from iot_operator.reconcile import Deps, WorkloadsStopping, cleanup, lock_for, real_deps, reconcile
+from iot_operator.deps import real_deps
+from iot_operator.reconcile import WorkloadsStopping, cleanup, lock_for, reconcile
+from iot_operator.state import OperatorState
 from iotcommon.config import describe, load
 from iotcommon.errors import ConfigError, ServiceUnavailable
 
 log = logging.getLogger("iot_operator")
-
-try:
-    CONFIG = load(OperatorConfig, [], os.environ, prog="iot_operator", description=DESCRIPTION)
-except ConfigError as _exc:
-    print(f"iot_operator: {_exc}", file=sys.stderr)
-    raise SystemExit(2) from _exc
-
-_deps: Deps | None = None
-
-
-def deps() -> Deps:
-    global _deps
-    if _deps is None:
-        _deps = real_deps(CONFIG)
-    return _deps
 
 
 def pipeline_path(namespace: str, name: str) -> str:
     return f"/apis/{API_VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
 
 
-def backoff(retry: int) -> float:
-    """5 s, 10 s, 20 s, ... up to IOTPIPE_OPERATOR_MAX_BACKOFF_SECONDS."""
-    return float(min(CONFIG.max_backoff_seconds, 5.0 * 2 ** min(retry, 16)))
-
-
 @kopf.on.startup()
-def startup(settings: kopf.OperatorSettings, logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any) -> None:
-    logging.getLogger("iot_operator").setLevel(CONFIG.log_level)
+def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger | logging.LoggerAdapter[Any],
+            **_: Any) -> None:
+    """Read the settings (a bad one stops the operator), create the state, configure kopf."""
+    try:
+        config = load(OperatorConfig, [], os.environ, prog="iot_operator", description=DESCRIPTION)
+    except ConfigError as exc:
+        raise kopf.PermanentError(f"iot_operator: {exc}") from exc
+    memo.state = OperatorState(config, real_deps(config))
+    logging.getLogger("iot_operator").setLevel(config.log_level)
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP,
@@ -67,33 +57,38 @@ def startup(settings: kopf.OperatorSettings, logger: logging.Logger | logging.Lo
     # which a namespaced Role does not allow
     settings.scanning.disabled = True
     settings.execution.max_workers = 8
-    if CONFIG.metrics_enabled:
-        port = metrics.serve(CONFIG.metrics_host, CONFIG.metrics_port)
-        logger.info(f"metrics on http://{CONFIG.metrics_host}:{port}/metrics")
-    logger.info(f"iot_operator config: {describe(CONFIG)}")
+    if config.metrics_enabled:
+        port = metrics.serve(config.metrics_host, config.metrics_port)
+        logger.info(f"metrics on http://{config.metrics_host}:{port}/metrics")
+    logger.info(f"iot_operator config: {describe(config)}")
 
 
-def _emitter(body: Mapping[str, Any], pipeline: str) -> Any:
+def _state(memo: kopf.Memo) -> OperatorState:
+    state: OperatorState = memo.state
+    return state
+
+
+def _emitter(state: OperatorState, body: Mapping[str, Any], pipeline: str) -> Any:
     """Log, count and post an Event (posted directly: the periodic pass runs outside kopf's handler context)."""
 
     def emit(reason: str, message: str, warning: bool = False) -> None:
         metrics.ACTIONS.labels(pipeline, reason).inc()
         log.info(f"[{pipeline}] {reason}: {message}")
         try:
-            deps().kube.post_event(body, "Warning" if warning else "Normal", reason, message)
+            state.deps.kube.post_event(body, "Warning" if warning else "Normal", reason, message)
         except Exception as exc:  # an event is worth a log line, never a failed reconcile
             log.warning(f"[{pipeline}] could not post event {reason}: {exc}")
 
     return emit
 
 
-def _pass(trigger: str, body: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+def _pass(state: OperatorState, trigger: str, body: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """One reconcile + the status it wants. Returns (status merge patch, what failed and needs a retry)."""
     meta = body.get("metadata") or {}
     pipeline = f"{meta.get('namespace')}/{meta.get('name')}"
     started = time.monotonic()
-    emit = _emitter(body, pipeline)
-    outcome = reconcile(body, CONFIG, deps(), emit)
+    emit = _emitter(state, body, pipeline)
+    outcome = reconcile(body, state.config, state.deps, emit)
     metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
     metrics.RECONCILES.labels(pipeline, trigger, metrics.result_of(outcome)).inc()
 
@@ -111,30 +106,31 @@ def _pass(trigger: str, body: Mapping[str, Any]) -> tuple[dict[str, Any], list[s
     return changes, outcome.retry
 
 
-def _run(trigger: str, body: kopf.Body, patch: kopf.Patch, retry: int) -> None:
-    changes, unavailable = _pass(trigger, body)
+def _run(trigger: str, memo: kopf.Memo, body: kopf.Body, patch: kopf.Patch, retry: int) -> None:
+    state = _state(memo)
+    changes, unavailable = _pass(state, trigger, body)
     for key, value in changes.items():
         patch.status[key] = value
     if unavailable:
-        delay = backoff(retry)
+        delay = state.backoff(retry)
         raise kopf.TemporaryError(f"step failed or dependency unavailable, retrying in {delay:.0f} s: "
                                   f"{'; '.join(unavailable)}",
                                   delay=delay)
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
-def on_resume(body: kopf.Body, patch: kopf.Patch, retry: int, **_: Any) -> None:
-    _run("resume", body, patch, retry)
+def on_resume(memo: kopf.Memo, body: kopf.Body, patch: kopf.Patch, retry: int, **_: Any) -> None:
+    _run("resume", memo, body, patch, retry)
 
 
 @kopf.on.create(GROUP, VERSION, PLURAL)
-def on_create(body: kopf.Body, patch: kopf.Patch, retry: int, **_: Any) -> None:
-    _run("create", body, patch, retry)
+def on_create(memo: kopf.Memo, body: kopf.Body, patch: kopf.Patch, retry: int, **_: Any) -> None:
+    _run("create", memo, body, patch, retry)
 
 
 @kopf.on.update(GROUP, VERSION, PLURAL)
-def on_update(body: kopf.Body, patch: kopf.Patch, retry: int, **_: Any) -> None:
-    _run("update", body, patch, retry)
+def on_update(memo: kopf.Memo, body: kopf.Body, patch: kopf.Patch, retry: int, **_: Any) -> None:
+    _run("update", memo, body, patch, retry)
 
 
 # ---- drift correction -----------------------------------------------------------------------------------------
@@ -142,65 +138,64 @@ def on_update(body: kopf.Body, patch: kopf.Patch, retry: int, **_: Any) -> None:
 # finalizer only when a Delete policy needs one. So the watch keeps a set of known objects and one background task
 # re-reads each (fresh from the API) every IOTPIPE_OPERATOR_RESYNC_SECONDS and runs the same reconcile.
 
-_known: dict[str, tuple[str, str]] = {}  # uid -> (namespace, name)
-_resync_task: asyncio.Task[None] | None = None
-
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def track(event: Mapping[str, Any], body: kopf.Body, **_: Any) -> None:
+def track(event: Mapping[str, Any], memo: kopf.Memo, body: kopf.Body, **_: Any) -> None:
+    known = _state(memo).known
     uid = str(body.metadata.uid)
     if event.get("type") == "DELETED":
-        _known.pop(uid, None)
+        known.pop(uid, None)
     else:
-        _known[uid] = (str(body.metadata.namespace), str(body.metadata.name))
+        known[uid] = (str(body.metadata.namespace), str(body.metadata.name))
 
 
-def _resync_one(uid: str, namespace: str, name: str) -> list[str]:
-    kube = deps().kube
+def _resync_one(state: OperatorState, uid: str, namespace: str, name: str) -> list[str]:
+    kube = state.deps.kube
     with lock_for(uid):  # read the object only when no other pass runs on it: never reconcile a stale spec
         body = kube.get(pipeline_path(namespace, name))
         if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
             return []
-        changes, unavailable = _pass("timer", body)
+        changes, unavailable = _pass(state, "timer", body)
         if changes:
             kube.patch_status(pipeline_path(namespace, name), changes)
     return unavailable
 
 
-async def _resync_loop() -> None:
+async def _resync_loop(state: OperatorState) -> None:
     loop = asyncio.get_running_loop()
     failures: dict[str, int] = {}
     due: dict[str, float] = {}
     while True:
-        await asyncio.sleep(CONFIG.resync_seconds)
+        await asyncio.sleep(state.config.resync_seconds)
         metrics.HEARTBEAT.set(time.time())
-        for uid, (namespace, name) in list(_known.items()):
+        for uid, (namespace, name) in list(state.known.items()):
             if due.get(uid, 0.0) > time.monotonic():
                 continue
             ctx = contextvars.copy_context()  # kopf's context (event posting) for the worker thread
             try:
-                unavailable = await loop.run_in_executor(None, ctx.run, _resync_one, uid, namespace, name)
+                unavailable = await loop.run_in_executor(None, ctx.run, _resync_one, state, uid, namespace, name)
             except Exception:  # one bad object must not stop drift correction for the others
                 log.exception(f"[{namespace}/{name}] periodic reconcile failed")
                 unavailable = ["error"]
             if unavailable:
                 failures[uid] = failures.get(uid, 0) + 1
-                due[uid] = time.monotonic() + backoff(failures[uid] - 1)
+                due[uid] = time.monotonic() + state.backoff(failures[uid] - 1)
             else:
                 failures.pop(uid, None)
                 due.pop(uid, None)
 
 
 @kopf.on.startup()
-async def start_resync(**_: Any) -> None:
-    global _resync_task
-    _resync_task = asyncio.create_task(_resync_loop(), name="iotpipeline resync")
+async def start_resync(memo: kopf.Memo, **_: Any) -> None:
+    state = _state(memo)
+    state.resync_task = asyncio.create_task(_resync_loop(state), name="iotpipeline resync")
 
 
 @kopf.on.cleanup()
-async def stop_resync(**_: Any) -> None:
-    if _resync_task is not None:
-        _resync_task.cancel()
+async def stop_resync(memo: kopf.Memo, **_: Any) -> None:
+    task = _state(memo).resync_task if "state" in memo else None
+    if task is not None:
+        task.cancel()
 
 
 def needs_cleanup(spec: kopf.Spec, **_: Any) -> bool:
@@ -210,23 +205,25 @@ def needs_cleanup(spec: kopf.Spec, **_: Any) -> bool:
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, when=needs_cleanup)
-def on_delete(body: kopf.Body, retry: int, **_: Any) -> None:
+def on_delete(memo: kopf.Memo, body: kopf.Body, retry: int, **_: Any) -> None:
+    state = _state(memo)
     pipeline = f"{body.metadata.namespace}/{body.metadata.name}"
     try:
-        cleanup(body, CONFIG, deps(), _emitter(body, pipeline))
+        cleanup(body, state.config, state.deps, _emitter(state, body, pipeline))
     except WorkloadsStopping as exc:  # pods take their grace period to go: check again soon, without backoff
-        raise kopf.TemporaryError(f"cleanup postponed: {exc}", delay=min(5.0, backoff(0))) from exc
+        raise kopf.TemporaryError(f"cleanup postponed: {exc}", delay=min(5.0, state.backoff(0))) from exc
     except ServiceUnavailable as exc:
-        raise kopf.TemporaryError(f"cleanup postponed: {exc}", delay=backoff(retry)) from exc
+        raise kopf.TemporaryError(f"cleanup postponed: {exc}", delay=state.backoff(retry)) from exc
     metrics.set_phase(pipeline, None)
 
 
 @kopf.on.probe(id="watch")
-async def watch_alive(**_: Any) -> str:
+async def watch_alive(memo: kopf.Memo, **_: Any) -> str:
     """Liveness: fails when the IoTPipeline watch-stream task is gone (kopf#1276: a dead watch is otherwise silent)."""
     watchers = [t for t in asyncio.all_tasks() if t.get_name().startswith("watcher for ") and PLURAL in t.get_name()]
     if not watchers or all(t.done() for t in watchers):
         raise kopf.PermanentError(f"no live watch-stream for {PLURAL}")
-    if _resync_task is None or _resync_task.done():
+    state = _state(memo)
+    if state.resync_task is None or state.resync_task.done():
         raise kopf.PermanentError("the periodic reconcile task is not running")
-    return f"{len(watchers)} watch-stream(s) alive, {len(_known)} pipeline(s) known"
+    return f"{len(watchers)} watch-stream(s) alive, {len(state.known)} pipeline(s) known"

@@ -16,7 +16,7 @@ from typing import Any
 import urllib3
 
 from iot_operator import FIELD_MANAGER
-from iotcommon.errors import ServiceUnavailable
+from iotcommon.errors import IoTError, ServiceUnavailable
 
 #: (apiVersion, kind) of every kind of child the operator creates (listed by label for drift and pruning)
 CHILD_KINDS: tuple[tuple[str, str], ...] = (
@@ -88,14 +88,34 @@ def object_path(obj: dict[str, Any]) -> str:
     return f"{collection_path(obj['apiVersion'], plural, obj['metadata']['namespace'])}/{obj['metadata']['name']}"
 
 
+class ApiRefused(IoTError):
+    """The API server refused a request (4xx): ``status`` and the message of its Status object."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status, self.message = status, message
+
+
+def _status_message(body: str, reason: str) -> str:
+    """The message of the Status object the API server answers an error with, else the HTTP reason."""
+    try:
+        return str(json.loads(body)["message"])
+    except (TypeError, ValueError, KeyError):
+        return reason
+
+
 class Kube:
+    """Raw calls to the API server. Raises only iotcommon errors: ServiceUnavailable when it cannot be reached or
+    answers 5xx, ApiRefused for any other error answer (get, list and delete turn 404 into None, [] and False)."""
+
     def __init__(self, client: Any | None = None) -> None:
         self.client = client or api_client()
 
     def _call(self, method: str, path: str, *, body: Any = None, query: Sequence[tuple[str, str]] = (),
-              content_type: str | None = None) -> tuple[Any, int]:
+              content_type: str | None = None, what: str = "") -> tuple[Any, int]:
         from kubernetes.client.exceptions import ApiException
 
+        what = what or f"{method} {path}"
         headers = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
@@ -106,25 +126,29 @@ class Kube:
             resp = self.client.call_api(method, url, header_params=headers, body=body, post_params=post,
                                         _request_timeout=30)
             raw = resp.read()
+            status, reason = int(resp.status), str(resp.reason)
         except (OSError, urllib3.exceptions.HTTPError) as exc:
             raise ServiceUnavailable(f"the Kubernetes API is unreachable: {exc}") from exc
+        except ApiException as exc:  # the client's own retries gave up, or TLS failed (status 0)
+            raw, status, reason = exc.body, int(exc.status or 0), str(exc.reason)
         text = raw.decode() if isinstance(raw, bytes) else str(raw or "")
-        if resp.status >= 400:
-            raise ApiException(status=resp.status, reason=resp.reason, body=text)
-        return (json.loads(text) if text else {}), int(resp.status)
+        if status == 0 or status >= 500:
+            raise ServiceUnavailable(f"the Kubernetes API failed {what}: {reason}")
+        if status >= 400:
+            raise ApiRefused(status, _status_message(text, reason))
+        return (json.loads(text) if text else {}), status
 
     def apply(self, obj: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """Server-side apply (force: the operator owns these fields). Returns (live object, created)."""
         data, status = self._call("PATCH", object_path(obj), body=obj, content_type="application/apply-patch+yaml",
-                                  query=[("fieldManager", FIELD_MANAGER), ("force", "true")])
+                                  query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+                                  what=f"applying {obj['kind']} {obj['metadata']['name']}")
         return data, status == 201
 
     def get(self, path: str) -> dict[str, Any] | None:
-        from kubernetes.client.exceptions import ApiException
-
         try:
             data, _ = self._call("GET", path)
-        except ApiException as exc:
+        except ApiRefused as exc:
             if exc.status == 404:
                 return None
             raise
@@ -132,13 +156,11 @@ class Kube:
 
     def list(self, api_version: str, kind: str, namespace: str | None, label_selector: str) -> list[dict[str, Any]]:
         """Objects of a kind in a namespace (None: in all namespaces) matching a label selector ("" = all)."""
-        from kubernetes.client.exceptions import ApiException
-
         path = collection_path(api_version, PLURALS[(api_version, kind)], namespace)
         query = [("labelSelector", label_selector)] if label_selector else []
         try:
             data, _ = self._call("GET", path, query=query)
-        except ApiException as exc:
+        except ApiRefused as exc:
             if exc.status == 404:  # the kind is not served (e.g. no FlinkDeployment CRD)
                 return []
             raise
@@ -149,11 +171,9 @@ class Kube:
         return items
 
     def delete(self, obj: dict[str, Any]) -> bool:
-        from kubernetes.client.exceptions import ApiException
-
         try:
             self._call("DELETE", object_path(obj), body={"propagationPolicy": "Background"})
-        except ApiException as exc:
+        except ApiRefused as exc:
             if exc.status == 404:
                 return False
             raise

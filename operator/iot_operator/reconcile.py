@@ -14,18 +14,18 @@ import secrets
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from iot_operator import API_VERSION, KIND, builders, claims, flinkstate
 from iot_operator import status as st
 from iot_operator.config import OperatorConfig
-from iot_operator.kube import CHILD_KINDS, WORKLOAD_KINDS, Kube
+from iot_operator.deps import Deps, KubeApi
+from iot_operator.kube import CHILD_KINDS, WORKLOAD_KINDS, ApiRefused
 from iot_operator.spec import InvalidSpec, PipelineSpec, parse
-from iot_operator.tables import HBaseAdmin, table_status
 from iot_operator.tables import plan as table_plan
-from iot_operator.topics import KafkaAdmin, topic_status
+from iot_operator.tables import table_status
 from iot_operator.topics import plan as topic_plan
+from iot_operator.topics import topic_status
 from iotcommon.errors import ServiceUnavailable
 
 log = logging.getLogger(__name__)
@@ -42,23 +42,6 @@ _WORKLOADS = {st.SYNC: "sync", st.BRIDGE: "bridge", st.SIMULATORS: "simulator"}
 
 class Emit(Protocol):
     def __call__(self, reason: str, message: str, warning: bool = False) -> None: ...
-
-
-@dataclass
-class Deps:
-    kube: Kube
-    kafka: Callable[[PipelineSpec], KafkaAdmin]
-    hbase: Callable[[PipelineSpec], HBaseAdmin]
-
-
-def real_deps(cfg: OperatorConfig) -> Deps:
-    timeout = cfg.dependency_timeout_seconds
-    return Deps(
-        kube=Kube(),
-        kafka=lambda p: KafkaAdmin(p.kafka.bootstrap, timeout),
-        hbase=lambda p: HBaseAdmin(p.hbase.thrift.host, p.hbase.thrift.port, p.hbase.thrift.transport,
-                                   p.hbase.thrift.protocol, timeout),
-    )
 
 
 def reconcile(body: Mapping[str, Any], cfg: OperatorConfig, deps: Deps, emit: Emit) -> st.Outcome:
@@ -105,13 +88,11 @@ def _step(out: st.Outcome, name: str, ctypes: tuple[str, ...], run: Callable[[],
             out.add(st.Condition(ctype, False, st.RECONCILE_ERROR, _describe(exc)))
 
 
-def _pipelines(kube: Kube, namespace: str) -> list[dict[str, Any]]:
+def _pipelines(kube: KubeApi, namespace: str) -> list[dict[str, Any]]:
     """Every IoTPipeline the operator may read: all namespaces if allowed, else the pipeline's own."""
-    from kubernetes.client.exceptions import ApiException
-
     try:
         return kube.list(API_VERSION, KIND, None, "")
-    except ApiException as exc:
+    except ApiRefused as exc:
         if exc.status != 403:
             raise
     return kube.list(API_VERSION, KIND, namespace, "")
@@ -189,8 +170,6 @@ def _ready(obj: Mapping[str, Any] | None) -> tuple[int, int]:
 
 
 def _children(p: PipelineSpec, body: Mapping[str, Any], deps: Deps, emit: Emit, out: st.Outcome) -> None:
-    from kubernetes.client.exceptions import ApiException
-
     kube = deps.kube
     flink_operator = kube.serves("flink.apache.org/v1beta1", "flinkdeployments")
     desired = builders.desired_children(p, flink_operator)
@@ -210,10 +189,8 @@ def _children(p: PipelineSpec, body: Mapping[str, Any], deps: Deps, emit: Emit, 
         component = obj["metadata"]["labels"][builders.COMPONENT_LABEL]
         try:
             live[k], created = kube.apply(obj)
-        except ApiException as exc:
-            if exc.status is None or exc.status >= 500:
-                raise ServiceUnavailable(f"the Kubernetes API failed applying {k[1]} {k[2]}: {exc.reason}") from exc
-            failed[component] = f"applying {k[1]} {k[2]} was refused ({exc.status}): {_api_message(exc)}"
+        except ApiRefused as exc:
+            failed[component] = f"applying {k[1]} {k[2]} was refused ({exc.status}): {exc.message}"
             continue
         if created:
             was = "recreated" if _was_reported(body, component) else "created"
@@ -268,11 +245,9 @@ def _children(p: PipelineSpec, body: Mapping[str, Any], deps: Deps, emit: Emit, 
         out.add(st.Condition(st.GRAFANA, True, "Disabled", "grafana.enabled is false"))
 
 
-def _bridge_token(p: PipelineSpec, kube: Kube, existing: Mapping[tuple[str, str, str], Any], emit: Emit,
+def _bridge_token(p: PipelineSpec, kube: KubeApi, existing: Mapping[tuple[str, str, str], Any], emit: Emit,
                   failed: dict[str, str]) -> set[tuple[str, str, str]]:
     """Create the bridge's token Secret once when the spec names none (auth on by default). Returns its key."""
-    from kubernetes.client.exceptions import ApiException
-
     if not builders.generates_bridge_token(p):
         return set()
     secret = builders.bridge_token_secret(p, "")
@@ -281,10 +256,8 @@ def _bridge_token(p: PipelineSpec, kube: Kube, existing: Mapping[tuple[str, str,
         return {k}  # never rewritten: the token clients hold stays valid
     try:
         _, created = kube.apply(builders.bridge_token_secret(p, secrets.token_urlsafe(32)))
-    except ApiException as exc:
-        if exc.status is None or exc.status >= 500:
-            raise
-        failed["bridge"] = f"creating Secret {k[2]} was refused ({exc.status}): {_api_message(exc)}"
+    except ApiRefused as exc:
+        failed["bridge"] = f"creating Secret {k[2]} was refused ({exc.status}): {exc.message}"
         return {k}
     if created:
         emit("BridgeTokenCreated", f"created Secret {k[2]} with a generated bridge token (key "
@@ -293,7 +266,7 @@ def _bridge_token(p: PipelineSpec, kube: Kube, existing: Mapping[tuple[str, str,
 
 
 def _flink(p: PipelineSpec, live: Mapping[tuple[str, str, str], dict[str, Any]], failed: Mapping[str, str],
-           flink_operator: bool, kube: Kube, out: st.Outcome) -> None:
+           flink_operator: bool, kube: KubeApi, out: st.Outcome) -> None:
     for component in ("flink", "flink-jobmanager", "flink-taskmanager"):
         if component in failed:
             out.add(st.Condition(st.FLINK, False, "ApplyFailed", failed[component]))
@@ -322,20 +295,11 @@ def _was_reported(body: Mapping[str, Any], component: str) -> bool:
     return key in (body.get("status") or {})
 
 
-def _api_message(exc: Any) -> str:
-    import json
-
-    try:
-        return str(json.loads(exc.body).get("message"))
-    except (TypeError, ValueError, AttributeError):
-        return str(exc.reason)
-
-
 class WorkloadsStopping(ServiceUnavailable):
     """A deletion waits for the pipeline's pods to be gone before it drops topics and tables (retried soon)."""
 
 
-def stop_workloads(p: PipelineSpec, kube: Kube, emit: Emit) -> list[str]:
+def stop_workloads(p: PipelineSpec, kube: KubeApi, emit: Emit) -> list[str]:
     """Delete the pipeline's workloads (simulators first, then the job, sync workers, bridge); the pods still there."""
     for api_version, kind in WORKLOAD_KINDS:
         if kind == "FlinkDeployment" and not kube.serves("flink.apache.org/v1beta1", "flinkdeployments"):

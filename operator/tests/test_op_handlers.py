@@ -8,6 +8,16 @@ import kopf
 import pytest
 
 from iot_operator import handlers
+from iot_operator.config import OperatorConfig
+from iot_operator.deps import Deps
+from iot_operator.state import OperatorState
+
+
+def memo_with_state() -> kopf.Memo:
+    """kopf's memo as the startup handler leaves it (edges never called here)."""
+    memo = kopf.Memo()
+    memo.state = OperatorState(OperatorConfig(), Deps(kube=None, kafka=None, hbase=None))  # type: ignore[arg-type]
+    return memo
 
 
 def test_only_delete_policies_ask_for_the_finalizer() -> None:
@@ -17,13 +27,14 @@ def test_only_delete_policies_ask_for_the_finalizer() -> None:
 
 
 def test_backoff_doubles_up_to_the_maximum() -> None:
-    assert [handlers.backoff(r) for r in range(5)] == [5.0, 10.0, 20.0, 40.0, 80.0]
-    assert handlers.backoff(40) == handlers.CONFIG.max_backoff_seconds
+    state = OperatorState(OperatorConfig(max_backoff_seconds=300.0), Deps(None, None, None))  # type: ignore[arg-type]
+    assert [state.backoff(r) for r in range(5)] == [5.0, 10.0, 20.0, 40.0, 80.0]
+    assert state.backoff(40) == 300.0
 
 
 def test_liveness_fails_without_a_watch_stream() -> None:
     async def probe_without_watcher() -> str:
-        return await handlers.watch_alive()
+        return await handlers.watch_alive(memo_with_state())
 
     with pytest.raises(kopf.PermanentError, match="no live watch-stream"):
         asyncio.run(probe_without_watcher())
@@ -32,14 +43,15 @@ def test_liveness_fails_without_a_watch_stream() -> None:
 def test_liveness_passes_with_a_watch_stream_and_the_resync_task() -> None:
     async def probe_with_tasks() -> str:
         never = asyncio.Event()
+        memo = memo_with_state()
         watcher = asyncio.create_task(never.wait(), name="watcher for iotpipelines.v1alpha1.iotpipe.dev@ns")
-        handlers._resync_task = asyncio.create_task(never.wait(), name="iotpipeline resync")
+        resync = asyncio.create_task(never.wait(), name="iotpipeline resync")
+        memo.state.resync_task = resync
         try:
-            return await handlers.watch_alive()
+            return await handlers.watch_alive(memo)
         finally:
             watcher.cancel()
-            handlers._resync_task.cancel()
-            handlers._resync_task = None
+            resync.cancel()
 
     assert "1 watch-stream(s) alive" in asyncio.run(probe_with_tasks())
 

@@ -11,7 +11,8 @@ from typing import Any
 
 from iot_operator import status as st
 from iot_operator.config import OperatorConfig
-from iot_operator.reconcile import Deps, cleanup, reconcile
+from iot_operator.deps import Deps
+from iot_operator.reconcile import cleanup, reconcile
 from iot_operator.spec import PipelineSpec, TableSpec
 from iot_operator.tables import TableState
 from iot_operator.topics import TopicPlan, TopicState
@@ -250,12 +251,11 @@ def test_unexpected_errors_of_each_step_are_reported_and_the_other_steps_still_r
 
 
 def test_a_server_error_of_the_kubernetes_api_is_reported_not_raised() -> None:
-    from kubernetes.client.exceptions import ApiException
-
     deps, _, hbase, kube = world()
 
-    def api_down(obj: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-        raise ApiException(status=503, reason="Service Unavailable")
+    def api_down(obj: dict[str, Any]) -> tuple[dict[str, Any], bool]:  # what Kube.apply raises on a 5xx answer
+        raise ServiceUnavailable(f"the Kubernetes API failed applying {obj['kind']} {obj['metadata']['name']}: "
+                                 f"Service Unavailable")
 
     kube.apply = api_down  # type: ignore[method-assign]
     out = reconcile(body(), CFG, deps, Events())
@@ -265,6 +265,25 @@ def test_a_server_error_of_the_kubernetes_api_is_reported_not_raised() -> None:
         assert (conds[ctype].ok, conds[ctype].reason) == (False, "DependencyUnavailable"), ctype
     assert out.unavailable and out.unavailable[0].startswith("kubernetes: the Kubernetes API failed")
     assert st.degraded_condition(out).reason == "DependencyUnavailable"
+
+
+def test_a_refused_child_is_reported_for_its_component_and_the_others_are_still_applied() -> None:
+    from iot_operator.kube import ApiRefused
+
+    deps, _, _, kube = world()
+    apply = kube.apply
+
+    def refuse_sync(obj: dict[str, Any]) -> tuple[dict[str, Any], bool]:  # what Kube.apply raises on a 4xx answer
+        if obj["metadata"]["name"] == "p-sync":
+            raise ApiRefused(422, "spec.replicas: Invalid value")
+        return apply(obj)
+
+    kube.apply = refuse_sync  # type: ignore[method-assign]
+    out = reconcile(body(), CFG, deps, Events())
+    conds = {c.type: c for c in out.conditions}
+    assert conds[st.SYNC] == st.Condition(st.SYNC, False, "ApplyFailed", "applying Deployment p-sync was refused "
+                                                                         "(422): spec.replicas: Invalid value")
+    assert ("apps/v1", "Deployment", "p-bridge") in kube.objects and not out.unavailable
 
 
 # ---- the Flink job's state and errors in the status (issue 13) ----------------------------------------------------

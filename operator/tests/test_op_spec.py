@@ -135,6 +135,36 @@ def test_crd_defaults_mean_the_same_as_parse_defaults() -> None:
     assert len(defaults) > 30  # the walk really found the defaults
 
 
+def _changed(value: Any) -> Any:
+    """A value of the same type that differs from ``value``."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value + 1
+    return f"{value}-other"
+
+
+def test_parse_reads_every_field_the_crd_gives_a_default() -> None:
+    """A CRD default that parse() ignored (a misspelt key) would pass the test above: change each one and look."""
+    crd = yaml.safe_load((REPO / "crds" / "iotpipelines.iotpipe.dev.yaml").read_text())
+    defaults = _crd_defaults(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"])
+    plain = parse(body(), CFG)
+    ignored = []
+    for dotted, value in defaults.items():
+        b = body()
+        node = b["spec"]
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = _changed(value)
+        try:
+            if parse(b, CFG) == plain:
+                ignored.append(dotted)
+        except InvalidSpec:
+            continue  # read, and refused (e.g. a time zone that does not exist)
+    assert ignored == []
+
+
 def test_site_zones_are_validated_and_rendered_for_the_job_simulators_and_bridge() -> None:
     from iot_operator.builders import desired_children
     from iotcommon.zones import parse_site_zones
