@@ -4,7 +4,8 @@ Offsets are committed (per partition, synchronously) only after every row they c
 point loses nothing: the uncommitted records are read again and rewritten onto the same rows. While HBase is down the
 worker pauses its partitions (backpressure: nothing more is fetched), keeps polling so it stays in the group, retries
 with exponential backoff, and resumes by itself once a write succeeds. Partitions revoked meanwhile lose their
-unwritten rows from the batch, uncommitted, so the next owner reads them again.
+unwritten rows from the batch, uncommitted, so the next owner reads them again. What an outage means (retry,
+probe, give up) is decided by ``outage.Outage``; commits are ``offsets.Committer``'s, counts ``progress.Progress``'.
 """
 
 from __future__ import annotations
@@ -15,40 +16,23 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from hbase_sync.backoff import Backoff
 from hbase_sync.batching import Batch, BatchPolicy
-from hbase_sync.mapping import KafkaRecord, Mapper, Row
+from hbase_sync.mapping import Mapper, Row
 from hbase_sync.metrics import Health, SyncMetrics
+from hbase_sync.offsets import Committer, Consumer, Record
+from hbase_sync.outage import Outage
+from hbase_sync.progress import Progress
 from hbase_sync.store import WriteResult
 from iotcommon.errors import ServiceUnavailable
 
 log = logging.getLogger("hbase_sync.worker")
 
 IDLE_POLL_S = 0.5  # longest blocking poll: bounds how late SIGTERM and the health tick are seen
-PROGRESS_EVERY_S = 10.0
-REJECT_LOGS_PER_INTERVAL = 20
-IDLE_COMMIT_EVERY_S = 2.0
-
-
-class Record(KafkaRecord, Protocol):
-    def error(self) -> KafkaError | None: ...
-
-
-class Consumer(Protocol):
-    """The part of confluent_kafka.Consumer the worker uses (unit tests pass a fake)."""
-
-    def subscribe(self, topics: list[str], on_assign: Any = ..., on_revoke: Any = ..., on_lost: Any = ...) -> None: ...
-    def consume(self, num_messages: int = ..., timeout: float = ...) -> Sequence[Record]: ...
-    def commit(self, *, offsets: list[TopicPartition], asynchronous: Literal[False]) -> list[TopicPartition]: ...
-    def pause(self, partitions: list[TopicPartition]) -> None: ...
-    def resume(self, partitions: list[TopicPartition]) -> None: ...
-    def assignment(self) -> list[TopicPartition]: ...
-    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]: ...
-    def close(self) -> None: ...
 
 
 class Store(Protocol):
@@ -73,24 +57,18 @@ class Worker:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.consumer, self.store, self.mapper = consumer, store, mapper
-        self.policy, self.backoff, self.retries = policy, backoff, retries
+        self.policy = policy
+        self.outage = Outage(retries, backoff)
         self.stop = stop
         self.metrics = metrics or SyncMetrics()
         self.health = health or Health()
         self.clock, self.sleep = clock, sleep
         self.batch = Batch()
         self.paused = False
-        self._in_outage = False
-        self._outage_since = 0.0
-        self._written_since = 0
-        self._rejected_logged = 0
-        self._last_progress = clock()
-        self.total_written = 0
-        self.total_committed_batches = 0
+        self.progress = Progress(self.metrics, clock)
+        self.commits = Committer(consumer, self.metrics, clock)
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hbase-write")
         self._inflight: tuple[Future[WriteResult], Batch] | None = None
-        self._committed: dict[tuple[str, int], int] = {}
-        self._last_idle_commit = clock()
 
     # -- main loop --------------------------------------------------------------------------------------------------
 
@@ -108,10 +86,10 @@ class Worker:
                     self._dispatch()
                 elif self._inflight is not None and self._inflight[0].done():
                     self._settle(retry=True, final=False)  # commit as soon as the write is done
-                elif self._inflight is None and self.batch.size == 0:
-                    self._commit_idle_positions()
+                elif self._inflight is None and self.batch.size == 0 and not self.paused:
+                    self.commits.commit_idle()
                 self.health.tick()
-                self._progress()
+                self.progress.tick(self.commits.batches)
         finally:
             self._shutdown()
 
@@ -124,8 +102,8 @@ class Worker:
         self._writer.shutdown(wait=True)
         self.consumer.close()  # commits nothing by itself (auto-commit is off); leaves the group
         self.store.close()
-        self._progress(force=True)
-        log.info("stopped: %d rows written in %d batches", self.total_written, self.total_committed_batches)
+        self.progress.tick(self.commits.batches, force=True)
+        log.info("stopped: %d rows written in %d batches", self.progress.total_written, self.commits.batches)
 
     # -- records ----------------------------------------------------------------------------------------------------
 
@@ -141,7 +119,7 @@ class Worker:
                 continue
             row = self.mapper.map(record)
             if row.rejected is not None:
-                self._rejected(record, row)
+                self.progress.rejected(record, row)
             topic = record.topic() or ""
             consumed[topic] += 1
             self.batch.add(topic, record.partition() or 0, record.offset() or 0, row, now)
@@ -156,13 +134,6 @@ class Worker:
             raise KafkaException(err)
         log.warning("Kafka: %s", err.str())
 
-    def _rejected(self, record: Record, row: Row) -> None:
-        self.metrics.deadletters.labels(row.rejected or "").inc()
-        if self._rejected_logged < REJECT_LOGS_PER_INTERVAL:
-            self._rejected_logged += 1
-            log.warning("cannot map %s[%s]@%s (%s): written to the deadletters table", record.topic(),
-                        record.partition(), record.offset(), row.rejected)
-
     # -- writes: one batch in flight while the next one fills -------------------------------------------------------
 
     def _dispatch(self) -> None:
@@ -171,7 +142,7 @@ class Worker:
         self._settle(retry=True, final=False)
         if self.batch.size == 0:
             return
-        self._stamp(self.batch)
+        self.commits.stamp(self.batch)
         batch, self.batch = self.batch, Batch()
         self._inflight = (self._writer.submit(self._timed_write, list(batch.rows())), batch)
 
@@ -197,20 +168,18 @@ class Worker:
                 self._flush(final=final, failed=exc)
             return
         self.metrics.hbase_up.set(1)
-        self._written(result)
-        self._commit(batch.offsets())
+        self.progress.written(result)
+        self.commits.commit(batch.offsets())
 
     def _flush(self, *, final: bool, failed: ServiceUnavailable | None = None) -> bool:
         """Write the current batch in this thread, then commit. While HBase fails: pause, back off, retry (until it
         is back, unless final or stopping: then the quick retries are all). Returns True if the batch was written."""
-        attempt = 0
-        self._in_outage = False
         try:
             while True:
                 if failed is not None:  # the write that failed in the writer thread counts as attempt 1
                     exc, failed = failed, None
                 else:
-                    self._stamp(self.batch)
+                    self.commits.stamp(self.batch)
                     rows, offsets = list(self.batch.rows()), self.batch.offsets()
                     if not rows:  # nothing left to write (a rebalance took the partitions): consume again
                         self.batch.clear()
@@ -222,41 +191,44 @@ class Worker:
                         exc = error
                     else:
                         self.metrics.hbase_up.set(1)
-                        self._written(result)
-                        self._commit(offsets)
+                        self.progress.written(result)
+                        self.commits.commit(offsets)
                         self.batch.clear()
-                        if attempt:
-                            self._recovered(attempt, len(rows))
+                        recovery = self.outage.succeeded(self.clock())
+                        if recovery:
+                            self._resume()
+                            self.health.tick("running", "")
+                            log.info("HBase is back after %.1f s (%d attempts): wrote %d rows, committed, consumption "
+                                     "resumed", recovery.outage_s, recovery.attempts, len(rows))
                         return True
-                attempt += 1
-                if not self._write_failed(exc, attempt, self.batch.size, final or self.stop.is_set()):
+                if not self._write_failed(exc, self.batch.size, final or self.stop.is_set()):
                     return False
         finally:
-            self._in_outage = False
+            self.outage.end()
 
-    def _write_failed(self, exc: ServiceUnavailable, attempt: int, rows: int, stopping: bool) -> bool:
-        """Handle one failed write. Returns False to give up (only when stopping), True to retry after a wait."""
+    def _write_failed(self, exc: ServiceUnavailable, rows: int, stopping: bool) -> bool:
+        """Carry out what the outage decides after one failed write. Returns False to give up (only when stopping),
+        True to retry after the wait."""
+        failure = self.outage.failed(self.clock(), stopping=stopping)
         self.metrics.errors.labels("hbase").inc()
         self.metrics.hbase_up.set(0)
-        if attempt == 1:
-            self._outage_since = self.clock()
+        if failure.started:
             self._pause()
             log.warning("HBase write of %d rows failed: %s. Consumption paused; nothing committed; retrying",
                         rows, exc)
         else:
-            log.info("HBase write retry %d failed: %s", attempt - 1, exc)
-        if attempt == self.retries + 1:
+            log.info("HBase write retry %d failed: %s", failure.attempt - 1, exc)
+        if failure.exhausted:
             log.error("HBase unavailable for %.1f s (%d retries): staying paused with %d unwritten rows, probing every "
-                      "%.1f s until it is back", self.clock() - self._outage_since, self.retries, rows,
-                      self.backoff.max_s)
+                      "%.1f s until it is back", failure.outage_s, self.outage.retries, rows,
+                      self.outage.backoff.max_s)
             self.health.tick("paused", f"HBase unavailable: {exc}")
-        if stopping and attempt > self.retries:
+        if failure.give_up:
             log.error("stopping with %d unwritten rows: their offsets are not committed, so they will be read again",
                       rows)
             self.batch.clear()
             return False
-        self._in_outage = True
-        self._wait(self.backoff.delay(attempt))
+        self._wait(failure.wait_s)
         return True
 
     def _wait(self, seconds: float) -> None:
@@ -272,65 +244,6 @@ class Worker:
             self._pause()  # a rebalance may have assigned new, unpaused partitions
             self._accept(self.consumer.consume(num_messages=1000, timeout=min(IDLE_POLL_S, remaining)))
             self.health.tick()
-
-    def _recovered(self, attempts: int, rows: int) -> None:
-        self._resume()
-        self.health.tick("running", "")
-        log.info("HBase is back after %.1f s (%d attempts): wrote %d rows, committed, consumption resumed",
-                 self.clock() - self._outage_since, attempts + 1, rows)
-
-    def _written(self, result: WriteResult) -> None:
-        for table, count in result.written.items():
-            self.metrics.written.labels(table).inc(count)
-            self.total_written += count
-            self._written_since += count
-        if result.stale:
-            self.metrics.stale.inc(result.stale)
-
-    def _stamp(self, batch: Batch) -> None:
-        """Give the batch the consumer's positions of its partitions (taken while it holds every consumed record)."""
-        tps = [TopicPartition(topic, partition) for topic, partition in batch.partitions()]
-        if not tps:
-            return
-        try:
-            positions = self.consumer.position(tps)
-        except KafkaException:
-            return  # the offsets after the last rows are enough
-        batch.stamp({(tp.topic, tp.partition): tp.offset for tp in positions if tp.error is None and tp.offset >= 0})
-
-    def _commit_idle_positions(self) -> None:
-        """Nothing pending: commit positions that moved past transaction markers only, so the group's lag reaches 0."""
-        now = self.clock()
-        if now - self._last_idle_commit < IDLE_COMMIT_EVERY_S or self.paused:
-            return
-        self._last_idle_commit = now
-        try:
-            positions = self.consumer.position(self.consumer.assignment())
-        except KafkaException:
-            return
-        moved = {(tp.topic, tp.partition): tp.offset for tp in positions if tp.error is None and tp.offset >= 0
-                 and tp.offset > self._committed.get((tp.topic, tp.partition), -1)}
-        if moved:
-            self._commit(moved, count=False)
-
-    def _commit(self, offsets: dict[tuple[str, int], int], *, count: bool = True) -> None:
-        tps = [TopicPartition(topic, partition, offset) for (topic, partition), offset in offsets.items()]
-        try:
-            answer = self.consumer.commit(offsets=tps, asynchronous=False)
-        except KafkaException as exc:
-            self.metrics.errors.labels("commit").inc()
-            log.warning("commit failed (%s): the rows are in HBase; they will be read and rewritten, unchanged", exc)
-            return
-        failed = [tp for tp in answer or () if getattr(tp, "error", None)]
-        if failed:
-            self.metrics.errors.labels("commit").inc()
-            log.warning("commit failed for %s: those rows are in HBase and will be rewritten, unchanged",
-                        ", ".join(f"{tp.topic}[{tp.partition}]: {tp.error}" for tp in failed))
-        bad = {(tp.topic, tp.partition) for tp in failed}
-        self._committed.update({tp: offset for tp, offset in offsets.items() if tp not in bad})
-        if count:
-            self.metrics.batches.inc()
-            self.total_committed_batches += 1
 
     # -- pause / resume and rebalances ------------------------------------------------------------------------------
 
@@ -360,19 +273,18 @@ class Worker:
             log.info("revoked %s", _names(partitions))
         self.metrics.assigned.dec(len(partitions))
         revoked = {(tp.topic, tp.partition) for tp in partitions}
-        for tp in revoked:
-            self._committed.pop(tp, None)
+        self.commits.forget(revoked)
         self._settle(retry=False, final=False)  # the batch in flight: committed, or its rows back in self.batch
         if not revoked & self.batch.partitions():
             return
-        if not self._in_outage:  # write what we hold for them now, so the next owner starts after it
+        if not self.outage.active:  # write what we hold for them now, so the next owner starts after it
             rows, offsets = list(self.batch.rows()), self.batch.offsets()
             try:
-                self._written(self._timed_write(rows))
+                self.progress.written(self._timed_write(rows))
             except ServiceUnavailable as exc:
                 log.warning("could not write before the rebalance: %s", exc)
             else:
-                self._commit(offsets)
+                self.commits.commit(offsets)
                 self.batch.clear()
                 return
         dropped = self.batch.drop(revoked)
@@ -384,21 +296,6 @@ class Worker:
         self.metrics.assigned.dec(len(partitions))
         self._settle(retry=False, final=False)
         self.batch.drop({(tp.topic, tp.partition) for tp in partitions})
-
-    # -- progress ---------------------------------------------------------------------------------------------------
-
-    def _progress(self, *, force: bool = False) -> None:
-        now = self.clock()
-        elapsed = now - self._last_progress
-        if elapsed < PROGRESS_EVERY_S and not force:
-            return
-        if self._written_since or force:
-            log.info("wrote %d rows in the last %.0f s (%.0f rows/s); %d written in %d batches since start",
-                     self._written_since, elapsed, self._written_since / max(elapsed, 1e-9), self.total_written,
-                     self.total_committed_batches)
-        self._written_since = 0
-        self._rejected_logged = 0
-        self._last_progress = now
 
 
 def _names(partitions: list[TopicPartition]) -> str:
