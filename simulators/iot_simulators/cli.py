@@ -16,6 +16,7 @@ from types import FrameType
 
 from iot_simulators.config import SimConfig, plan
 from iot_simulators.encoding import site_id
+from iotcommon import logs
 from iotcommon.config import describe, load
 from iotcommon.errors import ConfigError, ServiceUnavailable
 
@@ -36,8 +37,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except ConfigError as exc:
         print(f"iot-simulators: invalid option: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=cfg.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup(cfg.log_level, cfg.log_format)
     log.info("starting: %s", describe(cfg))
     sites = [site_id(n) for n in the_plan.site_numbers]
     for group in the_plan.groups():

@@ -16,6 +16,7 @@ from iot_simulators.timeline import STEP_S, Timeline
 from iotcommon import days
 from iotcommon.config import setting
 from iotcommon.errors import ConfigError
+from iotcommon.logs import log_format_setting
 from iotcommon.zones import SiteZones
 
 COMPRESSIONS = ("lz4", "zstd", "snappy", "gzip", "none")
@@ -34,6 +35,7 @@ class SimConfig:
                               "its own zone, on the same UTC step grid", env="IOTPIPE_SITE_ZONES")
     log_level: str = setting("INFO", "log level", env="IOTPIPE_LOG_LEVEL",
                              choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    log_format: str = log_format_setting()
     sites: int = setting(1, "number of sites (buildings) simulated by this process", env="IOTPIPE_SIM_SITES",
                          minimum=1, maximum=1_000_000)
     site_offset: int = setting(-1, "sites are numbered offset+1 .. offset+sites (site-00001 ...); -1: "

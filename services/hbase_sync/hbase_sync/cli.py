@@ -20,6 +20,7 @@ from hbase_sync.mapping import Mapper
 from hbase_sync.metrics import Health, SyncMetrics, serve, stop_server
 from hbase_sync.store import HBaseStore, ShardedStore
 from hbase_sync.worker import Worker
+from iotcommon import logs
 from iotcommon.config import describe, load
 from iotcommon.errors import ConfigError, ServiceUnavailable
 
@@ -72,8 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"hbase-sync: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=config.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup(config.log_level, config.log_format)
     log.info("starting with %s", describe(config))
 
     stop = threading.Event()

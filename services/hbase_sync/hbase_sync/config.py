@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from iotcommon.config import setting
+from iotcommon.logs import log_format_setting
 from iotcommon.topics import DEFAULT_PREFIX, Topics
 
 
@@ -22,6 +23,7 @@ class SyncConfig:
     table_prefix: str = setting("iotpipe", "prefix of the pipeline's HBase tables", env="IOTPIPE_TABLE_PREFIX")
     log_level: str = setting("INFO", "log level", env="IOTPIPE_LOG_LEVEL",
                              choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    log_format: str = log_format_setting()
     group: str = setting("", "Kafka consumer group; empty = '<topic prefix>.hbase-sync'", env="IOTPIPE_SYNC_GROUP")
     batch_size: int = setting(5000, "rows per HBase flush (size bound of a batch)", env="IOTPIPE_SYNC_BATCH_SIZE",
                               minimum=1, maximum=1_000_000)

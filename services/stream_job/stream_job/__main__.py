@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
+from iotcommon import logs
 from iotcommon.config import describe
 from iotcommon.errors import ConfigError
 from stream_job.config import (
@@ -34,10 +35,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"stream_job: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup(config.log_level, config.log_format)
     # PyFlink/Beam reconfigure the root logger when the job is built: keep our progress lines on our own handler
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(logs.formatter(config.log_format))
     log.addHandler(handler)
     log.setLevel(config.log_level)
     log.propagate = False

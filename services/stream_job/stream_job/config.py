@@ -11,6 +11,7 @@ from iotcommon.config import load, setting
 from iotcommon.days import DEFAULT_TZ
 from iotcommon.errors import ConfigError
 from iotcommon.limits import DEFAULT_TS_MAX, DEFAULT_TS_MIN, Limits
+from iotcommon.logs import log_format_setting
 from iotcommon.topics import DEFAULT_PREFIX
 from iotcommon.zones import SiteZones
 
@@ -80,6 +81,7 @@ class StreamJobConfig:
                           env="IOTPIPE_TS_MAX")
     log_level: str = setting("INFO", "log level", env="IOTPIPE_LOG_LEVEL",
                              choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    log_format: str = log_format_setting()
 
     @property
     def lateness_ms(self) -> int:

@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from iotcommon import logs
 from iotcommon.config import describe, load
 from iotcommon.errors import ConfigError
 from ws_bridge.config import DESCRIPTION, BridgeConfig
@@ -19,7 +20,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"ws_bridge: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup(config.log_level, config.log_format)
     log = logging.getLogger("ws_bridge")
     log.info("starting: %s", describe(config))
     log.info("dashboard at http://%s:%d/ (websocket /ws, HTTP API /api/v1/...)",

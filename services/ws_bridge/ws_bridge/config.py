@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from iotcommon.config import setting
 from iotcommon.errors import ConfigError
+from iotcommon.logs import log_format_setting
 from iotcommon.zones import SiteZones
 from ws_bridge.origins import parse_allowed_origins
 
@@ -75,6 +76,7 @@ class BridgeConfig:
                                  env="IOTPIPE_BRIDGE_BATCH_WAIT_MS", minimum=1, maximum=1000)
     log_level: str = setting("INFO", "log level", env="IOTPIPE_LOG_LEVEL",
                              choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    log_format: str = log_format_setting()
 
     @property
     def auth_required(self) -> bool:

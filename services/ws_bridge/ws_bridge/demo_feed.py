@@ -25,9 +25,11 @@ from types import FrameType
 
 from confluent_kafka import Producer
 
+from iotcommon import logs
 from iotcommon.config import load, setting
 from iotcommon.days import day_end, day_of, day_start, iso_z, zone
 from iotcommon.errors import ConfigError
+from iotcommon.logs import log_format_setting
 from iotcommon.messages import Aggregate, DeadLetter, LateReading, Reading
 from iotcommon.sensors import REST_PARTS, SENSORS, Rule
 from iotcommon.topics import Topics
@@ -51,6 +53,7 @@ class FeedConfig:
                          minimum=0)
     seed: int = setting(1, "random seed", env="IOTPIPE_FEED_SEED")
     log_level: str = setting("INFO", "log level", env="IOTPIPE_LOG_LEVEL", choices=("DEBUG", "INFO", "WARNING"))
+    log_format: str = log_format_setting()
 
 
 class Feeder:
@@ -157,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"demo_feed: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup(config.log_level, config.log_format)
     stop = False
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
