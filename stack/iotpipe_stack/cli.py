@@ -2,7 +2,8 @@
 
 iotpipe local install             fetch jars + create .venv-flink (cached; no network when done)
 iotpipe local up                  start Kafka, HBase, Thrift; check the Flink runtime; wait until ready
-iotpipe local status [--json]     what runs where (exit 0 = all ready, 3 = not all ready)
+iotpipe local status [--json]     what runs where (exit 0 = all ready, 3 = not all ready; a pipeline process
+                                  without a readiness probe shows as "alive")
 iotpipe local logs [NAME] [-n N] [-f]
 iotpipe local down [--wipe]       stop every process of this home (--wipe also deletes data and checkpoints)
 iotpipe run [--detach]            up + the pipeline's own processes (pipeline.py); foreground until Ctrl-C/SIGTERM
@@ -20,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from types import FrameType
 
 from iotcommon.errors import ConfigError, StackError
-from iotpipe_stack import pipeline, supervisor
+from iotpipe_stack import pipeline, pipeline_status, supervisor
 from iotpipe_stack.settings import SETTINGS, StackSettings, resolve
 from iotpipe_stack.stack import SERVICES, LocalStack, format_status, status_json
 
@@ -116,7 +117,7 @@ def cmd_run(stack: LocalStack, detach: bool) -> int:
     try:
         stack.up()
         names = stack.start_pipeline(pipeline.PROCESSES)
-        print(format_status(stack.status(flink=False)))
+        print(format_status(pipeline_status.probed(stack.status(flink=False), pipeline.PROCESSES, stack.info)))
         print(f"iotpipe is up: Kafka {stack.s.bootstrap}, HBase Thrift {stack.s.host}:{stack.s.thrift_port}, "
               f"logs in {stack.s.logs_dir}")  # fmt: skip
         info = stack.info()
@@ -177,9 +178,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
             return EXIT_OK
         if args.action == "status":
-            rows = stack.status()
+            rows = pipeline_status.probed(stack.status(), pipeline.PROCESSES, stack.info)
             print(json.dumps(status_json(rows), default=str) if args.json else format_status(rows))
-            return EXIT_OK if all(r.ready or r.state == "running" for r in rows) else EXIT_NOT_READY
+            return EXIT_OK if pipeline_status.all_up(rows) else EXIT_NOT_READY
         if args.action == "logs":
             return cmd_logs(stack, args.component, args.lines, args.follow)
     except StackError as e:
