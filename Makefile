@@ -14,7 +14,7 @@ MYPY_DIRS = $(wildcard libs/iotcommon/iotcommon stack/iotpipe_stack simulators/i
 .PHONY: help setup run up stop down status logs test test-unit lint bench clean-state kube-tools helm charts chart-crds browser images image-tools
 
 help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 # The main venv: rebuilt only when the pins or pyproject change. The .pth puts every source root on sys.path, so
 # packages added later need no reinstall.
@@ -68,6 +68,10 @@ lint: $(SETUP_STAMP) ## ruff + mypy (strict)
 
 bench: setup ## run every bench/bench_*.py (each prints figures and ends with one JSON line)
 	@set -e; for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
+
+.PHONY: bench-e2e
+bench-e2e: setup ## whole pipeline under stepped open-loop load: JSON line, docs/performance.md, docs/img/perf-*.png (ARGS=--quick)
+	nice -n 10 $(BIN)/python bench/bench_e2e.py --doc docs/performance.md --img docs/img $(ARGS)
 
 images: setup image-tools ## build every image with podman (local base stand-ins, cached); loads them into containerd at CONTAINERD_ADDRESS
 	nice -n 10 $(BIN)/python -m iotpipe_stack.images $(ARGS)

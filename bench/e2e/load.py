@@ -1,0 +1,119 @@
+"""The open-loop producer (its own process, so it never competes with the observers for the GIL) and the raw Kafka
+produce+consume baseline. Producer settings are the simulator's (iot_simulators.producer.producer_config)."""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import time
+import uuid
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import backpressure
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from e2e.schedule import Plan, value_of
+from iot_simulators.config import SimConfig
+from iot_simulators.producer import producer_config
+from iotcommon.messages import Reading
+from iotcommon.sensors import SENSORS
+
+TICK_S = 0.005
+
+
+def kafka_settings(bootstrap: str) -> dict[str, Any]:
+    return producer_config(replace(SimConfig(), bootstrap=bootstrap))
+
+
+def encode(plan: Plan, i: int) -> tuple[bytes, str]:
+    site, sensor, seq, ts_ms = plan.reading(i)
+    ts = datetime.fromtimestamp(ts_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return Reading(site, sensor, ts, value_of(sensor), SENSORS[sensor].unit, seq).encode(), f"{site}/{sensor}"
+
+
+@dataclass(frozen=True)
+class Sent:
+    per_step: tuple[int, ...]  # readings sent in each step
+    behind_max_s: tuple[float, ...]  # most the producer lagged behind the plan in each step
+
+
+def _run(bootstrap: str, topic: str, plan: Plan, start_wall: float, stop: Any, out: Any) -> None:
+    producer = Producer(kafka_settings(bootstrap))
+    per_step, behind = [], []
+    i = 0
+    for step in plan.steps:
+        worst = 0.0
+        while i < step.end_index and not stop.is_set():
+            elapsed = time.time() - start_wall
+            due = min(step.end_index, step.start_index + math.floor((elapsed - step.start_s) * step.rate) + 1)
+            if i < due:
+                worst = max(worst, elapsed - plan.due_s(i))
+            while i < due:
+                value, key = encode(plan, i)
+                backpressure.produce(producer, topic, value, key)
+                i += 1
+            producer.poll(0)
+            wait = start_wall + plan.due_s(i) - time.time() if i < step.end_index else 0.0
+            if wait > 0:
+                time.sleep(min(wait, TICK_S * 4))
+        per_step.append(i - step.start_index)
+        behind.append(worst)
+    backpressure.flush(producer, "the paced producer")
+    out.put(Sent(tuple(per_step), tuple(behind)))
+
+
+class PacedProducer:
+    """Runs the plan in a child process from ``start_wall`` (a ``time.time()``); ``result()`` waits for it."""
+
+    def __init__(self, bootstrap: str, topic: str, plan: Plan, start_wall: float) -> None:
+        ctx = mp.get_context("spawn")
+        self._stop = ctx.Event()
+        self._out: Any = ctx.Queue()
+        self.process = ctx.Process(target=_run, args=(bootstrap, topic, plan, start_wall, self._stop, self._out),
+                                   name="paced-producer", daemon=True)
+        self.process.start()
+
+    def result(self, timeout: float) -> Sent:
+        sent: Sent = self._out.get(timeout=timeout)
+        self.process.join(30)
+        return sent
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.process.join(30)
+        if self.process.is_alive():
+            self.process.kill()
+
+
+def raw_baseline(bootstrap: str, plan: Plan, count: int) -> dict[str, float]:
+    """Plain confluent-kafka: produce ``count`` readings of the plan (same size, same settings) to a new topic as fast
+    as the broker takes them, then consume them back. Rate = count / (produce + consume seconds)."""
+    topic = f"bench-e2e-baseline-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])[topic].result(60)
+    messages = [encode(plan, i) for i in range(count)]
+    producer = Producer(kafka_settings(bootstrap))
+    backpressure.produce(producer, topic, messages[0][0], messages[0][1])  # connection and producer id: not timed
+    backpressure.flush(producer, "the baseline producer")
+    t0 = time.monotonic()
+    for value, key in messages[1:]:
+        backpressure.produce(producer, topic, value, key)
+    backpressure.flush(producer, "the baseline producer")
+    produce_s = time.monotonic() - t0
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": topic, "auto.offset.reset": "earliest",
+                         "enable.auto.commit": False})
+    consumer.subscribe([topic])
+    got, t1 = 0, time.monotonic()
+    deadline = t1 + 300
+    while got < count and time.monotonic() < deadline:
+        got += sum(1 for m in consumer.consume(10_000, 1.0) if m.error() is None)
+    consume_s = time.monotonic() - t1
+    consumer.close()
+    admin.delete_topics([topic])
+    if got < count:
+        raise SystemExit(f"baseline: consumed {got} of {count} readings")
+    return {"readings": count, "produce_s": produce_s, "consume_s": consume_s,
+            "rate": count / (produce_s + consume_s)}

@@ -1,0 +1,81 @@
+"""The pure parts of bench/bench_e2e.py (no services): the load plan, percentiles, sustained steps, saturation point,
+and the doc section it rewrites. Expected values are worked out by hand in each test."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+from e2e.report import finite, replace_section
+from e2e.schedule import SENSOR_NAMES, make_plan
+from e2e.stats import Window, percentile, saturation
+
+NOW = datetime(2026, 11, 29, 23, 0, tzinfo=UTC)
+
+
+def test_the_plan_puts_steps_back_to_back_and_fixes_each_readings_due_time() -> None:
+    plan = make_plan([100, 400], hold_s=10, sites=2, now=NOW)
+    assert [(s.start_index, s.end_index, s.start_s) for s in plan.steps] == [(0, 1000, 0.0), (1000, 5000, 10.0)]
+    assert plan.due_s(0) == 0.0 and plan.due_s(999) == 9.99  # 100/s
+    assert plan.due_s(1000) == 10.0 and plan.due_s(1400) == 11.0  # 400/s from t = 10 s
+    assert plan.total == 5000
+
+
+def test_a_readings_identity_gives_back_its_index() -> None:
+    plan = make_plan([100], hold_s=10, sites=3, now=NOW)
+    assert len(SENSOR_NAMES) == 7 and plan.devices == 21
+    # index 47 = step 2 (47 // 21), device 5 (47 % 21): site 0, sensor 5; 15 min x 2 after the base
+    site, sensor, seq, ts_ms = plan.reading(47)
+    assert (site, sensor, seq) == ("site0000", SENSOR_NAMES[5], 2)
+    assert ts_ms == int(plan.base.timestamp() * 1000) + 2 * 900_000
+    assert plan.index_of(site, sensor, seq) == 47
+    assert plan.index_of("site0002", SENSOR_NAMES[6], 0) == 20
+
+
+def test_event_time_starts_at_a_utc_midnight_three_years_back_and_a_day_is_96_steps() -> None:
+    plan = make_plan([100], hold_s=10, sites=1, now=NOW)
+    assert plan.base == datetime(2023, 11, 30, tzinfo=UTC)  # 2026-11-29 minus 1095 days
+    assert plan.first_of_day(date(2023, 12, 1)) == 96 * 7
+    assert plan.day_of(96 * 7 - 1) == date(2023, 11, 30) and plan.day_of(96 * 7) == date(2023, 12, 1)
+
+
+def test_percentiles_are_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]  # 1..100
+    assert percentile(values, 0.5) == 50.0 and percentile(values, 0.99) == 99.0 and percentile(values, 1.0) == 100.0
+    assert percentile([3.0], 0.99) == 3.0
+    assert math.isnan(percentile([], 0.5))
+
+
+def test_a_step_is_sustained_with_a_bounded_backlog_and_most_rows_delivered() -> None:
+    kept_up = Window(offered=1000, seconds=40, lag_start=2000, lag_end=5000, delivered=990)  # +3k of 40k = 7.5 %
+    backlog = Window(offered=1000, seconds=40, lag_start=2000, lag_end=7000, delivered=990)  # +5k = 12.5 %
+    short = Window(offered=1000, seconds=40, lag_start=2000, lag_end=2000, delivered=850)  # 85 % delivered
+    assert kept_up.lag_growth == 0.075 and kept_up.sustained
+    assert not backlog.sustained and not short.sustained
+
+
+def test_the_saturation_point_is_the_last_sustained_step_before_the_first_that_is_not() -> None:
+    def window(rate: float, ok: bool) -> Window:
+        return Window(rate, 10, 0, 0, rate if ok else rate / 2)
+
+    assert saturation([window(1000, True), window(5000, True), window(10000, False), window(20000, True)]) == 5000
+    assert saturation([window(1000, False)]) == 0
+
+
+def test_the_doc_section_of_a_run_is_replaced_and_other_runs_stay() -> None:
+    page = "# Performance\n\ntext\n"
+    once = replace_section(page, "first", "a")
+    twice = replace_section(replace_section(once, "other", "b"), "second", "a")
+    assert "first" not in twice and "second" in twice and "other" in twice and twice.startswith(page.strip())
+    assert twice.count("<!-- bench-e2e:a:begin -->") == 1
+
+
+def test_figures_become_valid_json_without_nan() -> None:
+    text = json.dumps(finite({"p99": math.nan, "steps": [{"x": math.inf, "y": 1.5}], "t": (1, math.nan)}),
+                      allow_nan=False)
+    assert json.loads(text) == {"p99": None, "steps": [{"x": None, "y": 1.5}], "t": [1, None]}
