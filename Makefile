@@ -11,17 +11,17 @@ SERVICE_MARKERS := kafka or hbase or flink or kube or helm or browser or e2e or 
 MYPY_DIRS = $(wildcard libs/iotcommon/iotcommon stack/iotpipe_stack simulators/iot_simulators \
 	services/stream_job/stream_job services/hbase_sync/hbase_sync services/ws_bridge/ws_bridge operator/iot_operator)
 
-.PHONY: help setup run up stop down status logs test test-unit lint bench clean-state kube-tools helm charts chart-crds browser images image-tools
+.PHONY: help setup run up stop down status logs test test-unit lint lock bench clean-state kube-tools helm charts chart-crds browser images image-tools
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 # The main venv: rebuilt only when the pins or pyproject change. The .pth puts every source root on sys.path, so
 # packages added later need no reinstall.
-$(SETUP_STAMP): requirements/dev.txt pyproject.toml
+$(SETUP_STAMP): requirements/dev.lock pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.11 not found (install python3.11)" >&2; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements/dev.txt
+	$(BIN)/python -m pip install -q --disable-pip-version-check --require-hashes -r requirements/dev.lock
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -e .
 	$(BIN)/python -c 'import pathlib, sysconfig, tomllib; root = pathlib.Path.cwd(); \
 	  where = tomllib.load(open("pyproject.toml", "rb"))["tool"]["setuptools"]["packages"]["find"]["where"]; \
@@ -48,6 +48,9 @@ status: ## what runs where (Kafka, HBase, Thrift, Flink runtime, pipeline proces
 
 logs: ## last log lines of every component (C=kafka for one)
 	@$(BIN)/iotpipe local logs $(C)
+
+lock: $(SETUP_STAMP) ## re-lock requirements/*.lock (with hashes) whose inputs changed: dev.txt, flink.txt, pyproject extras
+	$(BIN)/python -m iotpipe_stack.locks $(ARGS)
 
 # pytest exit 5 = "no tests collected": that must fail, not pass silently
 test: setup browser kube-tools cluster-tools images ## every test, including the real services (Kafka, HBase, Flink, ...) and the browser

@@ -178,7 +178,8 @@ def connector_jar(cache: Path, progress: Progress = _quiet) -> Path:
 
 
 def flink_requirements() -> Path:
-    return REPO_ROOT / "requirements" / "flink.txt"
+    """The PyFlink venv's lock (apache-flink and its whole stack, with hashes; `make lock` writes it)."""
+    return REPO_ROOT / "requirements" / "flink.lock"
 
 
 def _flink_stamp() -> str:
@@ -198,7 +199,7 @@ def flink_venv_ready(venv: Path) -> bool:
 
 
 def ensure_flink_venv(venv: Path, progress: Progress = _quiet) -> Path:
-    """Create/refresh .venv-flink from requirements/flink.txt; returns its python."""
+    """Create/refresh .venv-flink from requirements/flink.lock (pip --require-hashes); returns its python."""
     python = venv / "bin" / "python"
     if flink_venv_ready(venv):
         return python
@@ -215,7 +216,8 @@ def ensure_flink_venv(venv: Path, progress: Progress = _quiet) -> Path:
             _run([base, "-m", "venv", str(venv)], "creating the PyFlink venv")
         progress(f"installing PyFlink into {venv} from {req} (first run only, ~1-3 min)")
         _run(
-            [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q", "-r", str(req)],
+            [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q", "--require-hashes",
+             "-r", str(req)],
             "installing PyFlink (pip)",
         )
         site = subprocess.run(
