@@ -375,3 +375,20 @@ def test_the_sample_pipeline_points_at_the_platform_chart(helm: Helm) -> None:
                    if c["name"] == "grafana")  # fmt: skip
     bridge_port = sample["spec"]["bridge"]["service"]["port"]
     assert env_of(grafana)["IOTPIPE_BRIDGE_URL"] == f"http://{sample['metadata']['name']}-bridge.iot.svc:{bridge_port}"
+
+
+def test_platform_probes_reach_what_listens(helm: Helm) -> None:
+    """HBase's ZooKeeper listens on the pod's loopback only (hbase-site.xml), so a tcpSocket probe, which dials the pod
+    IP, never passes and the kubelet restarts HBase: its probes connect to 127.0.0.1:2181 from inside the container.
+    Every start-up probe allows 10 minutes (JVMs on a busy node)."""
+    docs = helm.render("iotpipe-platform", release="platform", namespace="iot")
+    site = one(docs, "ConfigMap", "platform-hbase-conf")["data"]["hbase-site.xml"]
+    assert "<name>hbase.zookeeper.quorum</name><value>localhost</value>" in site
+    hbase, thrift = one(docs, "StatefulSet", "platform-hbase")["spec"]["template"]["spec"]["containers"]
+    for probe in (hbase["startupProbe"], hbase["livenessProbe"]):
+        assert probe["exec"]["command"] == ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/2181"]
+    assert thrift["startupProbe"]["tcpSocket"] == {"port": "thrift"}  # Thrift listens on 0.0.0.0
+    (kafka,) = one(docs, "StatefulSet", "platform-kafka")["spec"]["template"]["spec"]["containers"]
+    operator = operator_container(helm.render("iotpipe-operator"))
+    for probe in (hbase["startupProbe"], thrift["startupProbe"], kafka["startupProbe"], operator["startupProbe"]):
+        assert probe["periodSeconds"] * probe["failureThreshold"] >= 600
