@@ -65,9 +65,10 @@ test-unit: setup ## fast tests only (no services)
 	@set +e; $(BIN)/python -m pytest -m "not ($(SERVICE_MARKERS))" $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test-unit: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
-lint: $(SETUP_STAMP) ## ruff + mypy (strict)
+lint: $(SETUP_STAMP) ## ruff + mypy (strict) + import-linter contracts (pyproject.toml); CI runs it (tests/test_lint.py)
 	$(BIN)/ruff check .
 	$(BIN)/mypy $(MYPY_DIRS)
+	$(BIN)/lint-imports
 
 bench: setup ## run every bench/bench_*.py (each prints figures and ends with one JSON line)
 	@set -e; for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done

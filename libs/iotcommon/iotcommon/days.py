@@ -26,7 +26,7 @@ def day_of(ts: datetime, tz: ZoneInfo) -> date:
 
 def day_of_ms(ts_ms: int, tz: ZoneInfo) -> date:
     """``day_of`` for an epoch-millisecond timestamp (ms precision: subtract 1 ms)."""
-    return datetime.fromtimestamp((ts_ms - 1) / 1000, UTC).astimezone(tz).date()
+    return from_ms(ts_ms - 1).astimezone(tz).date()
 
 
 def day_start(day: date, tz: ZoneInfo) -> datetime:
@@ -54,7 +54,25 @@ def to_ms(ts: datetime) -> int:
 
 
 def from_ms(ts_ms: int) -> datetime:
-    return datetime.fromtimestamp(ts_ms / 1000, UTC)
+    """Aware UTC datetime of epoch milliseconds, exact."""
+    return _EPOCH + ts_ms * _MS
+
+
+def ts_to_ms(ts: str) -> int:
+    """Epoch milliseconds of an RFC 3339 timestamp with a zone, sub-millisecond digits floored, exact.
+
+    Raises ValueError when it is not a valid instant or has no zone.
+    """
+    parsed = datetime.fromisoformat(ts)
+    if parsed.tzinfo is None:
+        msg = f"timestamp {ts!r} has no time zone"
+        raise ValueError(msg)
+    return (parsed - _EPOCH) // _MS
+
+
+def ms_to_ts(ts_ms: int) -> str:
+    """``iso_z`` of epoch milliseconds: the wire form of an event time."""
+    return iso_z(from_ms(ts_ms))
 
 
 def iso_z(ts: datetime) -> str:

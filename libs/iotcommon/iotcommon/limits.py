@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 
+from iotcommon.days import ms_to_ts as ms_to_ts  # re-exported: time conversion lives in iotcommon.days
+from iotcommon.days import ts_to_ms as ts_to_ms
 from iotcommon.errors import ConfigError
 from iotcommon.sensors import SENSORS
 
 VALUE_BOUND = 1e18  # |bound| of any configured range
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MS = timedelta(milliseconds=1)
 
 # Generous defaults from the seed's sensor table (temperatures seen 6-38.5 C; 15-minute energy 0-200 Wh; W1 about
 # 0-1 l with small negative noise; Etot grows 62,400 Wh a day, Wtot 110 l a day; Mov1 events carry 1).
@@ -45,25 +44,6 @@ DEFAULT_TS_MIN = "1970-01-01T00:00:00Z"
 DEFAULT_TS_MAX = "2200-01-01T00:00:00Z"
 OUTER_TS_MIN = "1970-01-01T00:00:00Z"
 OUTER_TS_MAX = "9000-01-01T00:00:00Z"
-
-
-def ts_to_ms(ts: str) -> int:
-    """Epoch milliseconds of an RFC 3339 UTC timestamp, sub-millisecond digits truncated (exact integer arithmetic).
-
-    Raises ValueError when it is not a valid instant.
-    """
-    parsed = datetime.fromisoformat(ts)
-    if parsed.tzinfo is None:
-        msg = f"timestamp {ts!r} has no time zone"
-        raise ValueError(msg)
-    return (parsed - _EPOCH) // _MS
-
-
-def ms_to_ts(ms: int) -> str:
-    """RFC 3339 UTC (seconds, or milliseconds when there are some) of epoch milliseconds."""
-    ts = _EPOCH + ms * _MS
-    text = ts.strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{text}.{ms % 1000:03d}Z" if ms % 1000 else f"{text}Z"
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 Encoding is compact JSON in UTF-8. ``decode_reading`` validates by hand (fast, no dependency) exactly what
 ``schemas/reading.v1.json`` says, plus the plausibility limits (``iotcommon.limits``: value range per sensor, event-time
-window; docs/validation.md); a test checks the validator and the schema agree on valid and invalid samples.
+window; docs/validation.md); a test checks the validator and the schema agree on valid and invalid samples. The cold
+types (aggregate, late reading, dead letter) are decoded by ``iotcommon.wire`` against their compiled schemas.
 """
 
 from __future__ import annotations
@@ -15,14 +16,16 @@ from dataclasses import asdict, dataclass
 from importlib import resources
 from typing import Any
 
+from iotcommon.days import ts_to_ms
 from iotcommon.errors import MessageError
-from iotcommon.limits import DEFAULT_LIMITS, OUTER_LIMITS, Limits, ts_to_ms
+from iotcommon.limits import DEFAULT_LIMITS, OUTER_LIMITS, Limits
 from iotcommon.sensors import SENSORS
 
 VERSION = 1
 SCHEMA_FILES = ("reading.v1.json", "aggregate.v1.json", "late.v1.json", "deadletter.v1.json")
-# fullmatch (not ^...$: $ also matches before a trailing newline); [0-9], not \d (which matches any Unicode digit)
-SITE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+# The one site id rule (the schemas say the same). Anchored with \Z, not $ ($ also matches before a trailing newline),
+# so .match and .fullmatch agree; [0-9], not \d (which matches any Unicode digit).
+SITE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
 TS_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z")
 MAX_SEQ = 2**63 - 1  # seq is a signed 64-bit integer downstream (Flink BIGINT)
 _READING_KEYS = frozenset({"v", "site", "sensor", "ts", "value", "unit", "seq"})
@@ -155,15 +158,6 @@ class Aggregate:
         return _dumps(self.to_dict())
 
 
-def aggregate_from_dict(obj: dict[str, Any]) -> Aggregate:
-    if obj.get("v") != VERSION:
-        raise MessageError("schema", f"unsupported aggregate version {obj.get('v')!r}")
-    try:
-        return Aggregate(**{k: v for k, v in obj.items() if k != "v"})
-    except TypeError as exc:
-        raise MessageError("schema", f"bad aggregate: {exc}") from exc
-
-
 @dataclass(frozen=True, slots=True)
 class LateReading:
     reading: Reading
@@ -177,15 +171,6 @@ class LateReading:
 
     def encode(self) -> bytes:
         return _dumps(self.to_dict())
-
-
-def late_from_dict(obj: dict[str, Any]) -> LateReading:
-    if obj.get("v") != VERSION:
-        raise MessageError("schema", f"unsupported late-reading version {obj.get('v')!r}")
-    try:
-        return LateReading(reading_from_dict(obj["reading"]), obj["reason"], obj["day"], int(obj["late_by_ms"]))
-    except (KeyError, TypeError) as exc:
-        raise MessageError("schema", f"bad late reading: {exc}") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,12 +200,3 @@ class DeadLetter:
 
     def encode(self) -> bytes:
         return _dumps(self.to_dict())
-
-
-def deadletter_from_dict(obj: dict[str, Any]) -> DeadLetter:
-    if obj.get("v") != VERSION:
-        raise MessageError("schema", f"unsupported dead-letter version {obj.get('v')!r}")
-    try:
-        return DeadLetter(**{k: v for k, v in obj.items() if k != "v"})
-    except TypeError as exc:
-        raise MessageError("schema", f"bad dead letter: {exc}") from exc

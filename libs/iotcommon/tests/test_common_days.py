@@ -51,3 +51,18 @@ def test_to_ms_is_exact_for_microsecond_timestamps() -> None:
         assert to_ms(base + timedelta(microseconds=micros)) == 1_577_836_800_000 + micros // 1000
     # float arithmetic (timestamp() * 1000) gives ...080 here; 2039-03-21T12:23:21Z is 2_184_323_001 s (calendar.timegm)
     assert to_ms(parse_iso("2039-03-21T12:23:21.081Z")) == 2_184_323_001_081
+
+
+def test_text_and_epoch_milliseconds_convert_exactly_both_ways() -> None:
+    from iotcommon.days import from_ms, ms_to_ts, ts_to_ms
+
+    # 2004-03-15T07:55:47Z is 1_079_337_347 s (calendar.timegm); float math (timestamp() * 1000) gives ...471
+    assert ts_to_ms("2004-03-15T07:55:47.472Z") == 1_079_337_347_472
+    assert ms_to_ts(1_079_337_347_472) == "2004-03-15T07:55:47.472Z"
+    assert ts_to_ms("2004-03-15T09:55:47.472+02:00") == 1_079_337_347_472
+    assert ms_to_ts(0) == "1970-01-01T00:00:00Z"
+    assert from_ms(-1) == datetime(1969, 12, 31, 23, 59, 59, 999_000, tzinfo=UTC)
+    import pytest
+
+    with pytest.raises(ValueError, match="no time zone"):
+        ts_to_ms("2004-03-15T07:55:47")

@@ -8,33 +8,19 @@ the record alone, so a replayed record rewrites the same row.
 from __future__ import annotations
 
 import json
-import math
-import re
 from collections.abc import Callable, Iterable
-from datetime import UTC, date, datetime, timedelta
 from typing import Any, NamedTuple, Protocol
 
 import orjson
 
 from iotcommon import hbase_layout as layout
-from iotcommon.days import iso_z, parse_iso, to_ms
+from iotcommon.days import ms_to_ts, ts_to_ms
 from iotcommon.errors import MessageError
-from iotcommon.messages import (
-    DeadLetter,
-    aggregate_from_dict,
-    deadletter_from_dict,
-    late_from_dict,
-    reading_from_dict,
-)
+from iotcommon.messages import DeadLetter, reading_from_dict
 from iotcommon.topics import Topics
+from iotcommon.wire import aggregate_from_dict, deadletter_from_dict, late_from_dict
 
 MESSAGE = layout.MESSAGE_COLUMN
-
-_SITE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-_AGG_NAME = re.compile(r"^AggDay(Diff|Rest|Mov)?\[[A-Za-z0-9]+\]$")
-_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class KafkaRecord(Protocol):
@@ -88,7 +74,7 @@ def _epoch_ms(ts: str) -> int:
     if ms is None:
         if len(_TS_CACHE) >= _TS_CACHE_MAX:
             _TS_CACHE.clear()
-        ms = _TS_CACHE[ts] = to_ms(parse_iso(ts))
+        ms = _TS_CACHE[ts] = ts_to_ms(ts)
     return ms
 
 
@@ -113,20 +99,6 @@ def map_late(payload: bytes | None) -> Row:
 
 def map_aggregate(payload: bytes | None) -> Row:
     agg = aggregate_from_dict(_json(payload))
-    if not isinstance(agg.site, str) or not _SITE.match(agg.site):
-        raise MessageError("schema", f"bad aggregate site {agg.site!r}")
-    if not isinstance(agg.name, str) or not _AGG_NAME.match(agg.name):
-        raise MessageError("schema", f"bad aggregate name {agg.name!r}")
-    if not isinstance(agg.day, str) or not _DAY.match(agg.day):
-        raise MessageError("schema", f"bad aggregate day {agg.day!r}")
-    try:
-        date.fromisoformat(agg.day)
-    except ValueError as exc:
-        raise MessageError("schema", f"aggregate day {agg.day!r} is not a date") from exc
-    if not _is_int(agg.revision) or agg.revision < 1:
-        raise MessageError("schema", f"aggregate revision must be an integer >= 1, got {agg.revision!r}")
-    if not isinstance(agg.value, int | float) or isinstance(agg.value, bool) or not math.isfinite(agg.value):
-        raise MessageError("schema", f"aggregate value must be a finite number, got {agg.value!r}")
     return Row("aggregates", layout.aggregate_key(agg.site, agg.name, agg.day), {MESSAGE: payload or b""},
                revision=agg.revision)
 
@@ -134,10 +106,6 @@ def map_aggregate(payload: bytes | None) -> Row:
 def map_deadletter(payload: bytes | None) -> Row:
     """A dead letter of the stream job: keyed by where the rejected record was, not where the dead letter is."""
     dl = deadletter_from_dict(_json(payload))
-    if not isinstance(dl.source_topic, str) or not _TOPIC.match(dl.source_topic):
-        raise MessageError("schema", f"bad dead-letter source_topic {dl.source_topic!r}")
-    if not _is_int(dl.partition) or not _is_int(dl.offset) or dl.partition < 0:
-        raise MessageError("schema", f"bad dead-letter partition/offset {dl.partition!r}/{dl.offset!r}")
     try:
         key = layout.deadletter_key(dl.source_topic, dl.partition, dl.offset)
     except ValueError as exc:
@@ -198,7 +166,7 @@ def reject(record: KafkaRecord, error: MessageError) -> Row:
     """
     topic, partition, offset = record.topic() or "", record.partition() or 0, record.offset() or 0
     kind, ts_ms = record.timestamp()
-    at = iso_z(_EPOCH + timedelta(milliseconds=max(ts_ms, 0) if kind else 0))
+    at = ms_to_ts(max(ts_ms, 0) if kind else 0)
     letter = DeadLetter.of(error, topic, partition, offset, record.key(), record.value(), at)
     return Row("deadletters", layout.deadletter_key(topic, partition, offset), {MESSAGE: letter.encode()},
                rejected=error.reason)

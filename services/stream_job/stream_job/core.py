@@ -32,7 +32,6 @@ Rules (docs/stream-job.md has the reasoning):
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -41,8 +40,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from iotcommon.days import day_end, day_start, iso_z
-from iotcommon.messages import VERSION, Aggregate
+from iotcommon.days import day_end, day_of_ms, day_start, iso_z, ms_to_ts, to_ms, ts_to_ms
+from iotcommon.messages import Aggregate, LateReading, Reading
 from iotcommon.sensors import REST_PARTS, SENSORS, Rule, aggregate_name
 from iotcommon.zones import SiteZones
 
@@ -110,7 +109,7 @@ class DayIndex:
         found = self._by_day.get(day)
         if found is None:
             d = date.fromisoformat(day)
-            found = DayWindow(day, _ms(day_start(d, self.tz)), _ms(day_end(d, self.tz)))
+            found = DayWindow(day, to_ms(day_start(d, self.tz)), to_ms(day_end(d, self.tz)))
             if len(self._by_day) > 4096:
                 self._by_day.clear()
             self._by_day[day] = found
@@ -120,24 +119,16 @@ class DayIndex:
         last = self._last
         if last is not None and last.start_ms < ts_ms <= last.end_ms:
             return last
-        local = datetime.fromtimestamp((ts_ms - 1) / 1000, UTC).astimezone(self.tz).date()
-        found = self.window(local.isoformat())
+        found = self.window(day_of_ms(ts_ms, self.tz).isoformat())
         self._last = found
         return found
-
-
-def _ms(ts: datetime) -> int:
-    return int(ts.timestamp()) * 1000
 
 
 def shift(day: str, days: int) -> str:
     return (date.fromisoformat(day) + timedelta(days=days)).isoformat()
 
 
-def ts_ms_of(ts: str) -> int:
-    """Epoch milliseconds of a reading.v1 ``ts`` (RFC 3339 UTC with Z), truncated to the millisecond."""
-    parsed = datetime.fromisoformat(ts)
-    return int(parsed.replace(tzinfo=UTC).timestamp()) * 1000 + parsed.microsecond // 1000
+ts_ms_of = ts_to_ms  # epoch milliseconds of a reading.v1 ``ts`` (the job's name for iotcommon.days.ts_to_ms)
 
 
 # Accumulators (tuples: cheap to pickle and compare)
@@ -412,7 +403,7 @@ class DayAggregator:
             if emitted_at is None:
                 emitted_at = iso_z(self._clock())
             message = Aggregate(site, agg.name, agg.kind, agg.sensor, day, agg.value, agg.unit, agg.count, revision,
-                                _iso_ms(win.start_ms), _iso_ms(win.end_ms), emitted_at)
+                                ms_to_ts(win.start_ms), ms_to_ts(win.end_ms), emitted_at)
             out.append(Output("aggregates", message.key, message.encode()))
         if emitted_at is not None:
             st.put("D|" + day, blob)
@@ -424,20 +415,10 @@ def _finite(acc: tuple[Any, ...]) -> bool:
 
 
 def _late(site: str, sensor: str, ts: str, value: float, seq: int, day: str, reason: str, late_by_ms: int) -> Output:
-    late = {"v": VERSION, "reading": {"v": VERSION, "site": site, "sensor": sensor, "ts": ts, "value": value,
-                                      "unit": SENSORS[sensor].unit, "seq": seq},
-            "reason": reason, "day": day, "late_by_ms": late_by_ms}
-    return Output("late", f"{site}/{sensor}", _json(late))
+    late = LateReading(Reading(site, sensor, ts, value, SENSORS[sensor].unit, seq), reason, day, late_by_ms)
+    return Output("late", f"{site}/{sensor}", late.encode())
 
 
 def _index(st: Store) -> dict[str, Any]:
     index: dict[str, Any] | None = st.get("I")
     return index if index is not None else {"days": {}, "eod": {}}
-
-
-def _iso_ms(ms: int) -> str:
-    return iso_z(datetime.fromtimestamp(ms / 1000, UTC))
-
-
-def _json(obj: dict[str, Any]) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()

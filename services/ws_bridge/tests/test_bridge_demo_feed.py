@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer
 
-from iotcommon.messages import aggregate_from_dict, deadletter_from_dict, late_from_dict, reading_from_dict
+from iotcommon.messages import reading_from_dict
 from iotcommon.topics import Topics
+from iotcommon.wire import aggregate_from_dict, deadletter_from_dict, late_from_dict
 
 pytestmark = pytest.mark.kafka
 

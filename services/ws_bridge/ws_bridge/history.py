@@ -34,13 +34,10 @@ from iotcommon.errors import IoTError, MessageError, ServiceUnavailable
 from iotcommon.messages import SITE_PATTERN as SITE
 from iotcommon.sensors import SENSORS
 from iotcommon.zones import SiteZones
+from ws_bridge.queries import Query
 from ws_bridge.records import MAX_MS, Record, aggregate_names, decode, table_of
 
 log = logging.getLogger(__name__)
-
-DEADLETTER_SCAN_CAP = 20_000
-MAX_BYTES = 16 << 20
-
 
 class TooLarge(IoTError):
     """A query read more than its ``max_bytes`` of stored messages."""
@@ -48,19 +45,6 @@ class TooLarge(IoTError):
     def __init__(self, max_bytes: int) -> None:
         super().__init__(f"the rows asked for exceed {max_bytes} bytes; narrow the time range, the sites or the limit")
         self.max_bytes = max_bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Query:
-    stream: str
-    sites: tuple[str, ...]  # required except for deadletters
-    sensors: tuple[str, ...] | None = None  # None = every sensor
-    from_ms: int | None = None
-    to_ms: int | None = None
-    last: int | None = None  # newest rows per series
-    limit: int = 1000
-    max_bytes: int = MAX_BYTES  # most bytes of stored messages read (TooLarge beyond)
-    scan_cap: int = DEADLETTER_SCAN_CAP  # most dead-letter rows scanned
 
 
 @dataclass(frozen=True, slots=True)

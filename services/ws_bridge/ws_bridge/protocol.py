@@ -14,17 +14,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from iotcommon.days import ts_to_ms
+from iotcommon.errors import IoTError
+from iotcommon.messages import SITE_PATTERN
 from iotcommon.sensors import SENSORS
-from ws_bridge.records import MAX_MS, STREAMS, Record, iso_to_ms
+from ws_bridge.records import MAX_MS, STREAMS, Record
 
 PROTOCOL_VERSION = 1
 MAX_MESSAGE_CHARS = 16_384
-_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-_SITE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _SUBSCRIBE_KEYS = frozenset({"type", "id", "stream", "sites", "sensors", "since", "last", "limit"})
 
 
-class ProtocolError(Exception):
+class ProtocolError(IoTError):
     """A client message the bridge cannot act on; becomes an ``error`` frame."""
 
     def __init__(self, code: str, detail: str, sub_id: str | None = None) -> None:
@@ -99,7 +101,7 @@ def parse(text: str) -> ClientMessage:
 
 def _id(obj: dict[str, Any]) -> str:
     sub_id = obj.get("id")
-    if not isinstance(sub_id, str) or not _ID.match(sub_id):
+    if not isinstance(sub_id, str) or not _ID.fullmatch(sub_id):
         raise ProtocolError("bad-message", "'id' must be 1-64 characters of A-Z a-z 0-9 _ . : -")
     return sub_id
 
@@ -112,7 +114,7 @@ def _names(obj: dict[str, Any], key: str, sub_id: str, valid: re.Pattern[str] | 
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value) or len(value) > 256:
         raise ProtocolError("bad-message", f"'{key}' must be a non-empty list of strings", sub_id)
     for v in value:
-        if valid is not None and not valid.match(v):
+        if valid is not None and not valid.fullmatch(v):
             raise ProtocolError("bad-message", f"bad {key[:-1]} {v!r}", sub_id)
         if known is not None and v not in known:
             raise ProtocolError("bad-message", f"unknown {key[:-1]} {v!r}; known: {', '.join(known)}", sub_id)
@@ -127,14 +129,14 @@ def _subscribe(obj: dict[str, Any], raw_id: str | None) -> Subscribe:
     stream = obj.get("stream")
     if stream not in STREAMS:
         raise ProtocolError("unknown-stream", f"stream must be one of {', '.join(STREAMS)}", sub_id)
-    filt = Filter(_names(obj, "sites", sub_id, _SITE, None), _names(obj, "sensors", sub_id, None, SENSORS))
+    filt = Filter(_names(obj, "sites", sub_id, SITE_PATTERN, None), _names(obj, "sensors", sub_id, None, SENSORS))
     since_ms = None
     if obj.get("since") is not None:
         since = obj["since"]
         try:
             if not isinstance(since, str) or datetime.fromisoformat(since).tzinfo is None:
                 raise ValueError
-            since_ms = iso_to_ms(since)
+            since_ms = ts_to_ms(since)
             if not 0 <= since_ms <= MAX_MS:
                 raise ValueError
         except (ValueError, OverflowError):

@@ -22,16 +22,34 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from iotcommon.days import ms_to_ts, ts_to_ms
+from iotcommon.errors import IoTError
+from iotcommon.messages import SITE_PATTERN
 from iotcommon.sensors import SENSORS
-from ws_bridge.history import Query
-from ws_bridge.records import MAX_MS, STREAMS, iso_to_ms, ms_to_iso
+from ws_bridge.records import MAX_MS, STREAMS
 
 DEFAULT_LIMIT = 1000
 KINDS = ("AggDay", "AggDayDiff", "AggDayRest", "AggDayMov")
-SITE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 _MS = re.compile(r"-?[0-9]{1,19}")
 _COUNT = re.compile(r"[0-9]{1,12}")
 DAY_MS = 86_400_000
+DEADLETTER_SCAN_CAP = 20_000
+MAX_BYTES = 16 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """What one history request reads (``ws_bridge.history`` runs it against HBase)."""
+
+    stream: str
+    sites: tuple[str, ...]  # required except for deadletters
+    sensors: tuple[str, ...] | None = None  # None = every sensor
+    from_ms: int | None = None
+    to_ms: int | None = None
+    last: int | None = None  # newest rows per series
+    limit: int = 1000
+    max_bytes: int = MAX_BYTES  # most bytes of stored messages read (TooLarge beyond)
+    scan_cap: int = DEADLETTER_SCAN_CAP  # most dead-letter rows scanned
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +63,7 @@ class Bounds:
     deadletter_scan: int = 20_000
 
 
-class QueryError(ValueError):
+class QueryError(IoTError):
     def __init__(self, detail: str, status: int = 400, error: str = "bad-query") -> None:
         super().__init__(detail)
         self.detail = detail
@@ -81,11 +99,11 @@ def _instant(value: str | None, key: str) -> int | None:
         ms = int(value)
     else:
         try:
-            ms = iso_to_ms(value)
+            ms = ts_to_ms(value)
         except (ValueError, OverflowError):
             raise QueryError(f"'{key}' must be epoch milliseconds or an RFC 3339 instant, got {value[:64]!r}") from None
     if not 0 <= ms <= MAX_MS:
-        raise QueryError(f"'{key}' must lie between {ms_to_iso(0)} (0) and {ms_to_iso(MAX_MS)} ({MAX_MS})")
+        raise QueryError(f"'{key}' must lie between {ms_to_ts(0)} (0) and {ms_to_ts(MAX_MS)} ({MAX_MS})")
     return ms
 
 
@@ -110,7 +128,7 @@ def parse_query(stream: str, params: MultiParams, bounds: Bounds) -> tuple[Query
         raise BoundExceeded("sites", f"{len(sites)} sites, over the bound {bounds.sites} per request "
                             "(IOTPIPE_BRIDGE_MAX_SITES)")
     for site in sites:
-        if not SITE.fullmatch(site):
+        if not SITE_PATTERN.fullmatch(site):
             raise QueryError(f"bad site {site[:64]!r}")
     if not sites and stream != "deadletters":
         raise QueryError("'site' is required (rows are keyed by site)")

@@ -11,15 +11,16 @@ import base64
 import json
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
+from iotcommon.days import ms_to_ts, ts_to_ms
 from iotcommon.errors import MessageError
 from iotcommon.sensors import SENSORS, Rule
 from iotcommon.topics import Topics
 
 STREAMS = ("raw", "aggregates", "late", "deadletters")
 MAX_MS = 9_999_999_999_998  # the newest event time history can express (13-digit row keys: 2286-11-20)
+ms_to_iso = ms_to_ts  # the name app and state use; iotcommon.days owns the conversion
 _TABLE_OF_STREAM = {"raw": "raw", "aggregates": "aggregates", "late": "late", "deadletters": "deadletters"}
 
 # Which aggregate kinds exist for a sensor (the stream job's outputs, as named by iotcommon.sensors.aggregate_name).
@@ -45,21 +46,6 @@ def aggregate_names(sensor: str) -> tuple[str, ...]:
     return tuple(f"{kind}[{sensor}]" for kind in _KINDS_OF_RULE[SENSORS[sensor].rule])
 
 
-def iso_to_ms(ts: str) -> int:
-    """RFC 3339 with zone (Z or offset) -> epoch ms."""
-    parsed = datetime.fromisoformat(ts)
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp() * 1000)
-
-
-def ms_to_iso(ms: int) -> str:
-    ts = datetime.fromtimestamp(ms / 1000, UTC)
-    if ms % 1000:
-        return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
-    return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 @dataclass(frozen=True, slots=True)
 class Record:
     stream: str
@@ -83,21 +69,21 @@ def _fields(stream: str, data: Any) -> tuple[str | None, str | None, int, str]:
         if stream == "raw":
             ts = _need(data, "ts", str)
             site, sensor = _need(data, "site", str), _need(data, "sensor", str)
-            return site, sensor, iso_to_ms(ts), f"{site}/{sensor}/{ts}/{_need(data, 'seq', int)}"
+            return site, sensor, ts_to_ms(ts), f"{site}/{sensor}/{ts}/{_need(data, 'seq', int)}"
         if stream == "late":
             reading = _need(data, "reading", dict)
             ts = _need(reading, "ts", str)
             site, sensor = _need(reading, "site", str), _need(reading, "sensor", str)
-            return site, sensor, iso_to_ms(ts), f"{site}/{sensor}/{ts}/{_need(reading, 'seq', int)}"
+            return site, sensor, ts_to_ms(ts), f"{site}/{sensor}/{ts}/{_need(reading, 'seq', int)}"
         if stream == "aggregates":
             site, name, day = _need(data, "site", str), _need(data, "name", str), _need(data, "day", str)
             revision = _need(data, "revision", int)
-            return (site, _need(data, "sensor", str), iso_to_ms(_need(data, "window_end", str)),
+            return (site, _need(data, "sensor", str), ts_to_ms(_need(data, "window_end", str)),
                     f"{site}/{name}/{day}#{revision}")
         if stream == "deadletters":
             at = _need(data, "at", str)
             site, sensor = _dead_letter_origin(data)
-            return site, sensor, iso_to_ms(at), f"{_need(data, 'source_topic', str)}/{data.get('partition')}/" \
+            return site, sensor, ts_to_ms(at), f"{_need(data, 'source_topic', str)}/{data.get('partition')}/" \
                 f"{data.get('offset')}"
     except (ValueError, OverflowError) as exc:
         raise MessageError("schema", f"bad timestamp: {exc}") from exc

@@ -12,10 +12,11 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from iotcommon.errors import ServiceUnavailable
 from ws_bridge import protocol
 from ws_bridge.auth import allowed, bearer_token
-from ws_bridge.history import Query, Result, TooLarge
+from ws_bridge.history import Result, TooLarge
 from ws_bridge.hub import Close, Session, Subscription
 from ws_bridge.origins import origin_allowed
 from ws_bridge.protocol import ProtocolError, Subscribe
+from ws_bridge.queries import Query
 from ws_bridge.state import BridgeState
 
 log = logging.getLogger(__name__)
