@@ -23,9 +23,10 @@ import kopf
 
 from iot_operator import API_VERSION, FINALIZER, GROUP, PLURAL, VERSION, metrics
 from iot_operator import status as st
+from iot_operator.cleanup import WorkloadsStopping, cleanup
 from iot_operator.config import DESCRIPTION, OperatorConfig
 from iot_operator.deps import real_deps
-from iot_operator.reconcile import WorkloadsStopping, cleanup, lock_for, reconcile
+from iot_operator.reconcile import reconcile
 from iot_operator.state import OperatorState
 from iotcommon.config import describe, load
 from iotcommon.errors import ConfigError, ServiceUnavailable
@@ -88,7 +89,8 @@ def _pass(state: OperatorState, trigger: str, body: Mapping[str, Any]) -> tuple[
     pipeline = f"{meta.get('namespace')}/{meta.get('name')}"
     started = time.monotonic()
     emit = _emitter(state, body, pipeline)
-    outcome = reconcile(body, state.config, state.deps, emit)
+    with state.lock_for(str(meta.get("uid", ""))):
+        outcome = reconcile(body, state.config, state.deps, emit)
     metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
     metrics.RECONCILES.labels(pipeline, trigger, metrics.result_of(outcome)).inc()
 
@@ -151,7 +153,7 @@ def track(event: Mapping[str, Any], memo: kopf.Memo, body: kopf.Body, **_: Any) 
 
 def _resync_one(state: OperatorState, uid: str, namespace: str, name: str) -> list[str]:
     kube = state.deps.kube
-    with lock_for(uid):  # read the object only when no other pass runs on it: never reconcile a stale spec
+    with state.lock_for(uid):  # read the object only when no other pass runs on it: never reconcile a stale spec
         body = kube.get(pipeline_path(namespace, name))
         if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
             return []
@@ -209,7 +211,8 @@ def on_delete(memo: kopf.Memo, body: kopf.Body, retry: int, **_: Any) -> None:
     state = _state(memo)
     pipeline = f"{body.metadata.namespace}/{body.metadata.name}"
     try:
-        cleanup(body, state.config, state.deps, _emitter(state, body, pipeline))
+        with state.lock_for(str(body.metadata.uid)):
+            cleanup(body, state.config, state.deps, _emitter(state, body, pipeline))
     except WorkloadsStopping as exc:  # pods take their grace period to go: check again soon, without backoff
         raise kopf.TemporaryError(f"cleanup postponed: {exc}", delay=min(5.0, state.backoff(0))) from exc
     except ServiceUnavailable as exc:

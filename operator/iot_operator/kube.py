@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import socket
-import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -50,31 +49,18 @@ PLURALS: dict[tuple[str, str], str] = {
     ("iotpipe.dev/v1alpha1", "IoTPipeline"): "iotpipelines",
 }
 
-_lock = threading.Lock()
-_client: Any = None
+def new_api_client() -> Any:
+    """An ApiClient: in-cluster config when there is one, else $KUBECONFIG / ~/.kube/config."""
+    from kubernetes import client, config
 
-
-def api_client() -> Any:
-    """One shared ApiClient: in-cluster config when there is one, else $KUBECONFIG / ~/.kube/config."""
-    global _client
-    with _lock:
-        if _client is None:
-            from kubernetes import client, config
-
-            try:
-                config.load_incluster_config()  # type: ignore[no-untyped-call]
-            except config.ConfigException:
-                config.load_kube_config()  # type: ignore[no-untyped-call]
-            _client = client.ApiClient()
-            if not _client.configuration.verify_ssl:  # an explicit insecure-skip-tls-verify: said once, not per call
-                urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-        return _client
-
-
-def reset_client() -> None:
-    global _client
-    with _lock:
-        _client = None
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config()  # type: ignore[no-untyped-call]
+    api = client.ApiClient()
+    if not api.configuration.verify_ssl:  # an explicit insecure-skip-tls-verify: said once, not per call
+        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+    return api
 
 
 def collection_path(api_version: str, plural: str, namespace: str | None) -> str:
@@ -109,7 +95,7 @@ class Kube:
     answers 5xx, ApiRefused for any other error answer (get, list and delete turn 404 into None, [] and False)."""
 
     def __init__(self, client: Any | None = None) -> None:
-        self.client = client or api_client()
+        self.client = client or new_api_client()
 
     def _call(self, method: str, path: str, *, body: Any = None, query: Sequence[tuple[str, str]] = (),
               content_type: str | None = None, what: str = "") -> tuple[Any, int]:

@@ -1,26 +1,25 @@
 """One idempotent reconcile of an IoTPipeline: observe -> validate -> apply -> report (status is written by the caller).
 
-Run on create, update (incl. scale), resume and by the drift timer. First the prefix claims (a pipeline whose topic or
-table prefix an older pipeline owns touches nothing: ``outcome.conflict``). Then each part (topics, tables, children)
-is reconciled on its own, and whatever it raises becomes its conditions' reason: an unreachable Kafka or a Thrift
-error does not stop the tables or the Deployments; the caller retries with backoff when ``outcome.retry`` is not
-empty. ``cleanup`` runs on deletion. The I/O edges come in through ``Deps`` (fakes in unit tests).
+Run on create, update (incl. scale), resume and by the periodic pass (the caller serialises the passes over one
+object). First the prefix claims (a pipeline whose topic or table prefix an older pipeline owns touches nothing:
+``outcome.conflict``). Then each part (topics, tables, children) is reconciled on its own, and whatever it raises
+becomes its conditions' reason: an unreachable Kafka or a Thrift error does not stop the tables or the Deployments;
+the caller retries with backoff when ``outcome.retry`` is not empty. The I/O edges come in through ``deps.Deps``
+(fakes in unit tests). Deletion is ``cleanup.cleanup``.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-import threading
-from collections import defaultdict
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from iot_operator import API_VERSION, KIND, builders, claims, flinkstate
+from iot_operator import API_VERSION, KIND, builders, claims, flinkbuilders, flinkstate, manifests
 from iot_operator import status as st
 from iot_operator.config import OperatorConfig
 from iot_operator.deps import Deps, KubeApi
-from iot_operator.kube import CHILD_KINDS, WORKLOAD_KINDS, ApiRefused
+from iot_operator.kube import CHILD_KINDS, ApiRefused
 from iot_operator.spec import InvalidSpec, PipelineSpec, parse
 from iot_operator.tables import plan as table_plan
 from iot_operator.tables import table_status
@@ -29,12 +28,6 @@ from iot_operator.topics import topic_status
 from iotcommon.errors import ServiceUnavailable
 
 log = logging.getLogger(__name__)
-_locks: defaultdict[str, threading.RLock] = defaultdict(threading.RLock)
-
-
-def lock_for(uid: str) -> threading.RLock:
-    """The lock that serialises everything done to one IoTPipeline (re-entrant: reconcile takes it too)."""
-    return _locks[uid]
 
 #: condition type -> the child that reports it (component label)
 _WORKLOADS = {st.SYNC: "sync", st.BRIDGE: "bridge", st.SIMULATORS: "simulator"}
@@ -45,28 +38,26 @@ class Emit(Protocol):
 
 
 def reconcile(body: Mapping[str, Any], cfg: OperatorConfig, deps: Deps, emit: Emit) -> st.Outcome:
-    """Bring the world in line with one IoTPipeline; report what was found. Serialised per object."""
-    uid = str(body.get("metadata", {}).get("uid", ""))
-    with lock_for(uid):
-        out = st.Outcome()
-        try:
-            p = parse(body, cfg)
-        except InvalidSpec as exc:
-            out.invalid = str(exc)
-            return out
-        out.suspended = p.suspend
-        try:
-            out.conflict = claims.conflict(p, body, _pipelines(deps.kube, p.namespace), cfg)
-        except Exception as exc:  # without knowing the claims, touch nothing this pass
-            out.errors.append(f"claims: {_describe(exc)}")
-            return out
-        if out.conflict is not None:
-            return out  # another pipeline owns the data: never write to (or, later, delete) it
-        _step(out, "kafka", (st.KAFKA,), lambda: _topics(p, deps, emit, out))
-        _step(out, "hbase", (st.HBASE,), lambda: _tables(p, deps, emit, out))
-        _step(out, "kubernetes", (st.FLINK, st.SYNC, st.BRIDGE, st.SIMULATORS, st.GRAFANA),
-              lambda: _children(p, body, deps, emit, out))
+    """Bring the world in line with one IoTPipeline; report what was found."""
+    out = st.Outcome()
+    try:
+        p = parse(body, cfg)
+    except InvalidSpec as exc:
+        out.invalid = str(exc)
         return out
+    out.suspended = p.suspend
+    try:
+        out.conflict = claims.conflict(p, body, pipelines(deps.kube, p.namespace), cfg)
+    except Exception as exc:  # without knowing the claims, touch nothing this pass
+        out.errors.append(f"claims: {_describe(exc)}")
+        return out
+    if out.conflict is not None:
+        return out  # another pipeline owns the data: never write to (or, later, delete) it
+    _step(out, "kafka", (st.KAFKA,), lambda: _topics(p, deps, emit, out))
+    _step(out, "hbase", (st.HBASE,), lambda: _tables(p, deps, emit, out))
+    _step(out, "kubernetes", (st.FLINK, st.SYNC, st.BRIDGE, st.SIMULATORS, st.GRAFANA),
+          lambda: _children(p, body, deps, emit, out))
+    return out
 
 
 def _describe(exc: BaseException) -> str:
@@ -88,7 +79,7 @@ def _step(out: st.Outcome, name: str, ctypes: tuple[str, ...], run: Callable[[],
             out.add(st.Condition(ctype, False, st.RECONCILE_ERROR, _describe(exc)))
 
 
-def _pipelines(kube: KubeApi, namespace: str) -> list[dict[str, Any]]:
+def pipelines(kube: KubeApi, namespace: str) -> list[dict[str, Any]]:
     """Every IoTPipeline the operator may read: all namespaces if allowed, else the pipeline's own."""
     try:
         return kube.list(API_VERSION, KIND, None, "")
@@ -158,7 +149,7 @@ def _tables(p: PipelineSpec, deps: Deps, emit: Emit, out: st.Outcome) -> None:
                                                                  f"{p.hbase.table_prefix}"))
 
 
-def _owned(obj: Mapping[str, Any], uid: str) -> bool:
+def owned(obj: Mapping[str, Any], uid: str) -> bool:
     return any(ref.get("uid") == uid for ref in obj.get("metadata", {}).get("ownerReferences") or [])
 
 
@@ -173,20 +164,20 @@ def _children(p: PipelineSpec, body: Mapping[str, Any], deps: Deps, emit: Emit, 
     kube = deps.kube
     flink_operator = kube.serves("flink.apache.org/v1beta1", "flinkdeployments")
     desired = builders.desired_children(p, flink_operator)
-    selector = f"{builders.PIPELINE_LABEL}={p.name}"
+    selector = f"{manifests.PIPELINE_LABEL}={p.name}"
     existing: dict[tuple[str, str, str], dict[str, Any]] = {}
     for api_version, kind in CHILD_KINDS:
         if kind == "FlinkDeployment" and not flink_operator:
             continue
         for obj in kube.list(api_version, kind, p.namespace, selector):
-            if _owned(obj, p.uid):
-                existing[builders.key(obj)] = obj
+            if owned(obj, p.uid):
+                existing[manifests.key(obj)] = obj
 
     live: dict[tuple[str, str, str], dict[str, Any]] = {}
     failed: dict[str, str] = {}  # component -> message
     for obj in desired:
-        k = builders.key(obj)
-        component = obj["metadata"]["labels"][builders.COMPONENT_LABEL]
+        k = manifests.key(obj)
+        component = obj["metadata"]["labels"][manifests.COMPONENT_LABEL]
         try:
             live[k], created = kube.apply(obj)
         except ApiRefused as exc:
@@ -202,11 +193,11 @@ def _children(p: PipelineSpec, body: Mapping[str, Any], deps: Deps, emit: Emit, 
                                          f"sites)")
     keep = _bridge_token(p, kube, existing, emit, failed)
     for k, obj in existing.items():
-        if k not in live and k not in keep and not any(builders.key(d) == k for d in desired) and kube.delete(obj):
+        if k not in live and k not in keep and not any(manifests.key(d) == k for d in desired) and kube.delete(obj):
             emit("ChildDeleted", f"deleted {k[1]} {k[2]} (no longer in the spec)")
 
     def by(kind: str, component: str) -> dict[str, Any] | None:
-        return live.get(("apps/v1", kind, builders.child_name(p, component)))
+        return live.get(("apps/v1", kind, manifests.child_name(p, component)))
 
     for ctype, component in _WORKLOADS.items():
         if component in failed:
@@ -220,7 +211,7 @@ def _children(p: PipelineSpec, body: Mapping[str, Any], deps: Deps, emit: Emit, 
     sim_n, sim_ready = _ready(by("StatefulSet", "simulator"))
     out.details["sync"] = {"replicas": sync_n, "readyReplicas": sync_ready}
     bridge: dict[str, Any] = {"replicas": bridge_n, "readyReplicas": bridge_ready,
-                              "service": f"{builders.child_name(p, 'bridge')}.{p.namespace}.svc:"
+                              "service": f"{manifests.child_name(p, 'bridge')}.{p.namespace}.svc:"
                                          f"{p.bridge.service_port}"}
     if p.bridge.ingress.enabled:
         scheme = "https" if p.bridge.ingress.tls_secret_name else "http"
@@ -232,12 +223,12 @@ def _children(p: PipelineSpec, body: Mapping[str, Any], deps: Deps, emit: Emit, 
     out.details["bridge"] = bridge
     out.details["simulators"] = {"replicas": p.simulators.replicas, "readyReplicas": sim_ready,
                                  "sites": p.simulators.sites if sim_n else 0,
-                                 "labelSelector": builders.label_selector(p, "simulator")}
+                                 "labelSelector": manifests.label_selector(p, "simulator")}
     _flink(p, live, failed, flink_operator, kube, out)
     if "grafana" in failed:
         out.add(st.Condition(st.GRAFANA, False, "ApplyFailed", failed["grafana"]))
     elif p.grafana.enabled:
-        name = builders.child_name(p, "grafana-dashboard")
+        name = manifests.child_name(p, "grafana-dashboard")
         out.details["grafana"] = {"configMap": name}
         out.add(st.Condition(st.GRAFANA, True, "Provisioned", f"ConfigMap {name} (label {p.grafana.dashboard_label})"))
     else:
@@ -251,7 +242,7 @@ def _bridge_token(p: PipelineSpec, kube: KubeApi, existing: Mapping[tuple[str, s
     if not builders.generates_bridge_token(p):
         return set()
     secret = builders.bridge_token_secret(p, "")
-    k = builders.key(secret)
+    k = manifests.key(secret)
     if k in existing:
         return {k}  # never rewritten: the token clients hold stays valid
     try:
@@ -271,19 +262,19 @@ def _flink(p: PipelineSpec, live: Mapping[tuple[str, str, str], dict[str, Any]],
         if component in failed:
             out.add(st.Condition(st.FLINK, False, "ApplyFailed", failed[component]))
             return
-    checkpoints = builders.checkpoint_dir(p)
+    checkpoints = flinkbuilders.checkpoint_dir(p)
     if flink_operator:
-        name = builders.child_name(p, "flink")
-        fd = live.get((builders.FLINK_DEPLOYMENT_API, "FlinkDeployment", name)) or {}
+        name = manifests.child_name(p, "flink")
+        fd = live.get((flinkbuilders.FLINK_DEPLOYMENT_API, "FlinkDeployment", name)) or {}
         details, condition = flinkstate.from_flinkdeployment(name, fd, p.suspend)
         out.details["flink"] = {**details, "checkpoints": checkpoints}
         out.add(condition)
         return
-    jm = live.get(("apps/v1", "Deployment", builders.child_name(p, "flink-jobmanager")))
-    tm = live.get(("apps/v1", "Deployment", builders.child_name(p, "flink-taskmanager")))
-    pods = [*kube.list("v1", "Pod", p.namespace, builders.label_selector(p, "flink-jobmanager")),
-            *kube.list("v1", "Pod", p.namespace, builders.label_selector(p, "flink-taskmanager"))]
-    details, condition = flinkstate.from_deployments(builders.child_name(p, "flink-jobmanager"), _ready(jm),
+    jm = live.get(("apps/v1", "Deployment", manifests.child_name(p, "flink-jobmanager")))
+    tm = live.get(("apps/v1", "Deployment", manifests.child_name(p, "flink-taskmanager")))
+    pods = [*kube.list("v1", "Pod", p.namespace, manifests.label_selector(p, "flink-jobmanager")),
+            *kube.list("v1", "Pod", p.namespace, manifests.label_selector(p, "flink-taskmanager"))]
+    details, condition = flinkstate.from_deployments(manifests.child_name(p, "flink-jobmanager"), _ready(jm),
                                                      _ready(tm), pods, p.suspend)
     out.details["flink"] = {**details, "checkpoints": checkpoints}
     out.add(condition)
@@ -293,50 +284,3 @@ def _was_reported(body: Mapping[str, Any], component: str) -> bool:
     """Whether an earlier pass already reported this component (so a creation now is a re-creation)."""
     key = {"sync": "sync", "bridge": "bridge", "simulator": "simulators", "grafana": "grafana"}.get(component, "flink")
     return key in (body.get("status") or {})
-
-
-class WorkloadsStopping(ServiceUnavailable):
-    """A deletion waits for the pipeline's pods to be gone before it drops topics and tables (retried soon)."""
-
-
-def stop_workloads(p: PipelineSpec, kube: KubeApi, emit: Emit) -> list[str]:
-    """Delete the pipeline's workloads (simulators first, then the job, sync workers, bridge); the pods still there."""
-    for api_version, kind in WORKLOAD_KINDS:
-        if kind == "FlinkDeployment" and not kube.serves("flink.apache.org/v1beta1", "flinkdeployments"):
-            continue
-        for obj in kube.list(api_version, kind, p.namespace, f"{builders.PIPELINE_LABEL}={p.name}"):
-            if _owned(obj, p.uid) and kube.delete(obj):
-                emit("WorkloadStopped", f"deleted {kind} {obj['metadata']['name']} before dropping data")
-    pods = kube.list("v1", "Pod", p.namespace, f"{builders.PIPELINE_LABEL}={p.name}")
-    return sorted(str(pod["metadata"]["name"]) for pod in pods)
-
-
-def cleanup(body: Mapping[str, Any], cfg: OperatorConfig, deps: Deps, emit: Emit) -> list[str]:
-    """On deletion with a Delete policy, in a safe order: stop every workload and wait until its pods are gone (no
-    producer can recreate a topic), then drop the topics / tables whose policy is Delete, unless another pipeline
-    names the same prefix. Raises ServiceUnavailable (WorkloadsStopping while pods remain) to be retried."""
-    try:
-        p = parse(body, cfg)
-    except InvalidSpec:
-        return []  # nothing was ever created from an invalid spec
-    with lock_for(p.uid):
-        pods = stop_workloads(p, deps.kube, emit)
-        if pods:
-            raise WorkloadsStopping(f"waiting for {len(pods)} pod(s) to stop before dropping data: "
-                                    f"{', '.join(pods[:5])}{' ...' if len(pods) > 5 else ''}")
-        kept = claims.kept_by_others(p, _pipelines(deps.kube, p.namespace), cfg)
-        for what, other in kept.items():
-            emit("CleanupSkipped", f"{what} kept: IoTPipeline {other} uses the same prefix", True)
-        done: list[str] = []
-        if p.kafka.deletion_policy == "Delete" and "topics" not in kept:
-            deleted = deps.kafka(p).delete([t.name for t in p.kafka.topics])
-            done += [f"deleted topic {n}" for n in deleted]
-        if p.hbase.deletion_policy == "Delete" and "tables" not in kept:
-            admin = deps.hbase(p)
-            try:
-                done += [f"deleted table {n}" for n in admin.delete([t.name for t in p.hbase.tables])]
-            finally:
-                admin.close()
-        for what in done:
-            emit("Cleanup", what)
-        return done

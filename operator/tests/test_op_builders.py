@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from iot_operator.builders import desired_children, key, label_selector
+from iot_operator.builders import desired_children
 from iot_operator.config import OperatorConfig
+from iot_operator.manifests import key, label_selector
 from iot_operator.spec import PipelineSpec, parse
 
 CFG = OperatorConfig(image_stream_job="reg/job:1", image_hbase_sync="reg/sync:1", image_ws_bridge="reg/bridge:1",

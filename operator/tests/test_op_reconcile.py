@@ -10,9 +10,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from iot_operator import status as st
+from iot_operator.cleanup import cleanup
 from iot_operator.config import OperatorConfig
 from iot_operator.deps import Deps
-from iot_operator.reconcile import cleanup, reconcile
+from iot_operator.reconcile import reconcile
 from iot_operator.spec import PipelineSpec, TableSpec
 from iot_operator.tables import TableState
 from iot_operator.topics import TopicPlan, TopicState
@@ -374,7 +375,7 @@ DELETE = {"kafka": {"bootstrapServers": "k:9092", "topicPrefix": "shared", "topi
 
 
 def test_cleanup_stops_the_workloads_and_waits_for_their_pods_before_dropping_data() -> None:
-    from iot_operator.reconcile import WorkloadsStopping
+    from iot_operator.cleanup import WorkloadsStopping
 
     deps, kafka, hbase, kube = world()
     mine = _pipeline_obj("p", "u1", "2026-01-01T00:00:00Z", **DELETE)
