@@ -111,7 +111,8 @@ def run(args: argparse.Namespace, pipeline: Running) -> dict[str, Any]:
         end = start_wall + plan.steps[-1].end_s
         while time.time() < end + DRAIN_S:
             samples.append(sample(offsets, pipeline, pids, clients, committed))
-            while judged < len(plan.steps) and time.time() > start_wall + plan.steps[judged].end_s + SAMPLE_S:
+            while stopped_after is None and judged < len(plan.steps) \
+                    and time.time() > start_wall + plan.steps[judged].end_s + SAMPLE_S:
                 step = summarise(plan, plan.steps[judged], start_wall, samples, prober.log, clients.log,
                                  committed.log if committed else None)
                 windows.append(step.window)

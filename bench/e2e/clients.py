@@ -45,8 +45,10 @@ class Clients:
     def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(30)
+        if self._thread.is_alive():
+            asyncio.run_coroutine_threadsafe(asyncio.sleep(0.1), self._loop).result(30)  # cancellations run
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(30)
 
     async def _client(self, n: int, subscribed: threading.Event) -> None:
         site = site_name(n % self.plan.sites)

@@ -75,7 +75,8 @@ def plots(steps: Sequence[dict[str, Any]], lag_series: Sequence[tuple[float, dic
                     label=f"{label} {q[:-3]}")
     ax.set(xlabel="offered load (readings/s)", ylabel="latency (s)", title="End-to-end latency against offered load",
            yscale="log")
-    ax.legend(fontsize=8)
+    if ax.get_lines():
+        ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     paths.append(_save(fig, out_dir / f"{prefix}-latency.png"))
 

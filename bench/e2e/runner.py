@@ -108,7 +108,7 @@ def summarise(plan: Plan, step: Step, start_wall: float, samples: Sequence[Sampl
     ws = [v for i, v in clients.latency_s.items() if i in in_window]
     ws_committed = [v for i, v in committed.latency_s.items() if i in in_window] if committed else []
     days = [v for d, v in probes.day_s.items() if plan.first_of_day(d + timedelta(days=1)) in in_window]
-    raw_rows = per_s(a.rows.get("iotpipe_raw", 0.0), b.rows.get("iotpipe_raw", 0.0))
+    raw_rows = per_s(a.rows.get("raw", 0.0), b.rows.get("raw", 0.0))
     window = Window(float(step.rate), seconds, sum(a.lag.values()), sum(b.lag.values()), raw_rows)
     cpu = {n: 100 * (b.usage[n].cpu_s - a.usage[n].cpu_s) / seconds for n in b.usage if n in a.usage}
     data = {
@@ -119,7 +119,7 @@ def summarise(plan: Plan, step: Step, start_wall: float, samples: Sequence[Sampl
         "late_out": per_s(a.ends["late"], b.ends["late"]),
         "deadletters_out": per_s(a.ends["deadletters"], b.ends["deadletters"]),
         "hbase_raw_rows": raw_rows,
-        "hbase_aggregate_rows": per_s(a.rows.get("iotpipe_aggregates", 0.0), b.rows.get("iotpipe_aggregates", 0.0)),
+        "hbase_aggregate_rows": per_s(a.rows.get("aggregates", 0.0), b.rows.get("aggregates", 0.0)),
         "ws_records": per_s(a.ws_records, b.ws_records),
         "ws_committed_records": per_s(a.ws_committed_records, b.ws_committed_records),
         "lag_start": a.lag, "lag_end": b.lag, "lag_growth": window.lag_growth, "sustained": window.sustained,
