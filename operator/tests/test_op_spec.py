@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,12 @@ def test_long_names_are_refused() -> None:
         parse(b, CFG)
 
 
+@functools.cache
+def _crd_spec_schema() -> dict[str, Any]:
+    crd = yaml.safe_load((REPO / "crds" / "iotpipelines.iotpipe.dev.yaml").read_text())
+    return dict(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"])
+
+
 def _crd_defaults(schema: dict[str, Any], path: str = "") -> dict[str, Any]:
     out = {}
     for name, prop in (schema.get("properties") or {}).items():
@@ -119,9 +126,7 @@ def _crd_defaults(schema: dict[str, Any], path: str = "") -> dict[str, Any]:
 
 def test_crd_defaults_mean_the_same_as_parse_defaults() -> None:
     """The API server fills the CRD's defaults; parse() must read an object without them the same way."""
-    crd = yaml.safe_load((REPO / "crds" / "iotpipelines.iotpipe.dev.yaml").read_text())
-    spec_schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
-    defaults = _crd_defaults(spec_schema)
+    defaults = _crd_defaults(_crd_spec_schema())
     filled: dict[str, Any] = copy.deepcopy(body()["spec"])
     for dotted, value in defaults.items():
         node = filled
@@ -146,8 +151,7 @@ def _changed(value: Any) -> Any:
 
 def test_parse_reads_every_field_the_crd_gives_a_default() -> None:
     """A CRD default that parse() ignored (a misspelt key) would pass the test above: change each one and look."""
-    crd = yaml.safe_load((REPO / "crds" / "iotpipelines.iotpipe.dev.yaml").read_text())
-    defaults = _crd_defaults(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"])
+    defaults = _crd_defaults(_crd_spec_schema())
     plain = parse(body(), CFG)
     ignored = []
     for dotted, value in defaults.items():
