@@ -73,6 +73,10 @@ lint: $(SETUP_STAMP) ## ruff + mypy (strict) + import-linter contracts (pyprojec
 bench: setup ## run every bench/bench_*.py (each prints figures and ends with one JSON line)
 	@set -e; for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
 
+.PHONY: chaos
+chaos: setup ## chaos run: every component killed with -9 during a 500k-reading load, nothing lost (docs/chaos.md)
+	$(BIN)/python bench/chaos_e2e.py $(ARGS)
+
 .PHONY: bench-e2e
 bench-e2e: setup ## whole pipeline under stepped open-loop load: JSON line, docs/performance.md, docs/img/perf-*.png (ARGS=--quick)
 	nice -n 10 $(BIN)/python bench/bench_e2e.py --doc docs/performance.md --img docs/img $(ARGS)

@@ -28,6 +28,7 @@ class Plan:
     seconds: float = 60.0  # how long the simulators take at their pace (before any kill)
     malformed_every: int = 500  # one malformed message per this many planned readings
     start: str = "2020-03-20T00:00"  # local time of the site zone (Europe/Athens): the DST change of 29 Mar inside
+    components: tuple[str, ...] = COMPONENTS  # what is killed (the simulator always first)
 
     @property
     def sites(self) -> int:
@@ -66,7 +67,8 @@ def kill_schedule(plan: Plan) -> list[Kill]:
     first = min(moments[0], 0.08)  # early: the replay of a restarted simulator stays within the allowed lateness
     others = list(COMPONENTS[1:])
     rng.shuffle(others)
-    return [Kill("simulator", first)] + [Kill(c, m) for c, m in zip(others, moments[1:], strict=True)]
+    kills = [Kill("simulator", first)] + [Kill(c, m) for c, m in zip(others, moments[1:], strict=True)]
+    return [k for k in kills if k.component in plan.components]
 
 
 def malformed_messages(plan: Plan) -> list[bytes]:
