@@ -179,7 +179,9 @@ def flink_jobmanager(p: PipelineSpec) -> Manifest:
               *python_driver_args(p)],
         ports=[{"name": "rpc", "containerPort": 6123}, {"name": "blob", "containerPort": 6124},
                {"name": "rest", "containerPort": 8081}],
-        livenessProbe={"tcpSocket": {"port": 6123}, "periodSeconds": 15},
+        # The JVM can take minutes to listen on a busy node: liveness starts once the start-up probe passed.
+        startupProbe={"tcpSocket": {"port": 6123}, "periodSeconds": 5, "timeoutSeconds": 5, "failureThreshold": 120},
+        livenessProbe={"tcpSocket": {"port": 6123}, "periodSeconds": 15, "timeoutSeconds": 10, "failureThreshold": 6},
         **_flink_container_extra(p),
     )
     return make_workload(p, "Deployment", "flink-jobmanager", 0 if p.suspend else 1, [container],
