@@ -69,7 +69,7 @@ class BridgeConfig:
                             "committed = read_committed, shown at the job's next checkpoint (history and storage are "
                             "exactly once either way)", env="IOTPIPE_BRIDGE_LIVE_RAW",
                             choices=("uncommitted", "committed"))
-    live_dedup: int = setting(1_000_000, "raw reading identities the uncommitted live path remembers to drop replays "
+    live_dedup: int = setting(200_000, "raw reading identities the uncommitted live path remembers to drop replays "
                               "(at least the readings of a few checkpoint intervals)", env="IOTPIPE_BRIDGE_LIVE_DEDUP",
                               minimum=1)
     batch_wait_ms: int = setting(50, "how long the Kafka tail waits to fill a batch (ms)",
