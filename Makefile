@@ -52,9 +52,12 @@ logs: ## last log lines of every component (C=kafka for one)
 lock: $(SETUP_STAMP) ## re-lock requirements/*.lock (with hashes) whose inputs changed: dev.txt, flink.txt, pyproject extras
 	$(BIN)/python -m iotpipe_stack.locks $(ARGS)
 
-# pytest exit 5 = "no tests collected": that must fail, not pass silently
+# pytest exit 5 = "no tests collected": that must fail, not pass silently. PYTEST_WORKERS=N runs `make test` on N
+# pytest-xdist workers (0, the default: one process); conftest.py keeps each test module, and the tests of the local
+# cluster and the images, on one worker.
+PYTEST_WORKERS ?= 0
 test: setup browser kube-tools cluster-tools images ## every test, including the real services (Kafka, HBase, Flink, ...) and the browser
-	@set +e; $(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	@set +e; $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 browser: ## headless Chromium for the browser tests (Debian's package, installed with apt-get when missing)
