@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from hbase_sync.mapping import Mapper, map_aggregate
+from iotcommon.days import ms_to_ts
 from iotcommon.errors import IoTError, MessageError
 from iotcommon.messages import Aggregate, Reading
 from iotcommon.topics import Topics
@@ -62,7 +63,7 @@ def test_millisecond_timestamps_convert_exactly_in_the_bridge() -> None:
     assert isinstance(sub, protocol.Subscribe)
     assert sub.since_ms == TRICKY_MS
     assert isinstance(query, Query)
-    assert records.ms_to_iso(TRICKY_MS) == TRICKY_TS
+    assert ms_to_ts(TRICKY_MS) == TRICKY_TS
 
 
 def test_the_sync_worker_dead_letters_an_aggregate_that_only_has_the_right_field_names() -> None:

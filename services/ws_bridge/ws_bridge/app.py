@@ -23,6 +23,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from iotcommon.days import ms_to_ts
 from ws_bridge import http_api, protocol
 from ws_bridge.auth import Tickets
 from ws_bridge.config import BridgeConfig
@@ -30,7 +31,7 @@ from ws_bridge.history import HBaseHistory, HistorySource
 from ws_bridge.hub import Hub
 from ws_bridge.live import live_source
 from ws_bridge.metrics import Metrics
-from ws_bridge.records import Record, ms_to_iso
+from ws_bridge.records import Record
 from ws_bridge.state import BridgeState, LiveSource, bounds_of
 from ws_bridge.ws import websocket_endpoint
 
@@ -139,6 +140,6 @@ def _publish(state: BridgeState, batch: list[Record]) -> None:
 async def _heartbeats(state: BridgeState) -> None:
     while True:
         await asyncio.sleep(state.config.heartbeat_s)
-        frame = protocol.heartbeat(ms_to_iso(int(time.time() * 1000)), state.latest())
+        frame = protocol.heartbeat(ms_to_ts(int(time.time() * 1000)), state.latest())
         for session in list(state.sessions):
             session.offer(frame)

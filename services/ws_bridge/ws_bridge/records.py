@@ -13,14 +13,13 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from iotcommon.days import ms_to_ts, ts_to_ms
+from iotcommon.days import ts_to_ms
 from iotcommon.errors import MessageError
 from iotcommon.sensors import SENSORS, Rule
 from iotcommon.topics import Topics
 
 STREAMS = ("raw", "aggregates", "late", "deadletters")
 MAX_MS = 9_999_999_999_998  # the newest event time history can express (13-digit row keys: 2286-11-20)
-ms_to_iso = ms_to_ts  # the name app and state use; iotcommon.days owns the conversion
 _TABLE_OF_STREAM = {"raw": "raw", "aggregates": "aggregates", "late": "late", "deadletters": "deadletters"}
 
 # Which aggregate kinds exist for a sensor (the stream job's outputs, as named by iotcommon.sensors.aggregate_name).

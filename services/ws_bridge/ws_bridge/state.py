@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from iotcommon.days import ms_to_ts
 from iotcommon.zones import SiteZones
 from ws_bridge.auth import Tickets
 from ws_bridge.config import BridgeConfig
@@ -14,7 +15,7 @@ from ws_bridge.history import HistorySource
 from ws_bridge.hub import Hub, Session
 from ws_bridge.metrics import Metrics
 from ws_bridge.queries import DAY_MS, Bounds
-from ws_bridge.records import Record, ms_to_iso
+from ws_bridge.records import Record
 
 
 class LiveSource(Protocol):
@@ -45,7 +46,7 @@ class BridgeState:
 
     def latest(self) -> dict[str, str]:
         """Newest event time seen live per stream (simulated time)."""
-        return {stream: ms_to_iso(ms) for stream, ms in self.hub.latest_ms.items()}
+        return {stream: ms_to_ts(ms) for stream, ms in self.hub.latest_ms.items()}
 
 
 def bounds_of(config: BridgeConfig) -> Bounds:
