@@ -1,0 +1,207 @@
+"""Helpers of the end-to-end test on the local Kubernetes cluster (tests/test_e2e_kube.py): helm, kubectl waits,
+port-forwards, and reading the pipeline's HBase tables through a forwarded Thrift port. Imported by path (tests/ is
+not a package), like dashboard_kit.
+
+Pure parts (row-key parsing, the seq check) are plain functions; everything else is a thin edge over kubectl, helm
+and happybase.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import happybase
+
+from iotcommon.errors import StackError
+
+REPO = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
+
+
+# --- progress ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Clock:
+    """Timed progress lines on the real stderr (shown even when pytest captures output) and the phase figures."""
+
+    start: float = field(default_factory=time.monotonic)
+    phases: dict[str, float] = field(default_factory=dict)
+
+    def say(self, msg: str) -> None:
+        print(f"[e2e-kube {time.strftime('%H:%M:%S')} +{time.monotonic() - self.start:6.1f}s] {msg}",
+              file=sys.__stderr__, flush=True)  # fmt: skip
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        began = time.monotonic()
+        self.say(f"{name} ...")
+        yield
+        self.phases[name] = round(time.monotonic() - began, 1)
+        self.say(f"{name}: {self.phases[name]} s")
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval: float = 3.0) -> T:
+    """Poll ``probe`` until it returns something other than None/False; fail with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while True:
+        try:
+            value = probe()
+        except (subprocess.CalledProcessError, StackError, OSError) as exc:
+            value, last = None, exc  # a port-forward or kubectl hiccup under load
+        if value is not None and value is not False:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last error: {last})")
+        time.sleep(interval)
+
+
+# --- helm ----------------------------------------------------------------------------------------
+
+
+def helm_binary() -> Path:
+    """The cached helm (stack/kube/build-helm.sh builds it from the Go module proxy once; prints its path)."""
+    proc = subprocess.run(["bash", str(REPO / "stack" / "kube" / "build-helm.sh")], capture_output=True, text=True,
+                          check=False, stdin=subprocess.DEVNULL, timeout=1800)  # fmt: skip
+    if proc.returncode != 0:
+        raise AssertionError(f"building helm failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+def helm(binary: Path, kubeconfig: str, home: Path, *args: str) -> str:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "KUBECONFIG": kubeconfig, "HELM_CACHE_HOME": str(home / "c"),
+           "HELM_CONFIG_HOME": str(home / "g"), "HELM_DATA_HOME": str(home / "d")}  # fmt: skip
+    proc = subprocess.run([str(binary), *args], capture_output=True, text=True, env=env, cwd=REPO, check=False,
+                          stdin=subprocess.DEVNULL, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, f"helm {' '.join(args)} failed:\n{proc.stdout}{proc.stderr}"
+    return proc.stdout
+
+
+# --- kubectl -------------------------------------------------------------------------------------
+
+
+Kubectl = Callable[..., "subprocess.CompletedProcess[str]"]
+
+
+def get_json(kubectl: Kubectl, *args: str) -> Any:
+    return json.loads(kubectl("get", *args, "-o", "json").stdout)
+
+
+def pods(kubectl: Kubectl, namespace: str, selector: str = "") -> list[dict[str, Any]]:
+    args = ["pods", "-n", namespace, *(["-l", selector] if selector else [])]
+    items: list[dict[str, Any]] = get_json(kubectl, *args)["items"]
+    return items
+
+
+def running(pod: dict[str, Any]) -> bool:
+    statuses = pod.get("status", {}).get("containerStatuses") or []
+    return pod["status"].get("phase") == "Running" and bool(statuses) and all(s.get("ready") for s in statuses)
+
+
+def condition(obj: dict[str, Any], kind: str) -> dict[str, Any]:
+    for c in obj.get("status", {}).get("conditions", []):
+        if c["type"] == kind:
+            return dict(c)
+    return {}
+
+
+@contextlib.contextmanager
+def port_forward(kubectl_argv: list[str], namespace: str, target: str, port: int) -> Iterator[int]:
+    """`kubectl port-forward <target> :<port>` (through the API server and the kubelet); yields the local port."""
+    argv = [*kubectl_argv, "port-forward", "-n", namespace, target, f":{port}"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        found = re.search(r"127\.0\.0\.1:(\d+)", line)
+        assert found, f"kubectl port-forward {target} did not start: {line}{proc.stdout.read() if proc.poll() else ''}"
+        yield int(found.group(1))
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# --- HBase through a forwarded Thrift port --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    """A reading's row key ``<salt>|<site>|<series>|<ts_ms>|<seq>`` (iotcommon.hbase_layout.reading_key)."""
+
+    site: str
+    series: str
+    ts_ms: int
+    seq: int
+
+
+def parse_reading_key(key: bytes) -> Row:
+    _salt, site, series, ts_ms, seq = key.decode().split("|")
+    return Row(site, series, int(ts_ms), int(seq))
+
+
+def seq_problems(rows: Iterable[Row], series: Iterable[str]) -> list[str]:
+    """What is wrong with the readings of the given series: each device's readings carry seq 0, 1, 2, ... in event
+    time order (the simulator), so the rows of one device must hold every seq from 0 to its highest exactly once."""
+    wanted = set(series)
+    by_device: dict[tuple[str, str], list[Row]] = defaultdict(list)
+    for row in rows:
+        if row.series in wanted:
+            by_device[(row.site, row.series)].append(row)
+    problems = []
+    for (site, name), found in sorted(by_device.items()):
+        seqs = sorted(r.seq for r in found)
+        missing = sorted(set(range(seqs[-1] + 1)) - set(seqs))
+        doubled = len(seqs) - len(set(seqs))
+        if missing or doubled:
+            problems.append(f"{site}/{name}: {len(missing)} missing (first {missing[:5]}), {doubled} doubled")
+    return problems
+
+
+@contextlib.contextmanager
+def hbase(kubectl_argv: list[str], namespace: str, service: str, port: int) -> Iterator[happybase.Connection]:
+    with port_forward(kubectl_argv, namespace, f"svc/{service}", port) as local:
+        conn = happybase.Connection("127.0.0.1", local, timeout=120_000, autoconnect=False)
+        wait_for("the forwarded Thrift port", lambda: _open(conn), 120)
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+
+def _open(conn: happybase.Connection) -> bool:
+    try:
+        conn.open()
+        conn.tables()
+    except Exception:  # the forward is not serving yet: any transport error means "try again"
+        conn.close()
+        return False
+    return True
+
+
+def reading_rows(conn: happybase.Connection, table: str) -> list[Row]:
+    if table.encode() not in conn.tables():
+        return []
+    return [parse_reading_key(key) for key, _ in conn.table(table).scan(filter=b"KeyOnlyFilter()", batch_size=5000)]
+
+
+def revisions(conn: happybase.Connection, table: str) -> dict[bytes, int]:
+    """Aggregates row key -> the revision of the message it holds."""
+    out = {}
+    for key, data in conn.table(table).scan(columns=[b"d:m"], batch_size=2000):
+        out[key] = int(json.loads(data[b"d:m"])["revision"])
+    return out
