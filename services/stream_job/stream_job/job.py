@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from pyflink.table.udf import udtf
 from iotcommon.zones import SiteZones
 from stream_job import sql
 from stream_job.config import StreamJobConfig
-from stream_job.core import DayAggregator, ts_ms_of
+from stream_job.core import DayAggregator
 from stream_job.udf_jar import FUNCTIONS
 from stream_job.validate import classify as classify_message
 from stream_job.validate import now_iso
@@ -50,6 +51,16 @@ def classify(key: bytes | None, value: bytes | None, topic: str, partition: int,
 
 
 SEP = "\x1f"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def epoch_ms(text: str) -> int:
+    """Epoch milliseconds (floored) of a reading's ``ts`` (RFC 3339 with Z) or of a clock as the SQL writes it
+    (``2020-10-05 21:15:00.000``: UTC, the job's table.local-time-zone)."""
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return (parsed - _EPOCH) // timedelta(milliseconds=1)
 
 
 class _SiteStore:
@@ -117,7 +128,7 @@ class DailyAggregates(KeyedProcessFunction):  # type: ignore[misc]
         if ms is None:
             if len(self.ts_cache) > 200_000:
                 self.ts_cache.clear()
-            ms = self.ts_cache[text] = ts_ms_of(text)
+            ms = self.ts_cache[text] = epoch_ms(text)
         return ms
 
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterator[Row]:
