@@ -183,7 +183,8 @@ def summary_text(args: argparse.Namespace, result: dict[str, Any], label: str, l
         f"### Run `{label}`: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         "",
         f"`python bench/bench_e2e.py --steps {args.steps} --hold-s {args.hold_s:.0f} --workers {args.workers} "
-        f"--checkpoint-ms {args.checkpoint_ms} --live-raw {args.live_raw}`; {args.sites} sites x 7 sensors, "
+        f"--checkpoint-ms {args.checkpoint_ms} --live-raw {args.live_raw}"
+        f"{' --compare-committed' if args.compare_committed else ''}`; {args.sites} sites x 7 sensors, "
         f"{args.clients} websocket clients; load average {load_before:.1f} before, {load_after:.1f} after.",
         "",
         f"Raw confluent-kafka produce+consume baseline (same run): **{result['baseline']['rate']:,.0f} readings/s**. "
