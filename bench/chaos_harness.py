@@ -125,9 +125,10 @@ class ChaosRun:
     def _sim_done(self, name: str) -> bool:
         log = self.stack.files(name).log_file.read_text(errors="replace")
         last_run = log.rsplit("===== iotpipe: starting", 1)[-1]
-        if " failed: " in last_run or "giving up:" in last_run:
+        # the simulator's own final line (librdkafka's connection errors during a broker outage also say "failed:")
+        if " iot_simulators: failed: " in last_run or " iot_simulators: giving up: " in last_run:
             raise ChaosError(f"{name} failed:\n{last_run[-2000:]}")
-        return self.stack.running_pid(name) is None and "done: " in last_run
+        return self.stack.running_pid(name) is None and " iot_simulators: done: " in last_run
 
     def _checkpoints(self) -> set[Path]:
         root = self.info.home / "stream_job" / "checkpoints" / self.prefix
