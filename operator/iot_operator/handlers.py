@@ -39,14 +39,15 @@ def pipeline_path(namespace: str, name: str) -> str:
 
 
 @kopf.on.startup()
-def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger | logging.LoggerAdapter[Any],
-            **_: Any) -> None:
-    """Read the settings (a bad one stops the operator), create the state, configure kopf."""
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo,
+                  logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any) -> None:
+    """Read the settings (a bad one stops the operator), create the state, configure kopf, start the periodic pass.
+    One handler: kopf would retry a second startup handler forever after this one failed."""
     try:
         config = load(OperatorConfig, [], os.environ, prog="iot_operator", description=DESCRIPTION)
     except ConfigError as exc:
         raise kopf.PermanentError(f"iot_operator: {exc}") from exc
-    memo.state = OperatorState(config, real_deps(config))
+    memo.state = state = OperatorState(config, real_deps(config))
     logging.getLogger("iot_operator").setLevel(config.log_level)
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
@@ -62,6 +63,7 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Lo
         port = metrics.serve(config.metrics_host, config.metrics_port)
         logger.info(f"metrics on http://{config.metrics_host}:{port}/metrics")
     logger.info(f"iot_operator config: {describe(config)}")
+    state.resync_task = asyncio.create_task(_resync_loop(state), name="iotpipeline resync")
 
 
 def _state(memo: kopf.Memo) -> OperatorState:
@@ -185,12 +187,6 @@ async def _resync_loop(state: OperatorState) -> None:
             else:
                 failures.pop(uid, None)
                 due.pop(uid, None)
-
-
-@kopf.on.startup()
-async def start_resync(memo: kopf.Memo, **_: Any) -> None:
-    state = _state(memo)
-    state.resync_task = asyncio.create_task(_resync_loop(state), name="iotpipeline resync")
 
 
 @kopf.on.cleanup()

@@ -56,6 +56,16 @@ def test_liveness_passes_with_a_watch_stream_and_the_resync_task() -> None:
     assert "1 watch-stream(s) alive" in asyncio.run(probe_with_tasks())
 
 
+def test_a_bad_setting_stops_the_operator_at_startup(monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+
+    monkeypatch.setenv("IOTPIPE_OPERATOR_RESYNC_SECONDS", "0")
+    memo = kopf.Memo()
+    with pytest.raises(kopf.PermanentError, match=r"IOTPIPE_OPERATOR_RESYNC_SECONDS: 0\.0 is below the minimum"):
+        asyncio.run(handlers.startup(settings=kopf.OperatorSettings(), memo=memo, logger=logging.getLogger("t")))
+    assert "state" not in memo
+
+
 def test_entrypoint_help_and_bad_settings(capsys: pytest.CaptureFixture[str]) -> None:
     from iot_operator.__main__ import main
 
