@@ -16,7 +16,7 @@ from e2e.clients import ClientLog, Clients
 from e2e.load import kafka_settings
 from e2e.observe import Offsets, ProbeLog, Usage, rows_written, usage
 from e2e.pipeline import Running
-from e2e.schedule import Plan, Step
+from e2e.schedule import SENSOR_NAMES, Plan, Step, value_of
 from e2e.stats import Window, latency_summary, percentile
 from iotcommon import hbase_layout as layout
 from iotcommon.messages import Reading
@@ -49,12 +49,15 @@ def sample(offsets: Offsets, pipeline: Running, pids: dict[str, int], clients: C
 
 
 def warm_up(pipeline: Running, plan: Plan, log: Callable[[str], None]) -> None:
-    """One reading of a site outside the plan, until its row is readable in HBase: the stream job and a sync worker
-    run end to end."""
+    """One reading of each sensor of a site outside the plan (so every readings partition has data and none holds
+    the job's watermark back), until the TH1 row is readable in HBase: the stream job and a sync worker run end to
+    end."""
     ts = plan.base - timedelta(days=1)
-    reading = Reading(WARM_SITE, "TH1", ts.strftime("%Y-%m-%dT%H:%M:%SZ"), 20.0, SENSORS["TH1"].unit, 0)
     producer = Producer(kafka_settings(pipeline.bootstrap))
-    producer.produce(pipeline.topics.readings, reading.encode(), reading.device)
+    for sensor in SENSOR_NAMES:
+        reading = Reading(WARM_SITE, sensor, ts.strftime("%Y-%m-%dT%H:%M:%SZ"), value_of(sensor),
+                          SENSORS[sensor].unit, 0)
+        producer.produce(pipeline.topics.readings, reading.encode(), reading.device)
     producer.flush(60)
     key = layout.reading_key(WARM_SITE, "TH1", int(ts.timestamp() * 1000), 0)
     conn = happybase.Connection(*pipeline.thrift, timeout=30_000)
