@@ -31,16 +31,31 @@ T = TypeVar("T")
 # --- progress ------------------------------------------------------------------------------------
 
 
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def uncaptured(config: Any) -> Callable[[str], None]:
+    """A writer that suspends pytest's output capture for each line, so progress shows while the test runs."""
+    capman = config.pluginmanager.getplugin("capturemanager")
+
+    def write(line: str) -> None:
+        with capman.global_and_fixture_disabled():
+            _stderr(line)
+
+    return write
+
+
 @dataclass
 class Clock:
-    """Timed progress lines on the real stderr (shown even when pytest captures output) and the phase figures."""
+    """Timed progress lines (``out``: stderr, or ``uncaptured(config)`` under pytest) and the phase figures."""
 
+    out: Callable[[str], None] = _stderr
     start: float = field(default_factory=time.monotonic)
     phases: dict[str, float] = field(default_factory=dict)
 
     def say(self, msg: str) -> None:
-        print(f"[e2e-kube {time.strftime('%H:%M:%S')} +{time.monotonic() - self.start:6.1f}s] {msg}",
-              file=sys.__stderr__, flush=True)  # fmt: skip
+        self.out(f"[e2e-kube {time.strftime('%H:%M:%S')} +{time.monotonic() - self.start:6.1f}s] {msg}")
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:

@@ -116,8 +116,9 @@ class Deployed:
 
 
 @pytest.fixture(scope="module")
-def deployed(kube_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
-    clock = kit.Clock()
+def deployed(kube_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory,
+             request: pytest.FixtureRequest) -> Iterator[Deployed]:  # fmt: skip
+    clock = kit.Clock(kit.uncaptured(request.config))
     for step, seconds in kube_cluster.timings.items():
         clock.phases[f"cluster: {step}"] = round(seconds, 1)
     d = Deployed(kube_cluster, clock, [str(kube_cluster.bins.kube.kubectl), f"--kubeconfig={kube_cluster.kubeconfig}"])
