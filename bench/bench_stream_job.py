@@ -16,6 +16,9 @@ at the end of each run; and a churn run (--churn-sites sites that come and go: e
 then never again) prints the checkpoint size after every simulated day, which must stay flat (sites idle beyond
 --site-idle-s are forgotten; the bench shortens that limit so it passes within the run).
 
+Also the load average at the end of each timed backlog and the job's CPU time (client, JVM and Python worker) per
+reading: the machine is shared, and CPU per reading is far less distorted by other load than a rate.
+
 Starts its own Kafka (free loopback ports, temporary home) unless --bootstrap is given. Prints figures, then ONE JSON
 line.
 """
@@ -215,6 +218,21 @@ def checkpoint_bytes(home: Path, prefix: str) -> int | None:
     return sum(f.stat().st_size for f in found[-1][1].rglob("*") if f.is_file())
 
 
+def session_cpu_s(session: int) -> float:
+    """CPU seconds (user + system) used so far by the live processes of a session: the job's Python client, its
+    JVM and its Python worker (the job runs in its own session). Less sensitive to a loaded machine than a rate."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # the process has just ended
+            continue
+        fields = text[text.rindex(")") + 2:].split()  # after "pid (comm) ": state ppid pgrp session ...
+        if int(fields[3]) == session:
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def start_job(python: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         return subprocess.Popen([str(python), "-m", "stream_job"], env=env, stdout=out, stderr=subprocess.STDOUT,
@@ -295,20 +313,24 @@ def run_job(args: argparse.Namespace, bootstrap: str, python: Path, jar: Path, e
     aggs = Tail(bootstrap, topics.aggregates, track_keys=True)
     try:
         produce(bootstrap, topics.readings, encode(warm))
-        if not raw.wait_count(len(warm), 600):
+        if not raw.wait_count(len(warm), 1800):  # includes the job's start: minutes on a loaded machine
             raise SystemExit(f"job p={parallelism} did not process the warm-up days; log: {log}")
         print(f"  p={parallelism}: warmed up ({len(warm)} readings); producing {len(backlog)}", flush=True)
+        cpu_before = session_cpu_s(job.pid)
         started = time.monotonic()
         produce_s = produce(bootstrap, topics.readings, backlog)
         total = len(warm) + len(backlog)
         if not raw.wait_count(total, 1800):
             raise SystemExit(f"job p={parallelism} stalled at {raw.count}/{total} raw records; log: {log}")
         raw_s = raw.last_at - started
+        cpu_us = (session_cpu_s(job.pid) - cpu_before) / len(backlog) * 1e6
         last_day = local_day(first + days - 2)  # the newest day a later reading closed
         aggs.wait_key(f"site000/AggDay[TH1]/{last_day}".encode(), 120)
         rps = len(backlog) / raw_s
+        load = os.getloadavg()[0]  # the machine is shared: the rate means little without it
         print(f"  p={parallelism}: {len(backlog)} readings in {raw_s:.1f} s = {rps:,.0f} readings/s "
-              f"(producer alone: {len(backlog) / produce_s:,.0f}/s)", flush=True)
+              f"(producer alone: {len(backlog) / produce_s:,.0f}/s; load average {load:.1f}); "
+              f"job CPU {cpu_us:.1f} us per reading", flush=True)
         # latency: a reading past the end of a day (+ delay) closes it; wait for its first aggregate
         delays = []
         for i in range(args.closes):
@@ -331,7 +353,8 @@ def run_job(args: argparse.Namespace, bootstrap: str, python: Path, jar: Path, e
                 delays.append((got - sent) * 1000)
             raw.wait_count(before + len(closing), 60)
         state = checkpoint_bytes(Path(env["IOTPIPE_HOME"]), prefix)
-        return {"rps": rps, "seconds": raw_s, "readings": len(backlog), "close_ms": delays, "state_bytes": state}
+        return {"rps": rps, "seconds": raw_s, "readings": len(backlog), "close_ms": delays, "state_bytes": state,
+                "load": load, "cpu_us": cpu_us}
     finally:
         raw.close()
         aggs.close()
@@ -385,12 +408,14 @@ def main(argv: list[str] | None = None) -> int:
               f"{'met' if r['rps'] >= TARGET_RPS else 'NOT met'}), {ratio:.1%} of the plain consumer "
               f"(target {TARGET_RATIO:.0%}: {'met' if ratio >= TARGET_RATIO else 'NOT met'}); "
               f"closing reading -> first aggregate: median {close if close is None else round(close)} ms "
-              f"over {len(r['close_ms'])}")
+              f"over {len(r['close_ms'])}; checkpoint (state) {r['state_bytes']} bytes; load average {r['load']:.1f}")
         figures[f"p{p}_rps"] = round(r["rps"])
         figures[f"p{p}_ratio"] = round(ratio, 4)
         figures[f"p{p}_readings"] = r["readings"]
         figures[f"p{p}_close_to_aggregate_ms"] = None if close is None else round(close)
         figures[f"p{p}_state_bytes"] = r["state_bytes"]
+        figures[f"p{p}_load_avg"] = round(r["load"], 1)
+        figures[f"p{p}_job_cpu_us_per_reading"] = round(r["cpu_us"], 1)
     if churn_sizes:
         print(f"  churn ({args.churn_sites} sites that come and go): checkpoint bytes per simulated day {churn_sizes}")
         figures["churn_sites"] = args.churn_sites

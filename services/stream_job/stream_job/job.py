@@ -282,7 +282,7 @@ def build(config: StreamJobConfig, conf: Configuration, python_exe: str) -> Tabl
                .watermark("rt", "SOURCE_WATERMARK()").build())
     t_env.create_temporary_view("readings", t_env.from_data_stream(scanned, rowtime))
     for statement in (sql.classified_view(config), sql.clocked_view(), sql.fast_valid_view(), sql.slow_view(config),
-                      sql.valid_view()):
+                      sql.slow_copy_view(config), sql.valid_view()):
         t_env.execute_sql(statement)
 
     t_env.execute_sql(sql.routed_view())

@@ -204,7 +204,15 @@ SELECT k, v, src_partition, src_offset, rt, fast, site, sensor, ts, val, seq, sk
        CAST(COALESCE(MAX(pms) OVER {_CLOCK_WINDOW}, {EPOCH}) AS STRING) AS clock,
        MAX(pms) OVER {_CLOCK_WINDOW} IS NULL OR rt >= MAX(pms) OVER {_CLOCK_WINDOW} AS newest,
        COUNT(*) OVER {_CLOCK_WINDOW} AS sseq
-FROM classified"""  # noqa: S608
+FROM (SELECT {_slow_only("k", "BYTES")}, {_slow_only("v", "BYTES")}, src_partition,
+             {_slow_only("src_offset", "BIGINT")}, rt, pt, fast, site, sensor, ts, val, seq, sk, pms
+      FROM classified)"""  # noqa: S608
+
+
+def _slow_only(column: str, sql_type: str) -> str:
+    """The column for slow-path rows, NULL for fast-path ones: only the Python validator needs a message's bytes
+    after the clock, so the keyed exchange into the OVER does not carry them for the (many) fast-path rows."""
+    return f"CASE WHEN fast THEN CAST(NULL AS {sql_type}) ELSE {column} END AS {column}"
 
 
 def fast_valid_view() -> str:
@@ -296,9 +304,27 @@ FROM slow WHERE NOT ok OR sseq IS NULL"""  # noqa: S608
 DL_REASON = r'"reason":"([a-z-]+)"'  # deadletter.v1 as DeadLetter.encode writes it
 
 
+def slow_copy_view(config: StreamJobConfig) -> str:
+    """The slow path's verdicts for the ``.raw`` copy and the dead letters, straight from ``classified`` (no clock).
+
+    The job is planned in two parts (the Python day logic sits between a to_data_stream and a from_data_stream):
+    the part that feeds the day logic and the statement set of the sinks. Each part plans its own copy of every
+    view it uses; if the sinks read ``slow`` (which is after the clock), the statement set gets a second keyed
+    exchange and ``OVER`` aggregate of every message. Reading ``classified`` instead keeps the statement set's
+    operators chained to the scan. The Python validator then runs twice for a slow-path message (once per part):
+    it is deterministic, and slow-path messages are the rare ones."""
+    topic = _q(Topics(config.topic_prefix).readings)
+    return f"""
+CREATE TEMPORARY VIEW slow_copy AS
+SELECT r.ok, r.dl, r.site, r.sensor, v
+FROM (SELECT * FROM classified WHERE NOT fast),
+     LATERAL TABLE(classify(k, v, {topic}, src_partition, src_offset, {_q(config.limits.wire())}))
+       AS r(ok, dl, site, sensor, ts, ts_ms, val, seq)"""  # noqa: S608
+
+
 def inserts() -> list[str]:
     return [
         "INSERT INTO raw_sink SELECT CONCAT(site, '/', sensor), v FROM fast_valid",
-        "INSERT INTO slowraw_sink SELECT CONCAT(site, '/', sensor), v FROM slow WHERE ok",
-        "INSERT INTO deadletter_sink SELECT dl FROM slow WHERE NOT ok",
+        "INSERT INTO slowraw_sink SELECT CONCAT(site, '/', sensor), v FROM slow_copy WHERE ok",
+        "INSERT INTO deadletter_sink SELECT dl FROM slow_copy WHERE NOT ok",
     ]
