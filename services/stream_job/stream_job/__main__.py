@@ -64,7 +64,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("checkpoints in %s; %s", checkpoints,
              f"restoring from {restore_from}" if restore_from else "starting without state")
 
-    from stream_job.job import build, flink_configuration  # PyFlink: imported only after the options are valid
+    from stream_job.job import (  # PyFlink: imported only after the options are valid
+        build,
+        flink_configuration,
+        prepare_gateway,
+    )
+
+    prepare_gateway(config)
 
     stop = threading.Event()
 

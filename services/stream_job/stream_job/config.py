@@ -35,10 +35,10 @@ class StreamJobConfig:
                               env="IOTPIPE_LATENESS_S", minimum=0)
     watermark_delay_ms: int = setting(1000, "watermark = max event time seen - this delay (bounded out-of-orderness)",
                                       env="IOTPIPE_WATERMARK_DELAY_MS", minimum=0)
-    idle_timeout_ms: int = setting(0, "idle limit: a readings partition without data for this long stops "
+    idle_timeout_ms: int = setting(30000, "idle limit: a readings partition without data for this long stops "
                                    "holding the watermark back, and a day whose end a site's own readings passed is "
-                                   "first emitted at the latest this long (processing time) after; 0 = off (see "
-                                   "docs/stream-job.md: readings were lost with it on after a restore)",
+                                   "first emitted at the latest about this long (processing time) after; 0 = off "
+                                   "(an empty or silent partition then holds every first emission back)",
                                    env="IOTPIPE_IDLE_TIMEOUT_MS", minimum=0)
     max_future_s: int = setting(86400, "a reading stamped more than this after its Kafka record's timestamp does not "
                                 "move its site's clock (a device clock far in the future makes nothing late)",
@@ -79,6 +79,9 @@ class StreamJobConfig:
     ts_max: str = setting(DEFAULT_TS_MAX, "event-time window end (inclusive, RFC 3339 UTC, at most "
                           "9000-01-01T00:00:00Z); readings after it are dead letters (out-of-range)",
                           env="IOTPIPE_TS_MAX")
+    metrics_port: int = setting(9249, "port of the Prometheus metrics endpoint (Flink's Prometheus reporter, every "
+                                "Flink metric and the job's own, docs/stream-job.md); 0 = no endpoint",
+                                env="IOTPIPE_METRICS_PORT", minimum=0, maximum=65535)
     log_level: str = setting("INFO", "log level", env="IOTPIPE_LOG_LEVEL",
                              choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     log_format: str = log_format_setting()

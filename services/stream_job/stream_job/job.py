@@ -16,6 +16,7 @@ Topology (one Flink job):
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,6 +32,7 @@ from iotcommon.zones import SiteZones
 from stream_job import sql
 from stream_job.config import StreamJobConfig
 from stream_job.core import DayAggregator
+from stream_job.metrics import DayMetrics, reporter_on_classpath, reporter_settings
 from stream_job.udf_jar import FUNCTIONS
 from stream_job.validate import classify as classify_message
 from stream_job.validate import now_iso
@@ -107,11 +109,7 @@ class DailyAggregates(KeyedProcessFunction):  # type: ignore[misc]
         self.sites = runtime_context.get_state(ValueStateDescriptor("seen", Types.PICKLED_BYTE_ARRAY()))
         self.tick = runtime_context.get_state(ValueStateDescriptor("tick", Types.LONG()))
         self.core = DayAggregator(self.zones, self.lateness_ms)
-        self.metrics = runtime_context.get_metrics_group().add_group("iotpipe")
-        self.counters = {name: self.metrics.counter(name) for name in METRICS}
-        self.dead_letters: dict[str, Any] = {}
-        self.clocks: dict[str, int] = {}  # site -> newest clock seen here (for the lag gauge)
-        self.metrics.gauge("clock_lag_ms", self._clock_lag)
+        self.metrics = DayMetrics(runtime_context.get_metrics_group())
         self.stores: dict[str, _SiteStore] = {}
         self.ts_cache: dict[str, int] = {}
 
@@ -143,7 +141,7 @@ class DailyAggregates(KeyedProcessFunction):  # type: ignore[misc]
             site, sensor, ts, val, seq, clock, part, sseq = item.split(",")
             if not sensor:  # a marker (ts: the dead letter's reason; empty for a reading of another site)
                 if ts:
-                    self._dead_letter(ts)
+                    self.metrics.dead_letter(ts)
                 if not site or not sseq:
                     continue
             if now - sites.get(site, -TICK_MS) >= TICK_MS // 4:
@@ -151,8 +149,7 @@ class DailyAggregates(KeyedProcessFunction):  # type: ignore[misc]
                 changed = True
             store = self._store(site)
             clock_ms = self._ms(clock)
-            if clock_ms > self.clocks.get(site, -1):
-                self.clocks[site] = clock_ms
+            self.metrics.clock(site, clock_ms)
             if not sensor:
                 out = self.core.on_marker(store, site, clock_ms, int(sseq), watermark, int(part))
             else:
@@ -171,19 +168,7 @@ class DailyAggregates(KeyedProcessFunction):  # type: ignore[misc]
             timers.register_processing_time_timer(now + self._tick_ms())
 
     def _count(self) -> None:
-        for name, n in self.core.counts.items():
-            self.counters[name].inc(n)
-        self.core.counts.clear()
-
-    def _dead_letter(self, reason: str) -> None:
-        counter = self.dead_letters.get(reason)
-        if counter is None:
-            counter = self.dead_letters[reason] = self.metrics.add_group("reason", reason).counter("dead_letters")
-        counter.inc(1)
-
-    def _clock_lag(self) -> int:
-        """How far the most-behind site seen here is behind the most advanced one (event time, ms)."""
-        return max(self.clocks.values()) - min(self.clocks.values()) if self.clocks else 0
+        self.metrics.add(self.core.counts)
 
     def _tick_ms(self) -> int:
         return self.idle_ms if self.idle_ms > 0 else TICK_MS
@@ -203,7 +188,7 @@ class DailyAggregates(KeyedProcessFunction):  # type: ignore[misc]
             if now - sites[site] > self.site_idle_ms:
                 self.core.forget(store)
                 del sites[site]
-                self.clocks.pop(site, None)
+                self.metrics.forget(site)
                 continue
             if self.idle_ms > 0:
                 for item in self.core.on_idle(store, site):
@@ -217,8 +202,18 @@ class DailyAggregates(KeyedProcessFunction):  # type: ignore[misc]
             self.tick.clear()
 
 
-METRICS = ("late", "overflow", "days_closed", "days_dropped", "revisions")  # DayAggregator.counts
 TICK_MS = 60_000  # how often the bucket looks for idle sites when the idle limit is off; last-seen resolution / 4
+
+
+def prepare_gateway(config: StreamJobConfig) -> None:
+    """Before the first PyFlink call: the Prometheus reporter on the local gateway's classpath (metrics.py)."""
+    if config.metrics_port:
+        import pyflink
+
+        home = Path(os.environ.get("FLINK_HOME") or pyflink.__path__[0])
+        jar = reporter_on_classpath(os.environ, home)
+        log.info("metrics: Prometheus endpoint on port %d%s", config.metrics_port,
+                 f" (reporter {jar.name} on the gateway's classpath)" if jar else "")
 
 
 def flink_configuration(config: StreamJobConfig, checkpoints: str, restore_from: str | None,
@@ -250,6 +245,7 @@ def flink_configuration(config: StreamJobConfig, checkpoints: str, restore_from:
         "restart-strategy.fixed-delay.attempts": "1000000",
         "restart-strategy.fixed-delay.delay": "2 s",
     }
+    values.update(reporter_settings(config.metrics_port))
     if jars:
         values["pipeline.jars"] = ";".join(jar.absolute().as_uri() for jar in jars)
     if restore_from is not None:

@@ -158,6 +158,7 @@ class JobKit:
                "IOTPIPE_HOME": str(self.tmp / "home"),
                "IOTPIPE_STARTING_OFFSETS": "earliest",
                "IOTPIPE_CHECKPOINT_INTERVAL_MS": "1000",
+               "IOTPIPE_METRICS_PORT": "0",  # no Prometheus endpoint unless a test asks (jobs run side by side)
                "IOTPIPE_SITE_TZ": "Europe/Athens"}
         env.update({f"IOTPIPE_{k.upper()}": v for k, v in settings.items()})
         job = JobProcess(self.python, env, self.tmp / f"{name}.log")

@@ -54,3 +54,13 @@ def test_bounded_with_a_checkpoint_to_restore_is_refused() -> None:
 def test_the_site_idle_limit_defaults_to_the_lateness() -> None:
     assert load_config([], {}).site_idle_ms == 172_800_000
     assert load_config(["--site-idle-s", "30"], {}).site_idle_ms == 30_000
+
+
+def test_the_idle_limit_and_the_metrics_endpoint_are_on_by_default() -> None:
+    config = load_config([], {})
+    assert config.idle_timeout_ms == 30000  # an empty or silent partition holds first emissions back 30 s at most
+    assert config.metrics_port == 9249  # Flink's Prometheus reporter
+    off = load_config(["--idle-timeout-ms", "0"], {"IOTPIPE_METRICS_PORT": "0"})
+    assert (off.idle_timeout_ms, off.metrics_port) == (0, 0)
+    with pytest.raises(ConfigError):
+        load_config(["--metrics-port", "70000"], {})
