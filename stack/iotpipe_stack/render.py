@@ -106,6 +106,9 @@ def hadoop_site_xml(props: dict[str, str]) -> str:
     return f'<?xml version="1.0"?>\n<configuration>\n{body}</configuration>\n'
 
 
+HBASE_INIT_TIMEOUT_MS = 900_000
+
+
 def hbase_site_properties(s: StackSettings, data: Path) -> dict[str, str]:
     return {
         "hbase.cluster.distributed": "false",
@@ -131,6 +134,9 @@ def hbase_site_properties(s: StackSettings, data: Path) -> dict[str, str]:
         "hbase.thrift.server.socket.read.timeout": "3600000",
         "hbase.regionserver.handler.count": "10",
         "hbase.master.wait.on.regionservers.mintostart": "1",
+        # after a crash (kill -9) the restarted master first recovers the dead region server's WALs and hbase:meta;
+        # on a busy 2-core machine that took longer than LocalHBaseCluster's default 200 s, and the process gave up
+        "hbase.master.init.timeout.localHBaseCluster": str(HBASE_INIT_TIMEOUT_MS),
     }
 
 

@@ -79,6 +79,8 @@ def test_hbase_site_is_standalone_on_loopback(tmp_path: Path) -> None:
     assert props["hbase.rootdir"] == (tmp_path / "hdata" / "hbase").as_uri()
     assert props["hbase.master.info.port"] == "-1"
     assert props["hbase.localcluster.assign.random.ports"] == "true"
+    # a crash recovery under load gets 15 min, not LocalHBaseCluster's 200 s (the chaos run's HBase kill gave up)
+    assert int(props["hbase.master.init.timeout.localHBaseCluster"]) >= 600_000
 
 
 def test_log4j2_properties_name_each_logger() -> None:
