@@ -96,7 +96,8 @@ def test_planned_end_sends_the_withheld_readings() -> None:
     sink = FakeSink()
     res = run(p, groups, sink, threading.Event(), progress_s=1, flush_timeout_s=1)
     assert res.ok and res.withheld_unsent == 0
-    w1 = sorted(json.loads(v)["seq"] for _, v, k in sink.messages if k == b"site-00001/W1")
+    site1 = [json.loads(v) for _, v, k in sink.messages if k == b"site-00001"]  # the key is the site
+    w1 = sorted(m["seq"] for m in site1 if m["sensor"] == "W1")
     assert w1 == list(range(299))
     assert res.produced == len(sink.messages)
 
@@ -108,7 +109,7 @@ def test_a_stop_signal_ends_the_run_after_flushing() -> None:
     assert res.ok and res.stopped_by_signal and sink.flushed
     assert res.steps == 250
     assert res.withheld_unsent > 0  # readings withheld for later delivery were not sent: the run was cut short
-    ids = [(k, json.loads(v)["seq"]) for _, v, k in sink.messages]
+    ids = [(k, json.loads(v)["sensor"], json.loads(v)["seq"]) for _, v, k in sink.messages]
     assert len(ids) == len(set(ids)) == res.produced
 
 

@@ -35,6 +35,7 @@ def test_every_message_validates_against_the_schema_and_the_shared_decoder() -> 
     msgs = enc.encode_all(sim.run(14 * 96)) + enc.encode_blocks(sim.drain())
     check = validator()
     sensors = set()
+    devices = set()
     for key, payload in msgs:
         obj = json.loads(payload)
         errors = list(check.iter_errors(obj))
@@ -44,8 +45,10 @@ def test_every_message_validates_against_the_schema_and_the_shared_decoder() -> 
         assert reading.ts == days.iso_z(days.parse_iso(reading.ts))  # canonical RFC 3339 UTC with Z
         assert payload == payload.strip() and b" " not in payload  # compact
         sensors.add(reading.sensor)
+        devices.add((reading.site, reading.sensor))
     assert len(sensors) == 10
-    assert len({k for k, _ in msgs}) == 30
+    assert len(devices) == 30  # 3 sites x 10 sensors
+    assert {k for k, _ in msgs} == {site_id(n).encode() for n in [1, 2, 99999]}
 
 
 def test_values_are_encoded_exactly_with_three_decimals() -> None:
