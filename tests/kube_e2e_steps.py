@@ -49,6 +49,11 @@ NAME = "factory-a"
 PREFIX = "iot_factory_a"  # default table prefix: <namespace>_<name>, '-' -> '_'
 TOPIC_PREFIX = "iot.factory-a"  # default topic prefix: <namespace>.<name>
 STEADY = ("TH1", "TH2", "HVAC1", "HVAC2", "MiAC1", "MiAC2")  # one reading per 15-minute step each, never withheld
+_LIST_TOPICS = (
+    "from confluent_kafka.admin import AdminClient;"
+    "a = AdminClient({'bootstrap.servers': 'platform-kafka." + NS + ".svc:9092'});"
+    "print('\\n'.join(a.list_topics(timeout=60).topics))"
+)
 IMAGES = ("operator", "simulator", "hbase-sync", "ws-bridge", "stream-job", "hbase", "kafka")
 WAIT = 900.0  # generous: 8 developers share 2 cores
 
@@ -93,8 +98,9 @@ class Deployed:
         return kit.hbase(self.argv, NS, "platform-hbase", 9090)
 
     def topics(self) -> set[str]:
-        out = self.kubectl("exec", "-n", NS, "platform-kafka-0", "--", "/opt/kafka/bin/kafka-topics.sh",
-                           "--bootstrap-server", "localhost:9092", "--list", timeout=300).stdout  # fmt: skip
+        # asked from the operator's pod (its image has confluent-kafka); the Kafka image has no CLI tools
+        out = self.kubectl("exec", "-n", NS, "deploy/op-iotpipe-operator", "--", "python", "-c", _LIST_TOPICS,
+                           timeout=300).stdout  # fmt: skip
         return {t for t in out.split() if t}
 
     def flink_jm(self) -> dict[str, Any] | None:
