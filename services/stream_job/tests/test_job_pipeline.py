@@ -21,6 +21,9 @@ from zoneinfo import ZoneInfo
 
 import jsonschema
 import pytest
+from referencing import Registry, Resource
+
+from iotcommon.messages import SCHEMA_FILES
 
 TZ = ZoneInfo("Europe/Athens")
 LATENESS = timedelta(days=2)
@@ -175,6 +178,14 @@ def schema(name: str) -> dict[str, Any]:
     return result
 
 
+def schema_validator(name: str) -> jsonschema.Draft202012Validator:
+    """A validator that resolves references between the schema files (aggregate.v1.json refers to reading.v1.json)."""
+    registry: Registry = Registry()
+    for filename in SCHEMA_FILES:
+        registry = registry.with_resource(filename, Resource.from_contents(schema(filename)))
+    return jsonschema.Draft202012Validator(schema(name), registry=registry)
+
+
 def bad_messages() -> list[tuple[bytes | None, bytes | None, str]]:
     """(key, value, expected reason): one or more of every dead-letter case."""
     good = {"v": 1, "site": "A", "sensor": "TH1", "ts": "2020-10-24T10:00:00Z", "value": 1.5, "unit": "C", "seq": 10**6}
@@ -283,7 +294,7 @@ def test_aggregates_lateness_duplicates_and_dead_letters(job_kit: Any, unique_na
     produced = job_kit.read_all(topics.aggregates)
     final = latest(produced)
     assert same(as_pairs(final), want)
-    validator = jsonschema.Draft202012Validator(schema("aggregate.v1.json"))
+    validator = schema_validator("aggregate.v1.json")
     revisions: dict[str, list[int]] = defaultdict(list)
     for m in produced:
         agg = json.loads(m.value)
@@ -305,11 +316,11 @@ def test_aggregates_lateness_duplicates_and_dead_letters(job_kit: Any, unique_na
         assert x["reason"] == "beyond-allowed-lateness"
         wm_floor = last_closed_end - (end_of(date.fromisoformat(x["day"])) + LATENESS)
         assert x["late_by_ms"] >= wm_floor.total_seconds() * 1000
-        jsonschema.validate(x["reading"], schema("reading.v1.json"))
+        schema_validator("reading.v1.json").validate(x["reading"])
 
     # dead letters: every bad message once, with its reason, original bytes and source position
     letters = [json.loads(m.value) for m in job_kit.read_all(topics.deadletter)]
-    dl_validator = jsonschema.Draft202012Validator(schema("deadletter.v1.json"))
+    dl_validator = schema_validator("deadletter.v1.json")
     for letter in letters:
         dl_validator.validate(letter)
     bad_landed = {(m.partition, m.offset): m for m in landed if m.value in {b for _, b, _ in bad} or m.value is None}
