@@ -40,7 +40,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from iotcommon.days import day_end, day_of_ms, day_start, iso_z, ms_to_ts, to_ms, ts_to_ms
+from iotcommon.days import day_end, day_of_ms, day_start, iso_z, ms_to_ts, to_ms
 from iotcommon.messages import Aggregate, LateReading, Reading
 from iotcommon.sensors import REST_PARTS, SENSORS, Rule, aggregate_name
 from iotcommon.zones import SiteZones
@@ -126,9 +126,6 @@ class DayIndex:
 
 def shift(day: str, days: int) -> str:
     return (date.fromisoformat(day) + timedelta(days=days)).isoformat()
-
-
-ts_ms_of = ts_to_ms  # epoch milliseconds of a reading.v1 ``ts`` (the job's name for iotcommon.days.ts_to_ms)
 
 
 # Accumulators (tuples: cheap to pickle and compare)

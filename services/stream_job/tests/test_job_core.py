@@ -11,8 +11,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from iotcommon.days import ts_to_ms
 from iotcommon.zones import SiteZones
-from stream_job.core import DayAggregator, DictStore, Output, ts_ms_of
+from stream_job.core import DayAggregator, DictStore, Output
 
 ATHENS = ZoneInfo("Europe/Athens")
 DAY_MS = 86_400_000
@@ -53,14 +54,14 @@ class Harness:
         if seq is None:
             self.seq += 1
             seq = self.seq
-        clock, sseq = stamp or self.stamp(site, ts_ms_of(ts))
-        out, timers = self.core.on_reading(self.store_of(site), site, sensor, ts, ts_ms_of(ts), value, seq, clock,
+        clock, sseq = stamp or self.stamp(site, ts_to_ms(ts))
+        out, timers = self.core.on_reading(self.store_of(site), site, sensor, ts, ts_to_ms(ts), value, seq, clock,
                                            sseq, self.watermark)
         self.out += out
         self.timers.update(timers)
 
     def advance(self, ts: str) -> None:
-        self.watermark = max(self.watermark, ts_ms_of(ts))
+        self.watermark = max(self.watermark, ts_to_ms(ts))
         for t in sorted(t for t in self.timers if t <= self.watermark):
             self.timers.discard(t)
             for site, store in self.stores.items():
@@ -255,9 +256,9 @@ def test_the_verdict_follows_the_sites_own_clock_not_the_watermark() -> None:
 
 def test_a_day_is_dropped_only_once_every_earlier_message_of_the_site_has_arrived() -> None:
     h = Harness()
-    first = h.stamp("S1", ts_ms_of(utc("2020-01-01 12:00")))
-    in_flight = h.stamp("S1", ts_ms_of(utc("2020-01-01 13:00")))  # overtaken on the way (another path)
-    ahead = h.stamp("S1", ts_ms_of(utc("2020-01-05 00:00")))  # Jan 1 + 2 days passed
+    first = h.stamp("S1", ts_to_ms(utc("2020-01-01 12:00")))
+    in_flight = h.stamp("S1", ts_to_ms(utc("2020-01-01 13:00")))  # overtaken on the way (another path)
+    ahead = h.stamp("S1", ts_to_ms(utc("2020-01-05 00:00")))  # Jan 1 + 2 days passed
     h.advance(utc("2020-01-04 23:00"))  # every partition is past Jan 1 + 2 days
     h.reading("HVAC1", utc("2020-01-01 12:00"), 10.0, stamp=first)
     h.reading("TH1", utc("2020-01-05 00:00"), 20.0, stamp=ahead)
@@ -272,7 +273,7 @@ def test_a_day_is_dropped_only_once_every_earlier_message_of_the_site_has_arrive
 def test_a_dead_letter_of_the_site_fills_its_place_in_the_sequence() -> None:
     h = Harness()
     h.reading("MiAC2", utc("2020-01-01 12:00"), 1.0)
-    dead = h.stamp("S1", ts_ms_of(utc("2020-01-01 12:15")))
+    dead = h.stamp("S1", ts_to_ms(utc("2020-01-01 12:15")))
     h.reading("MiAC2", utc("2020-01-04 01:00"), 1.0)
     assert "D|2020-01-01" in h.store.data
     h.advance(utc("2020-01-04 01:00"))
@@ -342,12 +343,12 @@ def test_with_device_keys_a_site_has_one_substream_per_partition_and_each_must_p
     h = Harness()
     ts_a, ts_b = utc("2020-01-01 12:00"), utc("2020-01-05 00:00")
     h.advance(ts_b)
-    h.core.on_reading(h.store, "S1", "HVAC1", ts_a, ts_ms_of(ts_a), 1.0, 1, ts_ms_of(ts_a), 1, h.watermark,
+    h.core.on_reading(h.store, "S1", "HVAC1", ts_a, ts_to_ms(ts_a), 1.0, 1, ts_to_ms(ts_a), 1, h.watermark,
                       part=0)
-    h.core.on_reading(h.store, "S1", "HVAC2", ts_b, ts_ms_of(ts_b), 1.0, 1, ts_ms_of(ts_b), 1, h.watermark,
+    h.core.on_reading(h.store, "S1", "HVAC2", ts_b, ts_to_ms(ts_b), 1.0, 1, ts_to_ms(ts_b), 1, h.watermark,
                       part=1)
     assert "D|2020-01-01" in h.store.data  # partition 0's substream is still on Jan 1: it may send more of it
-    h.core.on_reading(h.store, "S1", "HVAC1", ts_b, ts_ms_of(ts_b), 1.0, 2, ts_ms_of(ts_b), 2, h.watermark,
+    h.core.on_reading(h.store, "S1", "HVAC1", ts_b, ts_to_ms(ts_b), 1.0, 2, ts_to_ms(ts_b), 2, h.watermark,
                       part=0)
     assert "D|2020-01-01" not in h.store.data
 
