@@ -32,13 +32,14 @@ from iotpipe_stack.ports import free_ports
 sys.path.insert(0, str(Path(__file__).parent))
 from browser_kit import DevTools, chromium
 
-pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.slow]
-
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "tests" / "artifacts"
 START_TIMEOUT = 900.0
 LIVE_TIMEOUT = 300.0
-AGGREGATES_WAIT = 900.0  # the first simulated day must close (allowed lateness, watermarks) on a busy machine
+AGGREGATES_WAIT = 600.0  # the first simulated day must close (watermark or idle limit) on a busy machine
+# the pipeline's start, the first aggregate, then the checks: each wait fails with its own message before this does
+pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.slow,
+              pytest.mark.timeout(START_TIMEOUT + AGGREGATES_WAIT + 2 * LIVE_TIMEOUT)]
 
 
 def stop(proc: subprocess.Popen[Any] | None, timeout: float = 120) -> None:

@@ -35,7 +35,7 @@ class StreamJobConfig:
                               env="IOTPIPE_LATENESS_S", minimum=0)
     watermark_delay_ms: int = setting(1000, "watermark = max event time seen - this delay (bounded out-of-orderness)",
                                       env="IOTPIPE_WATERMARK_DELAY_MS", minimum=0)
-    idle_timeout_ms: int = setting(0, "idle limit: a readings partition without data for this long stops "
+    idle_timeout_ms: int = setting(30000, "idle limit: a readings partition without data for this long stops "
                                    "holding the watermark back, and a day whose end a site's own readings passed is "
                                    "first emitted at the latest about this long (processing time) after; 0 = off "
                                    "(an empty or silent partition then holds every first emission back)",

@@ -1,6 +1,5 @@
 """Idle partitions (issue 12): one readings partition of six stays empty, and the days still close, with the right
-final aggregates and late set, on an idle limit of 30 s (IOTPIPE_IDLE_TIMEOUT_MS, off by default), against real
-Kafka + Flink.
+final aggregates and late set, on the default idle limit (IOTPIPE_IDLE_TIMEOUT_MS, 30 s), against real Kafka + Flink.
 
 Without the idle limit the watermark (the minimum over partitions) never leaves the empty partition's nothing and no
 day would ever be first-emitted. With it, the empty partition stops holding the watermark back after the limit, and
@@ -108,7 +107,7 @@ def test_an_empty_partition_does_not_stop_days_from_closing(job_kit: Any, unique
     site, at, value, seq = LATE
     per_partition[0].append((site.encode(), reading(site, at, "W1", value, seq)))
     produce(job_kit.bootstrap, topics.readings, per_partition)
-    job = job_kit.start_job(prefix, "idle", flink_parallelism="2", idle_timeout_ms="30000")
+    job = job_kit.start_job(prefix, "idle", flink_parallelism="2")  # the idle limit: its default
 
     job_kit.wait_until(lambda: same(finals(job_kit, topics.aggregates), want), job, 2400,
                        "the final aggregates of every site's 5th-7th",
