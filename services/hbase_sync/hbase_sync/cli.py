@@ -47,6 +47,7 @@ def consumer_settings(config: SyncConfig, metrics: SyncMetrics) -> dict[str, obj
         "statistics.interval.ms": 5_000,
         "stats_cb": metrics.observe_stats,
         "error_cb": lambda err: log.warning("Kafka: %s", err),
+        **({"debug": config.kafka_debug} if config.kafka_debug else {}),
     }
 
 
@@ -101,9 +102,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         log.info("HBase %s:%d ready; tables %s_{raw,aggregates,late,deadletters}", config.hbase_host,
                  config.hbase_port, config.table_prefix)
-        consumer = Consumer(consumer_settings(config, metrics))
-        worker = Worker(consumer, store, Mapper(config.topics), BatchPolicy(config.batch_size, config.batch_ms / 1000),
-                        backoff, retries=config.retries, stop=stop, metrics=metrics, health=health)
+        settings = consumer_settings(config, metrics)
+        worker = Worker(Consumer(settings), store, Mapper(config.topics),
+                        BatchPolicy(config.batch_size, config.batch_ms / 1000), backoff, retries=config.retries,
+                        stop=stop, metrics=metrics, health=health, join_timeout_s=config.join_timeout_s,
+                        new_consumer=lambda: Consumer(settings))
         worker.run()
     finally:
         store.close()

@@ -44,6 +44,12 @@ class SyncConfig:
                               choices=("roundrobin", "range", "cooperative-sticky"))
     session_timeout_ms: int = setting(45_000, "Kafka group session timeout: how soon a dead worker's partitions move",
                                       env="IOTPIPE_SYNC_SESSION_TIMEOUT_MS", minimum=1000)
+    join_timeout_s: int = setting(120, "seconds a consumer may go without being let into its group (no assignment "
+                                  "callback) before it is closed and made anew; longer than a normal rebalance, which "
+                                  "waits for a dead member's session timeout; 0 = never",
+                                  env="IOTPIPE_SYNC_JOIN_TIMEOUT_S", minimum=0)
+    kafka_debug: str = setting("", "librdkafka debug contexts logged to stderr, e.g. cgrp,consumer; empty = none",
+                               env="IOTPIPE_SYNC_KAFKA_DEBUG")
     create_tables: bool = setting(True, "create missing tables at start (never drops or alters existing ones)",
                                   env="IOTPIPE_SYNC_CREATE_TABLES")
     ttl_raw: int = setting(0, "TTL in seconds of the raw table; 0 = keep forever", env="IOTPIPE_SYNC_TTL_RAW",

@@ -38,6 +38,8 @@ class SyncMetrics:
                             registry=r)
         self.hbase_up = Gauge("iotpipe_sync_hbase_up", "1 if the last HBase call succeeded", registry=r)
         self.assigned = Gauge("iotpipe_sync_assigned_partitions", "partitions assigned to this worker", registry=r)
+        self.recreated = Counter("iotpipe_sync_consumer_recreated", "consumers closed and made anew because none "
+                                 "was let into the group within IOTPIPE_SYNC_JOIN_TIMEOUT_S", registry=r)
 
     def observe_stats(self, stats_json: str) -> None:
         """librdkafka statistics (statistics.interval.ms) -> the lag gauge."""

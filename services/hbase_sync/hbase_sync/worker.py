@@ -6,6 +6,7 @@ worker pauses its partitions (backpressure: nothing more is fetched), keeps poll
 with exponential backoff, and resumes by itself once a write succeeds. Partitions revoked meanwhile lose their
 unwritten rows from the batch, uncommitted, so the next owner reads them again. What an outage means (retry,
 probe, give up) is decided by ``outage.Outage``; commits are ``offsets.Committer``'s, counts ``progress.Progress``'.
+A consumer that is not let into its group within the join timeout is closed and recreated (``joinwatch.JoinWatch``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from hbase_sync.backoff import Backoff
 from hbase_sync.batching import Batch, BatchPolicy
+from hbase_sync.joinwatch import JoinWatch
 from hbase_sync.mapping import Mapper, Row
 from hbase_sync.metrics import Health, SyncMetrics
 from hbase_sync.offsets import Committer, Consumer, Record
@@ -55,6 +57,8 @@ class Worker:
         health: Health | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        join_timeout_s: float = 0.0,
+        new_consumer: Callable[[], Consumer] | None = None,
     ) -> None:
         self.consumer, self.store, self.mapper = consumer, store, mapper
         self.policy = policy
@@ -69,19 +73,20 @@ class Worker:
         self.commits = Committer(consumer, self.metrics, clock)
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hbase-write")
         self._inflight: tuple[Future[WriteResult], Batch] | None = None
+        self.join = JoinWatch(join_timeout_s)
+        self.new_consumer = new_consumer  # makes the replacement of a consumer that never joined its group
 
     # -- main loop --------------------------------------------------------------------------------------------------
 
     def run(self) -> None:
-        topics = self.mapper.input_topics
-        self.consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost)
-        log.info("subscribed to %s", ", ".join(topics))
+        self._subscribe()
         self.health.tick("running", "")
         try:
             while not self.stop.is_set():
                 timeout = self.policy.wait_s(self.batch.size, self.batch.oldest_at, self.clock(), IDLE_POLL_S)
                 wanted = max(1, self.policy.max_rows - self.batch.size)
                 self._accept(self.consumer.consume(num_messages=wanted, timeout=timeout))
+                self._check_join()
                 if self.policy.due(self.batch.size, self.batch.oldest_at, self.clock()):
                     self._dispatch()
                 elif self._inflight is not None and self._inflight[0].done():
@@ -92,6 +97,30 @@ class Worker:
                 self.progress.tick(self.commits.batches)
         finally:
             self._shutdown()
+
+    def _subscribe(self) -> None:
+        topics = self.mapper.input_topics
+        self.join.subscribed(self.clock())
+        self.consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost)
+        log.info("subscribed to %s", ", ".join(topics))
+
+    def _check_join(self) -> None:
+        """Not in the group after the join timeout: close the consumer and subscribe with a new one (nothing is
+        pending then: no partition was held since the wait began)."""
+        waited = self.join.overdue(self.clock())
+        if waited is None or self._inflight is not None or self.batch.size:
+            return
+        self.metrics.recreated.inc()
+        if self.new_consumer is None:
+            log.error("no partition assigned for %.0f s: the consumer is not in its group", waited)
+            self.join.subscribed(self.clock())
+            return
+        log.error("no partition assigned for %.0f s (IOTPIPE_SYNC_JOIN_TIMEOUT_S %.0f): the consumer never got into "
+                  "its group; closing it and subscribing with a new one", waited, self.join.timeout_s)
+        self.consumer.close()
+        self.consumer = self.commits.consumer = self.new_consumer()
+        self.commits.forget(set(self.commits.committed))
+        self._subscribe()
 
     def _shutdown(self) -> None:
         self.health.tick("stopping")
@@ -266,6 +295,7 @@ class Worker:
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         if partitions:
             log.info("assigned %s", _names(partitions))
+        self.join.assigned()
         self.metrics.assigned.inc(len(partitions))
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
@@ -273,6 +303,7 @@ class Worker:
             log.info("revoked %s", _names(partitions))
         self.metrics.assigned.dec(len(partitions))
         revoked = {(tp.topic, tp.partition) for tp in partitions}
+        self._left(revoked)
         self.commits.forget(revoked)
         self._settle(retry=False, final=False)  # the batch in flight: committed, or its rows back in self.batch
         if not revoked & self.batch.partitions():
@@ -294,8 +325,13 @@ class Worker:
     def _on_lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         log.warning("lost %s (session expired): their unwritten rows are dropped", _names(partitions))
         self.metrics.assigned.dec(len(partitions))
+        self._left({(tp.topic, tp.partition) for tp in partitions})
         self._settle(retry=False, final=False)
         self.batch.drop({(tp.topic, tp.partition) for tp in partitions})
+
+    def _left(self, partitions: set[tuple[str, int]]) -> None:
+        held = {(tp.topic, tp.partition) for tp in self.consumer.assignment()} - partitions
+        self.join.revoked(self.clock(), len(held))
 
 
 def _names(partitions: list[TopicPartition]) -> str:
