@@ -71,7 +71,8 @@ def shared_env(p: PipelineSpec) -> dict[str, str]:
         "IOTPIPE_HBASE_PORT": str(p.hbase.thrift.port),
         "IOTPIPE_TABLE_PREFIX": p.hbase.table_prefix,
         "IOTPIPE_SITE_TZ": p.flink.time_zone,
-        "IOTPIPE_LOG_LEVEL": "INFO",
+        "IOTPIPE_LOG_LEVEL": p.log_level,
+        "IOTPIPE_LOG_FORMAT": p.log_format,
     }
 
 

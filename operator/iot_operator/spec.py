@@ -169,6 +169,8 @@ class PipelineSpec:
     grafana: GrafanaSpec
     suspend: bool = False
     site_zones: tuple[tuple[str, str], ...] = ()  # site -> IANA zone overrides of flink.timeZone, sorted
+    log_level: str = "INFO"  # of the pods: the operator's IOTPIPE_LOG_LEVEL
+    log_format: str = "text"  # of the pods: the operator's IOTPIPE_LOG_FORMAT
 
     @property
     def site_zones_text(self) -> str:
@@ -211,6 +213,8 @@ def parse(body: Mapping[str, Any], images: OperatorConfig) -> PipelineSpec:
         simulators=SimulatorSpec.from_raw(section(spec, "simulators", "spec"), images.image_simulator),
         grafana=GrafanaSpec.from_raw(section(spec, "grafana", "spec")),
         site_zones=_site_zones(section(spec, "siteZones", "spec")),
+        log_level=images.log_level,
+        log_format=images.log_format,
         **given(spec, {"suspend": ("suspend", bool)}),
     )
 

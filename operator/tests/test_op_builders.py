@@ -77,6 +77,24 @@ def test_shared_settings_reach_every_workload() -> None:
         assert {n: env[n] for n in shared} == shared, k
 
 
+def test_the_operators_log_level_and_format_reach_every_workload() -> None:
+    cfg = OperatorConfig(log_level="DEBUG", log_format="json")
+    p = parse({"metadata": {"name": "p1", "namespace": "ns", "uid": "uid-1"},
+               "spec": {"kafka": {"bootstrapServers": "k:9092"}, "hbase": {"thrift": {"host": "hb"}}}}, cfg)
+    plain = by_key(desired_children(p, flink_operator=False))
+    with_fo = by_key(desired_children(p, flink_operator=True))
+    containers = [plain[k]["spec"]["template"]["spec"]["containers"][0] for k in [
+        ("Deployment", "p1-sync"), ("Deployment", "p1-bridge"), ("StatefulSet", "p1-simulator"),
+        ("Deployment", "p1-flink-jobmanager"), ("Deployment", "p1-flink-taskmanager")]]
+    containers.append(with_fo[("FlinkDeployment", "p1-flink")]["spec"]["podTemplate"]["spec"]["containers"][0])
+    for container in containers:
+        env = env_of(container)
+        assert (env["IOTPIPE_LOG_LEVEL"], env["IOTPIPE_LOG_FORMAT"]) == ("DEBUG", "json"), container["name"]
+    default = env_of(by_key(desired_children(pipeline(), flink_operator=False))[("Deployment", "p1-sync")]
+                     ["spec"]["template"]["spec"]["containers"][0])
+    assert (default["IOTPIPE_LOG_LEVEL"], default["IOTPIPE_LOG_FORMAT"]) == ("INFO", "text")
+
+
 def test_images_and_component_settings() -> None:
     kids = by_key(desired_children(pipeline(sync={"replicas": 3, "batchSize": 100, "flushIntervalMs": 50},
                                             simulators={"replicas": 4, "sitesPerReplica": 7, "speed": 60},
