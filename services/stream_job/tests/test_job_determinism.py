@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import sys
 import time as clock
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -45,6 +46,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).parent))
+from job_aggregates import R, as_pairs, difference, latest, same
+
 # the module's job runs happen in the setup of its first test (one fixture): allow them more than one test's time
 pytestmark = [pytest.mark.kafka, pytest.mark.flink, pytest.mark.slow, pytest.mark.timeout(3600)]
 
@@ -53,34 +57,9 @@ SITE_ZONES = "ny-1=America/New_York"
 LATENESS = timedelta(days=2)
 FIRST, LAST = date(2020, 10, 20), date(2020, 11, 3)  # the days compared (the closing readings' day is not)
 OFFLINE = ("ath-2", date(2020, 10, 26), date(2020, 10, 29))  # no upload from the 26th 00:00 to the 29th 00:00
-UNITS = {"TH1": "C", "HVAC1": "Wh", "W1": "l", "Etot": "Wh", "Wtot": "l", "Mov1": "count"}
 QUARTERLY = ("TH1", "HVAC1", "W1")
 PARTS = {"Etot": ("HVAC1",), "Wtot": ("W1",)}
 HELD_BACK = (timedelta(hours=1), timedelta(hours=47), timedelta(hours=49), timedelta(days=3), timedelta(days=10))
-
-
-@dataclass(frozen=True)
-class R:
-    site: str
-    sensor: str
-    ts: datetime  # aware UTC
-    value: float
-    seq: int
-
-    @property
-    def ts_text(self) -> str:
-        return self.ts.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-    def encode(self, pretty: bool = False) -> bytes:
-        obj = {"v": 1, "site": self.site, "sensor": self.sensor, "ts": self.ts_text, "value": self.value,
-               "unit": UNITS[self.sensor], "seq": self.seq}
-        if pretty:  # valid, but not the canonical compact form: the Python slow path
-            return json.dumps(dict(reversed(list(obj.items()))), indent=1).encode()
-        return json.dumps(obj, separators=(",", ":")).encode()
-
-    @property
-    def ident(self) -> tuple[str, str, datetime, int]:
-        return (self.site, self.sensor, self.ts, self.seq)
 
 
 def day_of(r: R) -> date:
@@ -257,13 +236,8 @@ def expected(messages: list[Msg]) -> Expected:
 
 
 def finals(kit: Any, topic: str) -> dict[str, tuple[float, int]]:
-    best: dict[str, dict[str, Any]] = {}
-    for m in kit.read_all(topic, idle=1.0):
-        agg = json.loads(m.value)
-        key = m.key.decode()
-        if key not in best or agg["revision"] > best[key]["revision"]:
-            best[key] = agg
-    return {k: (v["value"], v["count"]) for k, v in best.items() if FIRST <= date.fromisoformat(v["day"]) <= LAST}
+    best = latest(kit.read_all(topic, idle=1.0))
+    return as_pairs({k: v for k, v in best.items() if FIRST <= date.fromisoformat(v["day"]) <= LAST})
 
 
 def late_set(kit: Any, topic: str) -> Counter[tuple[str, str, str, int, str, int]]:
@@ -274,19 +248,6 @@ def late_set(kit: Any, topic: str) -> Counter[tuple[str, str, str, int, str, int
         assert x["reason"] == "beyond-allowed-lateness"
         out[(r["site"], r["sensor"], r["ts"], r["seq"], x["day"], x["late_by_ms"])] += 1
     return out
-
-
-def same(got: dict[str, tuple[float, int]], want: dict[str, tuple[float, int]]) -> bool:
-    return got.keys() == want.keys() and all(
-        got[k][1] == want[k][1] and math.isclose(got[k][0], want[k][0], rel_tol=1e-9, abs_tol=1e-6) for k in want)
-
-
-def difference(got: dict[str, tuple[float, int]], want: dict[str, tuple[float, int]]) -> str:
-    missing = sorted(want.keys() - got.keys())
-    extra = sorted(got.keys() - want.keys())
-    wrong = sorted(k for k in want.keys() & got.keys() if not same({k: got[k]}, {k: want[k]}))
-    return (f"{len(got)} keys, want {len(want)}; missing {missing[:6]}; unexpected {extra[:6]}; "
-            f"wrong {[(k, got[k], want[k]) for k in wrong[:6]]}")
 
 
 @dataclass

@@ -12,10 +12,12 @@ import base64
 import json
 import math
 import random
+import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from importlib import resources
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -25,10 +27,11 @@ from referencing import Registry, Resource
 
 from iotcommon.messages import SCHEMA_FILES
 
+sys.path.insert(0, str(Path(__file__).parent))
+from job_aggregates import R, as_pairs, difference, latest, same
+
 TZ = ZoneInfo("Europe/Athens")
 LATENESS = timedelta(days=2)
-UNITS = {"TH1": "C", "TH2": "C", "HVAC1": "Wh", "HVAC2": "Wh", "MiAC1": "Wh", "MiAC2": "Wh", "W1": "l",
-         "Etot": "Wh", "Wtot": "l", "Mov1": "count"}
 QUARTERLY = ("TH1", "TH2", "HVAC1", "HVAC2", "MiAC1", "MiAC2", "W1")
 MEAN, SUM = {"TH1", "TH2"}, {"HVAC1", "HVAC2", "MiAC1", "MiAC2", "W1"}
 PARTS = {"Etot": ("HVAC1", "HVAC2", "MiAC1", "MiAC2"), "Wtot": ("W1",)}
@@ -37,30 +40,6 @@ pytestmark = [pytest.mark.kafka, pytest.mark.flink, pytest.mark.slow]
 
 
 # -- input ----------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class R:
-    site: str
-    sensor: str
-    ts: datetime  # aware UTC
-    value: float
-    seq: int
-
-    @property
-    def ts_text(self) -> str:
-        return self.ts.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-    def encode(self, pretty: bool = False) -> bytes:
-        obj = {"v": 1, "site": self.site, "sensor": self.sensor, "ts": self.ts_text, "value": self.value,
-               "unit": UNITS[self.sensor], "seq": self.seq}
-        if pretty:  # valid, but not in the canonical compact form: exercises the job's slow path
-            return json.dumps(dict(reversed(list(obj.items()))), indent=1).encode()
-        return json.dumps(obj, separators=(",", ":")).encode()
-
-    @property
-    def ident(self) -> tuple[str, str, datetime, int]:
-        return (self.site, self.sensor, self.ts, self.seq)
 
 
 def local(text: str) -> datetime:
@@ -143,33 +122,6 @@ def expected_aggregates(readings: list[R], watermark: datetime) -> dict[str, tup
             part_values = [v for p in PARTS[sensor] for v in values.get((site, day, p), [])]
             out[f"{site}/AggDayRest[{sensor}]/{day}"] = (diff - math.fsum(part_values), 2 + len(part_values))
     return out
-
-
-def latest(messages: list[Any]) -> dict[str, dict[str, Any]]:
-    best: dict[str, dict[str, Any]] = {}
-    for m in messages:
-        agg = json.loads(m.value)
-        assert m.key.decode() == f"{agg['site']}/{agg['name']}/{agg['day']}"
-        if m.key.decode() not in best or agg["revision"] > best[m.key.decode()]["revision"]:
-            best[m.key.decode()] = agg
-    return best
-
-
-def as_pairs(got: dict[str, dict[str, Any]]) -> dict[str, tuple[float, int]]:
-    return {k: (v["value"], v["count"]) for k, v in got.items()}
-
-
-def same(got: dict[str, tuple[float, int]], want: dict[str, tuple[float, int]]) -> bool:
-    return got.keys() == want.keys() and all(
-        got[k][1] == want[k][1] and got[k][0] == pytest.approx(want[k][0], rel=1e-9, abs=1e-6) for k in want)
-
-
-def difference(got: dict[str, tuple[float, int]], want: dict[str, tuple[float, int]]) -> str:
-    missing = sorted(want.keys() - got.keys())
-    extra = sorted(got.keys() - want.keys())
-    wrong = sorted(k for k in want.keys() & got.keys() if not same({k: got[k]}, {k: want[k]}))
-    return (f"{len(got)} keys, want {len(want)}; missing {missing[:8]}; unexpected {extra[:8]}; "
-            f"wrong {[(k, got[k], want[k]) for k in wrong[:8]]}")
 
 
 def schema(name: str) -> dict[str, Any]:
