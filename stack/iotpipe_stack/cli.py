@@ -23,7 +23,8 @@ from types import FrameType
 from iotcommon.errors import ConfigError, StackError
 from iotpipe_stack import pipeline, pipeline_status, supervisor
 from iotpipe_stack.settings import SETTINGS, StackSettings, resolve
-from iotpipe_stack.stack import SERVICES, LocalStack, format_status, status_json
+from iotpipe_stack.stack import SERVICES, LocalStack
+from iotpipe_stack.status_rows import format_status, status_json
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOT_READY = 0, 1, 2, 3
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from iotpipe_stack.pipeline_types import PipelineProcess, StackInfo
-from iotpipe_stack.stack import ComponentStatus
+from iotpipe_stack.status_rows import ComponentStatus
 
 ALIVE = "alive"
 NO_PROBE = "no readiness probe: only its process is known to run"

@@ -1,4 +1,5 @@
-"""The local stack: Kafka (KRaft), HBase standalone + Thrift1, and the PyFlink runtime, under one home directory.
+"""The local stack: Kafka (KRaft), HBase standalone + Thrift1, and the PyFlink runtime, under one home directory:
+installs, starts, probes, stops and kills the processes (what each service runs: `commands`, pure).
 
 Layout of $IOTPIPE_HOME: conf/<component>/ (rendered configs), data/<component>/, logs/<name>.log, run/<name>.pid,
 run/stack.json (the settings the running stack was started with, so `status`/`down` find it again).
@@ -6,26 +7,28 @@ run/stack.json (the settings the running stack was started with, so `status`/`do
 
 from __future__ import annotations
 
-import base64
 import concurrent.futures
 import contextlib
 import json
+import os
+import shutil
+import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 from iotcommon.errors import StackError
+from iotpipe_stack import commands, probes, supervisor
 from iotpipe_stack import install as installer
-from iotpipe_stack import probes, render, supervisor
+from iotpipe_stack.commands import SERVICES as SERVICES  # re-exported: LocalStack's users import it from here
+from iotpipe_stack.commands import new_cluster_id as new_cluster_id
 from iotpipe_stack.pipeline_types import PipelineProcess, StackInfo
 from iotpipe_stack.ports import check_ports_free, is_listening, is_port_free
 from iotpipe_stack.settings import REPO_ROOT, StackSettings
+from iotpipe_stack.status_rows import ComponentStatus as ComponentStatus  # re-exported
 
-#: JVM components, in start order
-SERVICES: tuple[str, ...] = ("kafka", "hbase", "thrift")
 STOP_TIMEOUT = {"kafka": 30.0, "hbase": 45.0, "thrift": 10.0}
 LOG_TAIL = 25
 PORT_RELEASE_S = 60.0  # longest wait for a killed service's ports to be free again
@@ -38,31 +41,6 @@ Progress = Callable[[str], None]
 
 def _stderr(msg: str) -> None:
     print(f"iotpipe: {msg}", file=sys.stderr, flush=True)
-
-
-def new_cluster_id(random_bytes: Callable[[], bytes] = lambda: uuid.uuid4().bytes) -> str:
-    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (what StorageTool random-uuid prints).
-
-    Like Kafka's own generator, never one that starts with '-': ``kafka-storage format -t -abc...`` reads it as an
-    option and fails (about one start in 64 otherwise)."""
-    while True:
-        cid = base64.urlsafe_b64encode(random_bytes()).rstrip(b"=").decode()
-        if not cid.startswith("-"):
-            return cid
-
-
-@dataclass(frozen=True)
-class ComponentStatus:
-    name: str
-    state: str  # ready | not ready | stopped | missing
-    pid: int | None
-    where: str
-    rss_bytes: int
-    detail: str = ""
-
-    @property
-    def ready(self) -> bool:
-        return self.state == "ready"
 
 
 class LocalStack:
@@ -127,105 +105,35 @@ class LocalStack:
             self._installed = installer.install_all(self.s, self.progress, flink=flink)
         return self._installed
 
-    # ---------------------------------------------------------------- command lines
-    def _jvm(self, inst: installer.Installed, name: str, heap: str, log4j: Path) -> list[str]:
-        return [
-            str(inst.java.executable),
-            f"-Xmx{heap}",
-            *render.COMMON_JVM_FLAGS,
-            f"-Dlog4j2.configurationFile={log4j.as_uri()}",
-            f"-Diotpipe.home={self.s.home}",
-            f"-Diotpipe.component={name}",
-        ]
-
-    def kafka_argv(self, inst: installer.Installed) -> list[str]:
-        conf = self.s.conf_dir / "kafka"
-        return [
-            *self._jvm(inst, "kafka", self.s.kafka_heap, conf / "log4j2.properties"),
-            f"-Dkafka.logs.dir={self.s.logs_dir}",
-            "-cp", f"{inst.kafka_lib}/*",
-            "kafka.Kafka", str(conf / "server.properties"),
-        ]  # fmt: skip
-
-    def hbase_argv(self, inst: installer.Installed) -> list[str]:
-        conf = self.s.conf_dir / "hbase"
-        return [
-            *self._jvm(inst, "hbase", self.s.hbase_heap, conf / "log4j2.properties"),
-            *render.HBASE_JDK17_FLAGS,
-            f"-Dhbase.log.dir={self.s.logs_dir}",
-            "-cp", f"{conf}:{inst.hbase_lib}/*",
-            "org.apache.hadoop.hbase.master.HMaster", "start",
-        ]  # fmt: skip
-
-    def thrift_argv(self, inst: installer.Installed) -> list[str]:
-        conf = self.s.conf_dir / "hbase"
-        return [
-            *self._jvm(inst, "thrift", self.s.thrift_heap, conf / "log4j2.properties"),
-            *render.HBASE_JDK17_FLAGS,
-            f"-Dhbase.log.dir={self.s.logs_dir}",
-            "-cp", f"{conf}:{inst.hbase_lib}/*",
-            "org.apache.hadoop.hbase.thrift.ThriftServer",
-            "-b", self.s.host, "-p", str(self.s.thrift_port), "-threadpool", "start",
-        ]  # fmt: skip
-
     # ---------------------------------------------------------------- prepare
-    def _write(self, path: Path, text: str) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+    def binaries(self) -> commands.Binaries:
+        inst = self.install(flink=False)
+        return commands.Binaries(inst.java.executable, inst.kafka_lib, inst.hbase_lib)
 
-    def prepare_kafka(self, inst: installer.Installed) -> None:
-        conf = self.s.conf_dir / "kafka"
-        data = self.s.data_dir / "kafka"
-        self._write(conf / "server.properties", render.kafka_server_properties(self.s, data))
-        self._write(conf / "log4j2.properties", render.KAFKA_LOG4J2)
-        if (data / "meta.properties").exists():
-            return
+    def prepare(self, name: str) -> None:
+        """Write the service's config files and create its data directory; format Kafka's storage the first time."""
+        for path, text in commands.config_files(self.s, name).items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        data = commands.data_dir(self.s, name)
         data.mkdir(parents=True, exist_ok=True)
+        if name != "kafka" or (data / "meta.properties").exists():
+            return
         self.progress("formatting Kafka storage (KRaft)")
-        import subprocess
-
-        cmd = [
-            *self._jvm(inst, "kafka-format", "256m", conf / "log4j2.properties"),
-            "-cp", f"{inst.kafka_lib}/*", "kafka.tools.StorageTool", "format",
-            "-t", new_cluster_id(), "-c", str(conf / "server.properties"), "--ignore-formatted",
-        ]  # fmt: skip
+        cmd = commands.kafka_format_argv(self.s, self.binaries(), new_cluster_id())
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL)
         if proc.returncode != 0:
             raise StackError(f"formatting Kafka storage failed:\n{(proc.stdout + proc.stderr).strip()[-3000:]}")
 
-    def prepare_hbase(self) -> None:
-        conf = self.s.conf_dir / "hbase"
-        data = self.s.data_dir / "hbase"
-        data.mkdir(parents=True, exist_ok=True)
-        self._write(conf / "hbase-site.xml", render.hbase_site_xml(self.s, data))
-        self._write(conf / "log4j2.properties", render.HBASE_LOG4J2)
-
     # ---------------------------------------------------------------- start / stop
-    def _ports(self, name: str) -> list[tuple[str, int]]:
-        return {
-            "kafka": [("Kafka", self.s.kafka_port), ("Kafka controller", self.s.kafka_controller_port)],
-            "hbase": [("HBase ZooKeeper", self.s.zk_port)],
-            "thrift": [("HBase Thrift", self.s.thrift_port)],
-        }[name]
-
     def start_service(self, name: str) -> bool:
         """Start one JVM service unless it already runs. True if it was started now."""
         if self.running_pid(name) is not None:
             return False
-        check_ports_free(self._ports(name), self.s.host)
-        inst = self.install(flink=False)
-        if name == "kafka":
-            self.prepare_kafka(inst)
-            argv = self.kafka_argv(inst)
-        elif name == "hbase":
-            self.prepare_hbase()
-            argv = self.hbase_argv(inst)
-        elif name == "thrift":
-            self.prepare_hbase()
-            argv = self.thrift_argv(inst)
-        else:
-            raise StackError(f"unknown component {name!r}")
-        env = {**_base_environ(), "JAVA_HOME": str(inst.java.home)}
+        check_ports_free(commands.ports(self.s, name), self.s.host)
+        argv = commands.argv(self.s, self.binaries(), name)
+        self.prepare(name)
+        env = {**os.environ, "JAVA_HOME": str(self.install(flink=False).java.home)}
         pid = supervisor.start(self.files(name), argv, env=env, cwd=self.s.home, die_with_parent=self.die_with_parent)
         self.progress(f"started {name} (pid {pid}), log {self.files(name).log_file}")
         return True
@@ -243,20 +151,25 @@ class LocalStack:
         log = self.files(name).log_file
         return StackError(f"{name} {what}. Last lines of {log}:\n{supervisor.tail(log, LOG_TAIL)}")
 
-    def wait_ready(self, names: Iterable[str], timeout: float | None = None) -> None:
-        deadline = time.monotonic() + (timeout or self.s.start_timeout)
+    def wait_ready(self, names: Iterable[str], timeout: float | None = None,
+                   probe: Callable[[str], bool] | None = None) -> None:
+        """Poll each process's probe (default: the service's) until all are ready; StackError with the log's tail
+        if one dies or the timeout passes."""
+        limit = timeout or self.s.start_timeout
+        deadline = time.monotonic() + limit
         pending = list(names)
         t0 = time.monotonic()
         while pending:
             for name in list(pending):
                 if self.running_pid(name) is None:
                     raise self.died_error(name, "died while starting")
-                if self.probe(name):
+                if (probe or self.probe)(name):
                     pending.remove(name)
-                    self.progress(f"{name} ready after {time.monotonic() - t0:.1f}s ({self.where(name)})")
+                    where = commands.where(self.s, name)
+                    self.progress(f"{name} ready after {time.monotonic() - t0:.1f}s" + (f" ({where})" if where else ""))
             if pending:
                 if time.monotonic() > deadline:
-                    raise self.died_error(pending[0], f"not ready after {timeout or self.s.start_timeout:.0f}s")
+                    raise self.died_error(pending[0], f"not ready after {limit:.0f}s")
                 time.sleep(0.5)
 
     def stop_service(self, name: str, timeout: float | None = None) -> bool:
@@ -278,7 +191,8 @@ class LocalStack:
         """Start one service again on its data directory and ports, and wait until it is ready. After a kill the
         kernel may hold the ports for a moment (connections of the dead process closing): wait for them first."""
         deadline = time.monotonic() + PORT_RELEASE_S
-        while time.monotonic() < deadline and not all(is_port_free(p, self.s.host) for _, p in self._ports(name)):
+        ports = commands.ports(self.s, name)
+        while time.monotonic() < deadline and not all(is_port_free(p, self.s.host) for _, p in ports):
             time.sleep(0.2)
         self.start_service(name)
         self.wait_ready([name], timeout)
@@ -292,7 +206,8 @@ class LocalStack:
             if not self.any_running():
                 self._save_settings()
             idle = [n for n in wanted if self.running_pid(n) is None]
-            check_ports_free([p for n in idle for p in self._ports(n)], self.s.host)  # all at once, before starting
+            # all at once, before starting
+            check_ports_free([p for n in idle for p in commands.ports(self.s, n)], self.s.host)
             started: list[str] = []
             try:
                 for name in wanted:
@@ -330,22 +245,12 @@ class LocalStack:
     def _wipe(self) -> None:
         """Delete the data, configs and the stream job's checkpoints (a restored checkpoint would carry stale state
         into wiped Kafka and HBase); logs stay."""
-        import shutil
-
         for sub in WIPED_DIRS:
             shutil.rmtree(self.s.home / sub, ignore_errors=True)
         self.state_file.unlink(missing_ok=True)
         self.progress(f"wiped data and stream job checkpoints under {self.s.home}")
 
     # ---------------------------------------------------------------- status
-    def where(self, name: str) -> str:
-        h = self.s.host
-        return {
-            "kafka": f"{h}:{self.s.kafka_port} (controller {h}:{self.s.kafka_controller_port})",
-            "hbase": f"zookeeper {h}:{self.s.zk_port}, data {self.s.data_dir / 'hbase'}",
-            "thrift": f"{h}:{self.s.thrift_port}",
-        }.get(name, "")
-
     def connector_jar_path(self) -> Path:
         lib = installer.bundle_dir(self.s.cache, "flink") / "lib"
         jars = sorted(lib.glob("flink-sql-connector-kafka-*.jar"))
@@ -365,7 +270,7 @@ class LocalStack:
                 state = "ready" if self.probe(name) else "not ready"
             else:
                 state = "running"
-            out.append(ComponentStatus(name, state, pid, self.where(name), rss))
+            out.append(ComponentStatus(name, state, pid, commands.where(self.s, name), rss))
         if flink:
             ok, detail = self.flink_status()
             out.append(
@@ -393,46 +298,25 @@ class LocalStack:
         )
 
     def start_pipeline(self, processes: Iterable[PipelineProcess], timeout: float | None = None) -> list[str]:
+        """Start each pipeline process that is not running, in order, each ready (its probe) before the next."""
         info = self.info()
         names: list[str] = []
         for proc in processes:
             if proc.name in SERVICES or proc.name == "flink":
                 raise StackError(f"pipeline process name {proc.name!r} clashes with a stack component")
             names.append(proc.name)
-            if self.running_pid(proc.name) is not None:
-                continue
-            env = {**_base_environ(), **info.base_env(), **proc.env(info)}
-            pid = supervisor.start(self.files(proc.name), proc.argv(info), env=env, cwd=REPO_ROOT,
-                                   die_with_parent=self.die_with_parent)
-            self.progress(f"started {proc.name} (pid {pid}), log {self.files(proc.name).log_file}")
-            deadline = time.monotonic() + (timeout or self.s.start_timeout)
-            while proc.ready is not None and not proc.ready(info):
-                if self.running_pid(proc.name) is None:
-                    raise self.died_error(proc.name, "died while starting")
-                if time.monotonic() > deadline:
-                    raise self.died_error(proc.name, "not ready in time")
-                time.sleep(0.5)
+            if self.running_pid(proc.name) is None:
+                self._start_process(proc, info, timeout)
         return names
+
+    def _start_process(self, proc: PipelineProcess, info: StackInfo, timeout: float | None) -> None:
+        env = {**os.environ, **info.base_env(), **proc.env(info)}
+        pid = supervisor.start(self.files(proc.name), proc.argv(info), env=env, cwd=REPO_ROOT,
+                               die_with_parent=self.die_with_parent)
+        self.progress(f"started {proc.name} (pid {pid}), log {self.files(proc.name).log_file}")
+        ready = proc.ready
+        if ready is not None:
+            self.wait_ready([proc.name], timeout, lambda _: ready(info))
 
     def dead(self, names: Iterable[str]) -> list[str]:
         return [n for n in names if self.running_pid(n) is None]
-
-
-def _base_environ() -> dict[str, str]:
-    import os
-
-    return dict(os.environ)
-
-
-def format_status(rows: Iterable[ComponentStatus]) -> str:
-    lines = [f"{'component':<12} {'state':<10} {'pid':>7} {'rss':>9}  where"]
-    for r in rows:
-        rss = f"{r.rss_bytes / 2**20:.0f} MiB" if r.rss_bytes else "-"
-        pid = str(r.pid) if r.pid else "-"
-        detail = f"  [{r.detail}]" if r.detail else ""
-        lines.append(f"{r.name:<12} {r.state:<10} {pid:>7} {rss:>9}  {r.where}{detail}")
-    return "\n".join(lines)
-
-
-def status_json(rows: Iterable[ComponentStatus]) -> list[Mapping[str, object]]:
-    return [asdict(r) | {"ready": r.ready} for r in rows]
