@@ -262,6 +262,9 @@ class Cluster:
         if self.running():
             raise StackError(f"a cluster is already running under {self.home} ({', '.join(self.running())}); "
                              "stop it first: make cluster-down")
+        if self.plan() is not None:  # a run that was never stopped (its test session killed): its shims live on
+            self.progress(f"a previous cluster under {self.home} was not stopped: stopping what is left of it")
+            self.stop()
         t0 = time.monotonic()
         with self._step("prerequisites (Debian packages)"):
             install_prerequisites(self.progress)
