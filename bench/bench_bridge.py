@@ -34,9 +34,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import backpressure
-import websockets
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
+from ws_clients import subscribed
 
 from iotcommon.days import iso_z
 from iotcommon.messages import Reading
@@ -174,10 +174,7 @@ async def phase(url: str, bootstrap: str, topic: str, clients: int, rate: int, w
 
 async def client_lazy(url: str, window: list[int], stats: ClientStats, ready: asyncio.Event,
                       done: asyncio.Event) -> None:
-    async with websockets.connect(url, max_size=None, max_queue=None, ping_interval=None) as ws:
-        await ws.recv()  # hello
-        await ws.send(json.dumps({"type": "subscribe", "id": "all", "stream": "raw"}))
-        await ws.recv()  # subscribed
+    async with subscribed(url, "raw", "all") as ws:
         ready.set()
         async for frame in ws:  # ends when the phase cancels this task
             now = time.time() * 1000

@@ -30,10 +30,10 @@ from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 
 import backpressure
-import websockets
 from bench_bridge import bridge, kafka, load_average, percentile
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
+from ws_clients import subscribed
 
 from iotcommon.messages import Reading
 from iotcommon.sensors import SENSORS
@@ -84,10 +84,7 @@ def write(bootstrap: str, topic: str, rate: int, seconds: float, interval_ms: in
 
 
 async def client(url: str, delays: list[float], seen: Counter[str], ready: asyncio.Event, first_seq: int) -> None:
-    async with websockets.connect(url, max_size=None, max_queue=None, ping_interval=None) as ws:
-        await ws.recv()
-        await ws.send(json.dumps({"type": "subscribe", "id": "raw", "stream": "raw"}))
-        await ws.recv()
+    async with subscribed(url, "raw", "raw") as ws:
         ready.set()
         async for frame in ws:
             now = time.time() * 1000

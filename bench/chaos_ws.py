@@ -8,28 +8,21 @@ import json
 import threading
 from typing import Any
 
+from background import Background
 from chaos_expected import AggKey
 from websockets.exceptions import WebSocketException
 from websockets.sync.client import connect
 
 
-class AggregateFollower:
+class AggregateFollower(Background):
     def __init__(self, url: str, sites: list[str], history_per_series: int) -> None:
+        super().__init__("ws-follower")
         self.url = url
         self.sites = sites
         self.history_per_series = history_per_series
         self.connects = 0
         self._latest: dict[AggKey, tuple[int, float, int]] = {}  # key -> (revision, value, count)
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="ws-follower", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
 
     def aggregates(self) -> dict[AggKey, tuple[float, int]]:
         with self._lock:

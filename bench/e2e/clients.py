@@ -9,7 +9,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-import websockets
+import ws_clients
 
 from e2e.schedule import Plan, site_name
 
@@ -53,10 +53,7 @@ class Clients:
     async def _client(self, n: int, subscribed: threading.Event) -> None:
         site = site_name(n % self.plan.sites)
         try:
-            async with websockets.connect(self.url, max_size=None, max_queue=None, ping_interval=None) as ws:
-                await ws.recv()  # hello
-                await ws.send(json.dumps({"type": "subscribe", "id": "raw", "stream": "raw", "sites": [site]}))
-                await ws.recv()  # subscribed
+            async with ws_clients.subscribed(self.url, "raw", "raw", [site]) as ws:
                 subscribed.set()
                 async for frame in ws:
                     now = time.time()

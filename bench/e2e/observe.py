@@ -12,6 +12,7 @@ from datetime import date, timedelta
 
 import happybase
 import psutil
+from background import Background
 from confluent_kafka import Consumer, TopicPartition
 
 from e2e.schedule import Plan, site_name
@@ -107,22 +108,17 @@ class ProbeLog:
     missing: int = 0
 
 
-class HBaseProber:
+class HBaseProber(Background):
     """Looks up sampled readings (``PROBES_PER_S`` per second) and site0000's daily aggregate as they fall due."""
 
     def __init__(self, host: str, port: int, plan: Plan, start_wall: float) -> None:
+        super().__init__("hbase-prober")
         self.plan, self.start_wall = plan, start_wall
         self.log = ProbeLog()
         self._conn = happybase.Connection(host, port, timeout=30_000)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="hbase-prober", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(60)
+    def stop(self, timeout: float = 60.0) -> None:
+        super().stop(timeout)
         self._conn.close()
 
     def _samples(self) -> list[int]:
