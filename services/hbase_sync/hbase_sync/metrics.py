@@ -38,15 +38,19 @@ class SyncMetrics:
                             registry=r)
         self.hbase_up = Gauge("iotpipe_sync_hbase_up", "1 if the last HBase call succeeded", registry=r)
         self.assigned = Gauge("iotpipe_sync_assigned_partitions", "partitions assigned to this worker", registry=r)
+        self.group_state = "not reported yet"  # librdkafka's view of the group (cgrp of its statistics)
         self.recreated = Counter("iotpipe_sync_consumer_recreated", "consumers closed and made anew because none "
                                  "was let into the group within IOTPIPE_SYNC_JOIN_TIMEOUT_S", registry=r)
 
     def observe_stats(self, stats_json: str) -> None:
-        """librdkafka statistics (statistics.interval.ms) -> the lag gauge."""
+        """librdkafka statistics (statistics.interval.ms) -> the lag gauge, and the group's state for the logs."""
         try:
             stats = json.loads(stats_json)
         except ValueError:
             return
+        cgrp = stats.get("cgrp") or {}
+        self.group_state = ", ".join(f"{k} {cgrp[k]}" for k in ("state", "join_state", "rebalance_reason",
+                                                                   "assignment_size") if k in cgrp)  # fmt: skip
         for topic, tdata in stats.get("topics", {}).items():
             for part, pdata in tdata.get("partitions", {}).items():
                 lag = pdata.get("consumer_lag", -1)

@@ -116,7 +116,8 @@ class Worker:
             self.join.subscribed(self.clock())
             return
         log.error("no partition assigned for %.0f s (IOTPIPE_SYNC_JOIN_TIMEOUT_S %.0f): the consumer never got into "
-                  "its group; closing it and subscribing with a new one", waited, self.join.timeout_s)
+                  "its group (librdkafka: %s); closing it and subscribing with a new one", waited, self.join.timeout_s,
+                  self.metrics.group_state)
         self.consumer.close()
         self.consumer = self.commits.consumer = self.new_consumer()
         self.commits.forget(set(self.commits.committed))

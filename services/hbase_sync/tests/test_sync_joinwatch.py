@@ -4,11 +4,13 @@ group with nothing to hold is left alone."""
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 from sync_fakes import FakeClock, FakeConsumer, FakeStore
 from test_sync_worker import reading
 
@@ -16,6 +18,7 @@ from hbase_sync.backoff import Backoff
 from hbase_sync.batching import BatchPolicy
 from hbase_sync.joinwatch import JoinWatch
 from hbase_sync.mapping import Mapper
+from hbase_sync.metrics import SyncMetrics
 from hbase_sync.worker import Worker
 from iotcommon.topics import Topics
 
@@ -128,3 +131,11 @@ def test_a_consumer_in_its_group_with_no_partition_is_never_replaced() -> None:
 
     _worker(empty, clock, stop, store, new_consumer).run()
     assert clock.now - started > 3600
+
+
+def test_the_groups_state_in_librdkafkas_statistics_is_kept_for_the_watchdogs_log() -> None:
+    metrics = SyncMetrics(CollectorRegistry())
+    assert metrics.group_state == "not reported yet"
+    metrics.observe_stats(json.dumps({"cgrp": {"state": "wait-coord", "join_state": "init", "rebalance_reason": "",
+                                               "assignment_size": 0, "stateage": 61000}}))  # fmt: skip
+    assert metrics.group_state == "state wait-coord, join_state init, rebalance_reason , assignment_size 0"
