@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from iotcommon.messages import reading_from_dict
 from iotcommon.topics import Topics
@@ -19,21 +19,26 @@ pytestmark = pytest.mark.kafka
 
 
 def read_all(bootstrap: str, topic: str) -> list[bytes]:
+    """Every committed message of the topic (the feed has exited, so it is complete): read up to its end."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"t-{uuid.uuid4().hex}",
-                         "auto.offset.reset": "earliest", "isolation.level": "read_committed",
-                         "enable.auto.commit": False})
-    consumer.subscribe([topic])
+                         "isolation.level": "read_committed", "enable.auto.commit": False,
+                         "enable.partition.eof": True})
+    partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
     values: list[bytes] = []
-    empty = 0
-    while empty < (3 if values else 20):  # the topic is complete (the feed has exited): stop once it runs dry
-        message = consumer.poll(1.0)
-        if message is None:
-            empty += 1
-            continue
-        empty = 0
-        if message.error() is None:
-            values.append(message.value() or b"")
+    at_end: set[int] = set()
+    for _ in range(600):  # bounded: at most 600 batches of up to 1 s
+        if len(at_end) == len(partitions):
+            break
+        for message in consumer.consume(10_000, 1.0):
+            if message.error() is None:
+                values.append(message.value() or b"")
+            elif message.error().code() == KafkaError._PARTITION_EOF:
+                at_end.add(message.partition())
+            else:
+                raise AssertionError(message.error())
     consumer.close()
+    assert len(at_end) == len(partitions), f"{topic}: the end was not reached"
     return values
 
 
