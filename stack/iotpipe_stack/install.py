@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -148,6 +149,7 @@ def fetch_bundle(cache: Path, bundle: str, progress: Progress = _quiet) -> Path:
         if (target / ".complete").exists():
             return lib
         progress(f"fetching {bundle} jars from Maven Central into {target} (first run only)")
+        started = time.monotonic()
         with tempfile.TemporaryDirectory(prefix=f"iotpipe-mvn-{bundle}-") as tmp:
             pom = Path(tmp) / "pom.xml"
             pom.write_text(pom_text(bundle), encoding="utf-8")
@@ -166,6 +168,7 @@ def fetch_bundle(cache: Path, bundle: str, progress: Progress = _quiet) -> Path:
             target.mkdir(parents=True)
             shutil.move(str(out_dir), str(lib))
         (target / ".complete").write_text("ok\n")
+        progress(f"{bundle} jars fetched in {time.monotonic() - started:.0f} s (cached in {target})")
     return lib
 
 
@@ -215,6 +218,7 @@ def ensure_flink_venv(venv: Path, progress: Progress = _quiet) -> Path:
             base = getattr(sys, "_base_executable", sys.executable)
             _run([base, "-m", "venv", str(venv)], "creating the PyFlink venv")
         progress(f"installing PyFlink into {venv} from {req} (first run only, ~1-3 min)")
+        started = time.monotonic()
         _run(
             [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q", "--require-hashes",
              "-r", str(req)],
@@ -226,6 +230,7 @@ def ensure_flink_venv(venv: Path, progress: Progress = _quiet) -> Path:
         ).stdout.strip()  # fmt: skip
         Path(site, "iotpipe-flink.pth").write_text(flink_pth_text(), encoding="utf-8")
         (venv / ".iotpipe-stamp").write_text(_flink_stamp() + "\n")
+        progress(f"PyFlink installed in {time.monotonic() - started:.0f} s")
     return python
 
 
