@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
-import threading
 from collections.abc import Mapping, Sequence
-from types import FrameType
 
 from iot_simulators.config import SimConfig, plan
 from iot_simulators.encoding import site_id
 from iotcommon import logs
 from iotcommon.config import describe, load
 from iotcommon.errors import ConfigError, ServiceUnavailable
+from iotcommon.shutdown import stop_on_signals
 
 DESCRIPTION = ("Simulates buildings (sites) with 10 sensors each and produces their readings to Kafka: TH1/TH2 "
                "temperature, HVAC1/HVAC2/MiAC1/MiAC2 energy and W1 water every 15 minutes, Etot/Wtot cumulative "
@@ -52,14 +50,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     from iot_simulators.producer import KafkaSink
     from iot_simulators.runner import run, site_groups
 
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("%s received: stopping after the current step, flushing", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stop_on_signals(lambda name: log.info("%s received: stopping after the current step, flushing", name))
 
     sink = KafkaSink(cfg)
     try:

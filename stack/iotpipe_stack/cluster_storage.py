@@ -16,13 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from iotcommon.shutdown import stop_on_signals
 
 STORAGE_CLASS = "local"
 PROVISIONER = "iotpipe.dev/local-hostpath"
@@ -142,22 +143,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--kubectl", required=True, type=Path)
     parser.add_argument("--root", required=True, type=Path, help="directory that holds the volumes")
     args = parser.parse_args(argv)
-    stopping = False
-
-    def _stop(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    stop = stop_on_signals()
     args.root.mkdir(parents=True, exist_ok=True)
     prov = Provisioner(args.kubectl, args.kubeconfig, args.root)
-    while not stopping and not prov.ensure_storage_class():
-        time.sleep(POLL_SECONDS)
+    while not stop.is_set() and not prov.ensure_storage_class():
+        stop.wait(POLL_SECONDS)
     log(f"StorageClass {STORAGE_CLASS} (default): volumes under {args.root}")
-    while not stopping:
+    while not stop.is_set():
         prov.one_pass()
-        time.sleep(POLL_SECONDS)
+        stop.wait(POLL_SECONDS)
     log("stopped")
     return 0
 

@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import secrets
-import signal
 import ssl
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from iotcommon.errors import StackError
+from iotcommon.shutdown import stop_on_signals
 from iotpipe_stack import supervisor
 from iotpipe_stack.ports import free_ports
 from iotpipe_stack.settings import LOOPBACK, REPO_ROOT
@@ -243,17 +243,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"KUBECONFIG={api.kubeconfig}", flush=True)
-    stopping = False
-
-    def _stop(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    stop = stop_on_signals()
     try:
-        while not stopping:
-            time.sleep(0.5)
+        stop.wait()
     finally:
         api.stop()
         _print("stopped")

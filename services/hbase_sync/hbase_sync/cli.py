@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
 import sys
 import threading
 from collections.abc import Sequence
-from types import FrameType
 
 from confluent_kafka import Consumer
 
@@ -23,6 +21,7 @@ from hbase_sync.worker import Worker
 from iotcommon import logs
 from iotcommon.config import describe, load
 from iotcommon.errors import ConfigError, ServiceUnavailable
+from iotcommon.shutdown import stop_on_signals
 
 log = logging.getLogger("hbase_sync")
 
@@ -77,14 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.setup(config.log_level, config.log_format)
     log.info("starting with %s", describe(config))
 
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("%s received: flushing, committing and leaving the group", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stop_on_signals(lambda name: log.info("%s received: flushing, committing and leaving the group", name))
 
     metrics, health = SyncMetrics(), Health()
     server = serve(config.http_host, config.http_port, metrics, health)

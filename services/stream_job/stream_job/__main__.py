@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 
 from iotcommon import logs
 from iotcommon.config import describe
 from iotcommon.errors import ConfigError
+from iotcommon.shutdown import stop_on_signals
 from stream_job.config import (
     BOUNDED_RESTORE,
     checkpoint_path,
@@ -72,14 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     prepare_gateway(config)
 
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal %d: cancelling the job (checkpoints are retained)", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stop_on_signals(lambda name: log.info("%s: cancelling the job (checkpoints are retained)", name))
 
     try:
         result = build(config, flink_configuration(config, checkpoints, restore_from, jars), sys.executable)

@@ -14,14 +14,12 @@ import base64
 import logging
 import os
 import random
-import signal
 import sys
 import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from types import FrameType
 
 from confluent_kafka import Producer
 
@@ -32,6 +30,7 @@ from iotcommon.errors import ConfigError
 from iotcommon.logs import log_format_setting
 from iotcommon.messages import Aggregate, DeadLetter, LateReading, Reading
 from iotcommon.sensors import REST_PARTS, SENSORS, Rule
+from iotcommon.shutdown import stop_on_signals
 from iotcommon.topics import Topics
 
 log = logging.getLogger("ws_bridge.demo_feed")
@@ -161,20 +160,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"demo_feed: {exc}", file=sys.stderr)
         return 2
     logs.setup(config.log_level, config.log_format)
-    stop = False
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stop_on_signals()
     feeder = Feeder(config)
     log.info("feeding %s.* for sites %s from %s at %.1f steps/s", config.topic_prefix, ",".join(config.sites),
              config.start, config.steps_per_s)
     interval = 1.0 / config.steps_per_s
     next_at = time.monotonic()
-    while not stop and (config.steps == 0 or feeder.step_no < config.steps):
+    while not stop.is_set() and (config.steps == 0 or feeder.step_no < config.steps):
         feeder.step()
         if feeder.step_no % 96 == 0:
             log.info("simulated time %s (%d steps)", iso_z(feeder.now), feeder.step_no)
