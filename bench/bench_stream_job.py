@@ -248,15 +248,21 @@ def stop_job(job: subprocess.Popen[bytes]) -> None:
         os.killpg(job.pid, signal.SIGKILL)
 
 
-def churn(args: argparse.Namespace, bootstrap: str, python: Path, jar: Path, env: dict[str, str]) -> list[int]:
-    """Sites that come and go: site i reports (TH1 and HVAC1, every 6 hours) on simulated days i*days/sites and the next
-    one, never again. Returns the checkpoint size after each simulated day."""
-    prefix = f"churn_{uuid.uuid4().hex[:6]}"
+def create_topics(bootstrap: str, prefix: str) -> Topics:
+    """The pipeline's topics under a fresh prefix: readings with 2 partitions, the job's outputs with 1."""
     topics = Topics(prefix)
     admin = AdminClient({"bootstrap.servers": bootstrap})
     for fut in admin.create_topics([NewTopic(topics.readings, 2, 1)] +
                                    [NewTopic(t, 1, 1) for t in topics.all()[1:]]).values():
         fut.result(30)
+    return topics
+
+
+def churn(args: argparse.Namespace, bootstrap: str, python: Path, jar: Path, env: dict[str, str]) -> list[int]:
+    """Sites that come and go: site i reports (TH1 and HVAC1, every 6 hours) on simulated days i*days/sites and the next
+    one, never again. Returns the checkpoint size after each simulated day."""
+    prefix = f"churn_{uuid.uuid4().hex[:6]}"
+    topics = create_topics(bootstrap, prefix)
     home = Path(env["IOTPIPE_HOME"])
     job_env = {**env, "IOTPIPE_KAFKA_BOOTSTRAP": bootstrap, "IOTPIPE_TOPIC_PREFIX": prefix,
                "IOTPIPE_FLINK_CONNECTOR_JAR": str(jar), "IOTPIPE_STARTING_OFFSETS": "earliest",
@@ -291,11 +297,7 @@ def churn(args: argparse.Namespace, bootstrap: str, python: Path, jar: Path, env
 def run_job(args: argparse.Namespace, bootstrap: str, python: Path, jar: Path, env: dict[str, str],
             parallelism: int) -> dict[str, Any]:
     prefix = f"bench{parallelism}_{uuid.uuid4().hex[:6]}"
-    topics = Topics(prefix)
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    for fut in admin.create_topics([NewTopic(topics.readings, 2, 1)] +
-                                   [NewTopic(t, 1, 1) for t in topics.all()[1:]]).values():
-        fut.result(30)
+    topics = create_topics(bootstrap, prefix)
     per_day = len(day_readings(args.sites, 0, 0))
     first = args.warmup_days  # days 0 .. first-1 warm the job up (JIT, Python worker); the backlog follows them
     warm = [r for d in range(first) for r in day_readings(args.sites, d, d * 100)]
@@ -358,12 +360,7 @@ def run_job(args: argparse.Namespace, bootstrap: str, python: Path, jar: Path, e
     finally:
         raw.close()
         aggs.close()
-        if job.poll() is None:
-            job.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                job.wait(60)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(job.pid, signal.SIGKILL)
+        stop_job(job)
 
 
 def main(argv: list[str] | None = None) -> int:
