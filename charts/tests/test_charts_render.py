@@ -403,3 +403,5 @@ def test_platform_hbase_zookeeper_sessions_outlast_a_busy_node(helm: Helm) -> No
     for key in ("zookeeper.session.timeout.localHBaseCluster", "zookeeper.session.timeout",
                 "hbase.zookeeper.property.maxSessionTimeout"):
         assert f"<name>{key}</name><value>180000</value>" in site
+    # and the master 15 minutes to initialise (LocalHBaseCluster's 200 s ran out at load 80: "Master not initialized")
+    assert "<name>hbase.master.init.timeout.localHBaseCluster</name><value>900000</value>" in site
