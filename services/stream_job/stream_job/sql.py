@@ -30,6 +30,12 @@ CANONICAL = (
     r'"value":' + _NUMBER + r',"unit":"(C|Wh|l|count)","seq":(0|[1-9][0-9]{0,18})\}$'
 )
 EPOCH = "TIMESTAMP '1970-01-01 00:00:00'"
+# The job's time attribute ``rt`` is a reading's event time minus 1 ms, so that Flink's tumbling windows [start, end)
+# over it are (start, end] in event time, like the days (a reading stamped at a window's end belongs to it). The
+# legacy group windows the batches use (see ``batched_query``) have no offset. Where the event time itself is
+# needed (the clock, ``newest``) the SQL adds the millisecond back (``EVENT_TIME``).
+SHIFT = "INTERVAL '0.001' SECOND"
+EVENT_TIME = f"(rt + {SHIFT})"
 _TEXT = "CAST(v AS STRING)"
 
 
@@ -128,7 +134,7 @@ CREATE TEMPORARY TABLE readings_src (
   src_partition INT METADATA FROM 'partition' VIRTUAL,
   src_offset BIGINT METADATA FROM 'offset' VIRTUAL,
   src_ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
-  rt AS {rowtime_expr(config.limits)},
+  rt AS ({rowtime_expr(config.limits)}) - {SHIFT},
   WATERMARK FOR rt AS rt - INTERVAL '{delay // 1000}.{delay % 1000:03d}' SECOND
 ) WITH ({", ".join(options)})"""
 
@@ -183,7 +189,8 @@ SELECT k, v, src_partition, src_offset, rt, pt, {_field("site", config)} IS NOT 
        CASE WHEN {_field("site", config)} IS NOT NULL THEN {_field("site", config)}
             ELSE REGEXP_EXTRACT({_TEXT}, {_q(LOOSE_SITE)}, 1) END AS sk,
        CASE WHEN {_field("site", config)} IS NOT NULL
-                 AND rt <= TIMESTAMPADD(SECOND, {future}, CAST(src_ts AS TIMESTAMP(3))) THEN rt END AS pms
+                 AND {EVENT_TIME} <= TIMESTAMPADD(SECOND, {future}, CAST(src_ts AS TIMESTAMP(3)))
+            THEN {EVENT_TIME} END AS pms
 FROM readings"""  # noqa: S608
 
 
@@ -202,7 +209,7 @@ def clocked_view() -> str:
 CREATE TEMPORARY VIEW clocked AS
 SELECT k, v, src_partition, src_offset, rt, fast, site, sensor, ts, val, seq, sk,
        CAST(COALESCE(MAX(pms) OVER {_CLOCK_WINDOW}, {EPOCH}) AS STRING) AS clock,
-       MAX(pms) OVER {_CLOCK_WINDOW} IS NULL OR rt >= MAX(pms) OVER {_CLOCK_WINDOW} AS newest,
+       MAX(pms) OVER {_CLOCK_WINDOW} IS NULL OR {EVENT_TIME} >= MAX(pms) OVER {_CLOCK_WINDOW} AS newest,
        COUNT(*) OVER {_CLOCK_WINDOW} AS sseq
 FROM (SELECT {_slow_only("k", "BYTES")}, {_slow_only("v", "BYTES")}, src_partition,
              {_slow_only("src_offset", "BIGINT")}, rt, pt, fast, site, sensor, ts, val, seq, sk, pms
@@ -256,9 +263,11 @@ def routed_view() -> str:
     """Each valid reading as a compact item 'site,sensor,ts,value,seq,clock,partition,sseq', its bucket, and whether
     it goes to the event-time batches (``on_time``): only the newest reading of its substream so far, and only when
     this operator has a watermark and the reading is ahead of it. Everything else goes one by one (never dropped).
-    A restored window operator restores its watermark, this Calc does not: without these conditions a reading read
-    right after a restore (a held-back one above all) could be routed "on time" into a window that the window
-    operator already considers fired, and be dropped as late."""
+
+    Why an on-time row is never dropped by the batches: their window operator (``batched_query``) keeps no watermark
+    across a restore, like this Calc, and receives its watermark through this Calc, so its watermark is never ahead
+    of the one the row was judged by here. (Flink's window TVF aggregation does restore its watermark: after a
+    restore it dropped the readings of a site lagging behind the others as late, see docs/stream-job.md.)"""
     return """
 CREATE TEMPORARY VIEW routed AS
 SELECT SUBSTRING(MD5(site) FROM 1 FOR 1) AS bucket,
@@ -272,15 +281,22 @@ FROM valid"""
 def batched_query(window_minutes: int) -> str:
     """On-time readings, batched per bucket into event-time windows aligned with the local days.
 
-    A window (start, end] fires when the watermark reaches its end, and Flink emits it before forwarding that
-    watermark; windows never straddle a local midnight (the zone's offsets are multiples of the window), so when the
-    day's timer fires downstream every on-time reading of the day has been delivered. One Python call per batch
-    instead of per reading is what makes the Python stage cheap.
+    A window (start, end] (event time; ``SHIFT``) fires when the watermark reaches its end, and Flink emits it before
+    forwarding that watermark; windows never straddle a local midnight (the zone's offsets are multiples of the
+    window), so when the day's timer fires downstream every on-time reading of the day has been delivered. One Python
+    call per batch instead of per reading is what makes the Python stage cheap.
+
+    A legacy group window (``GROUP BY TUMBLE``), not the window TVF: the TVF's operator restores its watermark from
+    the checkpoint and drops as late every row behind it, while the routing Calc, which decided the row was ahead of
+    the watermark, starts without one after a restore. The group window operator, like the Calc, starts from
+    nothing, and a row for a window that had already fired before the restore simply starts it again (a second,
+    later batch, whose readings the day logic takes as revisions).
     """
+    window = f"INTERVAL '{window_minutes}' MINUTE"
     return f"""
-SELECT bucket, LISTAGG(item, ';') AS batch, window_time AS rt
-FROM TABLE(TUMBLE(TABLE routed_on_time, DESCRIPTOR(rt), INTERVAL '{window_minutes}' MINUTE, INTERVAL '0.001' SECOND))
-GROUP BY bucket, window_start, window_end, window_time"""  # noqa: S608 (an int we validated)
+SELECT bucket, LISTAGG(item, ';') AS batch, TUMBLE_ROWTIME(rt, {window}) AS rt
+FROM routed_on_time
+GROUP BY bucket, TUMBLE(rt, {window})"""  # noqa: S608 (an int we validated)
 
 
 def on_time_view() -> str:
