@@ -56,7 +56,7 @@ lock: $(SETUP_STAMP) ## re-lock requirements/*.lock (with hashes) whose inputs c
 # pytest-xdist workers (0, the default: one process); conftest.py keeps each test module, and the tests of the local
 # cluster and the images, on one worker.
 PYTEST_WORKERS ?= 0
-test: setup browser kube-tools cluster-tools images ## every test, including the real services (Kafka, HBase, Flink, ...) and the browser
+test: setup browser kube-tools cluster-tools helm images ## every test, including the real services (Kafka, HBase, Flink, ...) and the browser
 	@set +e; $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 

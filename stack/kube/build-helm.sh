@@ -39,9 +39,10 @@ LDFLAGS="-s -w -X $MOD/internal/version.version=$HELM_VERSION -X $MOD/internal/v
 LDFLAGS+=" -X $MOD/pkg/chartutil.k8sVersionMajor=1 -X $MOD/pkg/chartutil.k8sVersionMinor=$KUBE_MINOR"
 LDFLAGS+=" -X $MOD/pkg/lint/rules.k8sVersionMajor=1 -X $MOD/pkg/lint/rules.k8sVersionMinor=$KUBE_MINOR"
 
-echo "build-helm: building helm $HELM_VERSION from the Go module proxy into $BIN_DIR (takes a few minutes once)" >&2
+START=$(date +%s)
+echo "build-helm: $(date -u +%H:%M:%S) building helm $HELM_VERSION from the Go module proxy into $BIN_DIR (takes a few minutes once)" >&2
 GOTOOLCHAIN=local GOBIN="$WORK" CGO_ENABLED=0 nice -n 10 go install -trimpath -ldflags "$LDFLAGS" "$MOD/cmd/helm@$HELM_VERSION"
 mv "$WORK/helm" "$TARGET"
 ln -sfn "helm-$HELM_VERSION" "$BIN_DIR/helm"
-echo "build-helm: $("$TARGET" version --short)" >&2
+echo "build-helm: $("$TARGET" version --short) built in $(( $(date +%s) - START )) s" >&2
 echo "$TARGET"
