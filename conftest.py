@@ -8,6 +8,8 @@ per run is enough; podman's image store) form one unit together. The modules wit
 Flink, cluster, browser, images) are handed out first, so that no worker is left with a long one at the end.
 """
 
+from collections import defaultdict
+
 import pytest
 
 pytest_plugins = ["iotpipe_stack.testing", "iotpipe_stack.kube_testing", "iotpipe_stack.cluster_testing"]
@@ -46,3 +48,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda i: work_unit(i) not in long_units)  # stable: the order within each unit is kept
     for item in items:
         item.add_marker(pytest.mark.xdist_group(work_unit(item)))
+
+
+#: seconds of setup, call and teardown per test module (the summary below; --durations shows single tests)
+_MODULE_SECONDS: defaultdict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+_PHASES = ("setup", "call", "teardown")
+MODULE_SUMMARY_LINES = 20
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _MODULE_SECONDS[report.nodeid.split("::", 1)[0]][_PHASES.index(report.when)] += report.duration
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Where the run's time went, per test module (a module's shared fixtures count in its first test's setup)."""
+    if not _MODULE_SECONDS or hasattr(terminalreporter.config, "workerinput"):
+        return
+    rows = sorted(_MODULE_SECONDS.items(), key=lambda kv: -sum(kv[1]))
+    total = sum(sum(v) for v in _MODULE_SECONDS.values())
+    terminalreporter.write_sep("=", f"slowest {min(len(rows), MODULE_SUMMARY_LINES)} test modules "
+                                    f"(setup / call / teardown s; all modules: {total:.0f} s)")
+    for module, (setup, call, teardown) in rows[:MODULE_SUMMARY_LINES]:
+        terminalreporter.write_line(f"{setup + call + teardown:8.1f}s  {setup:7.1f} {call:7.1f} {teardown:7.1f}  "
+                                    f"{module}")
