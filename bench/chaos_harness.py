@@ -1,7 +1,7 @@
 """The chaos run on a running local stack (Kafka, HBase, Thrift; `iotpipe_stack.stack.LocalStack`): starts the
 pipeline processes under their own prefix, drives the plan's load, kills every component once with -9 at seeded
 moments and starts it again, then waits until the stores hold what `chaos_expected` computes. Used by
-bench/chaos_e2e.py (`make chaos`) and tests/chaos_e2e_steps.py."""
+bench/chaos_e2e.py (`make chaos`) and tests/test_chaos_e2e.py."""
 
 from __future__ import annotations
 
