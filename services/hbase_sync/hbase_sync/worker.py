@@ -98,9 +98,12 @@ class Worker:
         finally:
             self._shutdown()
 
-    def _subscribe(self) -> None:
+    def _subscribe(self, replacing: bool = False) -> None:
         topics = self.mapper.input_topics
-        self.join.subscribed(self.clock())
+        if replacing:
+            self.join.replacing(self.clock())
+        else:
+            self.join.subscribed(self.clock())
         self.consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost)
         log.info("subscribed to %s", ", ".join(topics))
 
@@ -113,15 +116,16 @@ class Worker:
         self.metrics.recreated.inc()
         if self.new_consumer is None:
             log.error("no partition assigned for %.0f s: the consumer is not in its group", waited)
-            self.join.subscribed(self.clock())
+            self.join.replacing(self.clock())
             return
         log.error("no partition assigned for %.0f s (IOTPIPE_SYNC_JOIN_TIMEOUT_S %.0f): the consumer never got into "
-                  "its group (librdkafka: %s); closing it and subscribing with a new one", waited, self.join.timeout_s,
-                  self.metrics.group_state)
+                  "its group (librdkafka: %s); closing it and subscribing with a new one", waited,
+                  self.join.timeout_s, self.metrics.group_state)
         self.consumer.close()
         self.consumer = self.commits.consumer = self.new_consumer()
         self.commits.forget(set(self.commits.committed))
-        self._subscribe()
+        self._subscribe(replacing=True)
+        log.info("the new consumer gets %.0f s to join", self.join.limit_s)
 
     def _shutdown(self) -> None:
         self.health.tick("stopping")

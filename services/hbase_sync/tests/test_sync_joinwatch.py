@@ -59,6 +59,20 @@ def test_losing_every_partition_starts_a_new_wait_and_keeping_some_does_not() ->
     assert watch.overdue(20_000.0) is None
 
 
+def test_each_replacement_in_a_row_gives_the_next_consumer_twice_as_long_up_to_15_minutes() -> None:
+    watch = JoinWatch(timeout_s=120)
+    watch.subscribed(now=0.0)
+    now = 0.0
+    for limit in (120.0, 240.0, 480.0, 900.0, 900.0):  # 960 capped at 900
+        assert watch.overdue(now + limit - 1) is None
+        assert watch.overdue(now + limit) == limit
+        now += limit
+        watch.replacing(now)
+    watch.assigned()  # one got in: the next wait is back to the timeout
+    watch.revoked(now=10_000.0, still_held=0)
+    assert watch.overdue(10_120.0) == 120.0
+
+
 def test_a_timeout_of_zero_turns_the_watchdog_off() -> None:
     watch = JoinWatch(timeout_s=0)
     watch.subscribed(now=0.0)
