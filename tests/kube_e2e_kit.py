@@ -1,4 +1,4 @@
-"""Helpers of the end-to-end test on the local Kubernetes cluster (tests/test_e2e_kube.py): helm, kubectl waits,
+"""Helpers of the end-to-end test on the local Kubernetes cluster (tests/kube_e2e_steps.py): helm, kubectl waits,
 port-forwards, and reading the pipeline's HBase tables through a forwarded Thrift port. Imported by path (tests/ is
 not a package), like dashboard_kit.
 
@@ -220,3 +220,36 @@ def revisions(conn: happybase.Connection, table: str) -> dict[bytes, int]:
     for key, data in conn.table(table).scan(columns=[b"d:m"], batch_size=2000):
         out[key] = int(json.loads(data[b"d:m"])["revision"])
     return out
+
+
+# --- artifacts on failure -------------------------------------------------------------------------------------------
+
+
+def save_artifacts(kubectl: Kubectl, namespace: str, dest: Path, say: Callable[[str], None]) -> None:
+    """What a failed run needs to be understood, under ``dest``: objects, events, the pipelines' status and every
+    pod's logs (the previous container's too after a restart). Best effort: a kubectl that fails writes its error."""
+    dest.mkdir(parents=True, exist_ok=True)
+
+    def save(name: str, *args: str) -> None:
+        try:
+            proc = kubectl(*args, check=False, timeout=120)
+            text = proc.stdout + (f"\n[stderr]\n{proc.stderr}" if proc.stderr else "")
+        except (subprocess.SubprocessError, OSError) as exc:
+            text = f"kubectl {' '.join(args)} failed: {exc}"
+        (dest / name).write_text(text)
+
+    save("objects.txt", "get", "all,iotpipelines,pvc,pv,secrets,configmaps", "-n", namespace, "-o", "wide")
+    save("events.txt", "get", "events", "-n", namespace, "--sort-by=.lastTimestamp")
+    save("iotpipelines.yaml", "get", "iotpipelines", "-n", namespace, "-o", "yaml")
+    save("pods.yaml", "get", "pods", "-n", namespace, "-o", "yaml")
+    try:
+        found = pods(kubectl, namespace)
+    except (subprocess.SubprocessError, OSError, ValueError, StackError):
+        found = []
+    for pod in found:
+        name = pod["metadata"]["name"]
+        save(f"logs-{name}.txt", "logs", "-n", namespace, name, "--all-containers", "--tail=2000", "--timestamps")
+        if any(c.get("restartCount") for c in pod.get("status", {}).get("containerStatuses") or []):
+            save(f"logs-{name}-previous.txt", "logs", "-n", namespace, name, "--all-containers", "--previous",
+                 "--tail=500")  # fmt: skip
+    say(f"artifacts of the failure in {dest}")

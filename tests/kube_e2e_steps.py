@@ -1,10 +1,11 @@
 """Issue 13's end-to-end test: the whole pipeline in pods on the real local Kubernetes (iotpipe_stack.cluster).
 
-STATUS: not collected by pytest yet (the file name does not start with test_), because it has not passed once: on
-2026-11-29/30 the shared machine ran at load average 40-170 and the platform never got through start-up (Kafka ~6 min
-to listen, HBase's master over 15 min, Kafka ApiVersion and Thrift calls timing out for the pipeline's pods). Rename it
-to tests/test_e2e_kube.py once it passed on a quieter machine (`.venv/bin/python -m pytest tests/kube_e2e_steps.py`
-runs it now, fixtures included).
+STATUS: not collected by `make test` yet (the file name does not start with test_; `.venv/bin/python -m pytest
+tests/kube_e2e_steps.py` runs it, fixtures included). All seven steps passed on the 2026-11-29 session; on
+2026-11-30 (load average 70-130 from four developers' tests) no run got past the bridge's live data: Kafka, HBase and
+the operator's calls timed out for minutes. Fixed on the way: HBase's ZooKeeper sessions and master start-up time
+(platform chart), the sync worker's lost group (its join watchdog), the operator's backoff in this test. Rename it
+to tests/test_e2e_kube.py once it passed twice in a row.
 
 One module-scoped install, shared by the steps below, which run in file order and build on each other:
 both charts installed with the real helm into namespace ``iot`` (Pod Security "restricted" enforced), the images
@@ -12,7 +13,9 @@ both charts installed with the real helm into namespace ``iot`` (Pod Security "r
 ``test_pipeline`` (small CPU requests so everything fits on 2 CPUs, fewer replicas, the default simulator speed).
 
 What each step shows is in its docstring. Progress lines (``[e2e-kube ...]``) go to stderr; the phase times are
-printed at the end of the module (and the cluster fixture's own start-up steps in ``kube_cluster.timings``).
+printed at the end of the module (and the cluster fixture's own start-up steps in ``kube_cluster.timings``). When a
+step (or the install) fails, the namespace's objects, events and every pod's logs are saved under
+``tests/artifacts/e2e-kube/<step>/``.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ pytestmark = [pytest.mark.kube, pytest.mark.cluster, pytest.mark.helm, pytest.ma
 
 NS = "iot"
 NAME = "factory-a"
+SECOND = "factory-b"  # deleted with policies Delete in the last step
 PREFIX = "iot_factory_a"  # default table prefix: <namespace>_<name>, '-' -> '_'
 TOPIC_PREFIX = "iot.factory-a"  # default topic prefix: <namespace>.<name>
 STEADY = ("TH1", "TH2", "HVAC1", "HVAC2", "MiAC1", "MiAC2")  # one reading per 15-minute step each, never withheld
@@ -56,6 +60,7 @@ _LIST_TOPICS = (
 )
 IMAGES = ("operator", "simulator", "hbase-sync", "ws-bridge", "stream-job", "hbase", "kafka")
 WAIT = 900.0  # generous: 8 developers share 2 cores
+ARTIFACTS = kit.REPO / "tests" / "artifacts" / "e2e-kube"
 
 
 def test_pipeline(name: str = NAME, delete_data: bool = False) -> dict[str, Any]:
@@ -128,6 +133,25 @@ def deployed(kube_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory,
     for step, seconds in kube_cluster.timings.items():
         clock.phases[f"cluster: {step}"] = round(seconds, 1)
     d = Deployed(kube_cluster, clock, [str(kube_cluster.bins.kube.kubectl), f"--kubeconfig={kube_cluster.kubeconfig}"])
+    try:
+        _install(d, kube_cluster, tmp_path_factory)
+    except BaseException:
+        kit.save_artifacts(d.kubectl, NS, ARTIFACTS / "install", clock.say)
+        raise
+    yield d
+    clock.say("phase times (s): " + json.dumps(clock.phases))
+
+
+@pytest.fixture(autouse=True)
+def _artifacts_on_failure(request: pytest.FixtureRequest, deployed: Deployed) -> Iterator[None]:
+    failed = request.session.testsfailed
+    yield
+    if request.session.testsfailed > failed:
+        kit.save_artifacts(deployed.kubectl, NS, ARTIFACTS / request.node.name, deployed.clock.say)
+
+
+def _install(d: Deployed, kube_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> None:
+    clock = d.clock
     with clock.phase("images: build (cached by inputs) and load into the node"):
         ensure_images(IMAGES, containerd_address=kube_cluster.containerd_address)
     helm, home = kit.helm_binary(), tmp_path_factory.mktemp("helm")
@@ -147,6 +171,12 @@ def deployed(kube_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory,
                  "--set", "grafana.sidecar.image.pullPolicy=Never")  # fmt: skip
         kit.helm(helm, kubeconfig, home, "install", "op", "charts/iotpipe-operator", "-n", NS,
                  "--set", "image.repository=localhost/iotpipe/operator", "--set", "image.pullPolicy=Never",
+                 # retry soon once HBase answers (it may take minutes to start here; default backoff up to 300 s),
+                 # and give Kafka and Thrift calls 30 s (default 10 s: at load 80 they timed out for minutes)
+                 "--set", "extraEnv[0].name=IOTPIPE_OPERATOR_MAX_BACKOFF_SECONDS",
+                 "--set-string", "extraEnv[0].value=20",
+                 "--set", "extraEnv[1].name=IOTPIPE_OPERATOR_DEPENDENCY_TIMEOUT_SECONDS",
+                 "--set-string", "extraEnv[1].value=30",
                  *[f"--set=childImages.{key}.repository=localhost/iotpipe/{image}" for key, image in
                    (("streamJob", "stream-job"), ("hbaseSync", "hbase-sync"), ("wsBridge", "ws-bridge"),
                     ("simulator", "simulator"))])  # fmt: skip
@@ -156,8 +186,9 @@ def deployed(kube_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory,
         d.kubectl("apply", "-f", "-", input_text=json.dumps(test_pipeline()))
         kit.wait_for(f"IoTPipeline {NAME} Ready",
                      lambda: kit.condition(d.pipeline(), "Ready").get("status") == "True", WAIT)  # fmt: skip
-    yield d
-    clock.say("phase times (s): " + json.dumps(clock.phases))
+    # the last step's pipeline (policies Delete) starts now, while the steps before it run: its start-up is not waited
+    # for on its own
+    d.kubectl("apply", "-f", "-", input_text=json.dumps(test_pipeline(SECOND, delete_data=True)))
 
 
 def _raw_and_late(conn: Any) -> list[Any]:
@@ -187,7 +218,7 @@ def test_readings_reach_hbase_and_the_bridge_serves_live_data(deployed: Deployed
 
 
 def _data_frame(ws: Any) -> dict[str, Any] | None:
-    msg = json.loads(ws.recv(timeout=WAIT))
+    msg = json.loads(ws.recv(timeout=30))  # a TimeoutError (an OSError) is one more try of kit.wait_for
     return dict(msg) if msg.get("type") == "data" else None
 
 
@@ -283,11 +314,17 @@ def test_namespace_enforces_restricted_and_every_pod_runs(deployed: Deployed) ->
                         '"securityContext":{"privileged":true}}]}}', check=False)  # fmt: skip
     assert refused.returncode != 0 and "violates PodSecurity" in refused.stderr, refused.stderr
     all_pods = kit.pods(d.kubectl, NS)
-    grafana = [p for p in all_pods if p["metadata"]["name"].startswith("platform-grafana")]
-    assert grafana, "the Grafana pod was not admitted"
-    others = {p["metadata"]["name"]: kit.running(p) for p in all_pods if p not in grafana}
-    assert {"platform-kafka-0", "platform-hbase-0"} <= set(others)
-    assert all(others.values()), others
+    assert any(p["metadata"]["name"].startswith("platform-grafana") for p in all_pods), "Grafana's pod not admitted"
+
+    def others() -> dict[str, bool]:
+        return {p["metadata"]["name"]: kit.running(p) for p in kit.pods(d.kubectl, NS)
+                if not p["metadata"]["name"].startswith("platform-grafana")}  # fmt: skip
+
+    # factory-b, applied after factory-a was Ready, may still be starting
+    kit.wait_for("every pod but Grafana's running", lambda: all(others().values()), WAIT)
+    names = set(others())
+    assert {"platform-kafka-0", "platform-hbase-0"} <= names
+    assert any(n.startswith(f"{NAME}-sync-") for n in names) and any(n.startswith(f"{SECOND}-sync-") for n in names)
 
 
 CHILD_KINDS = "deployments,statefulsets,services,persistentvolumeclaims,secrets,configmaps,pods"
@@ -318,8 +355,7 @@ def test_delete_with_delete_policy_stops_workloads_before_dropping_data(deployed
     """A pipeline with topicDeletionPolicy and tableDeletionPolicy Delete: while its object is deleted, no table is
     gone as long as one of its pods still exists; at the end its topics and tables are gone."""
     d = deployed
-    name, prefix = "factory-b", "iot_factory_b"
-    d.kubectl("apply", "-f", "-", input_text=json.dumps(test_pipeline(name, delete_data=True)))
+    name, prefix = SECOND, "iot_factory_b"  # applied by the fixture
     with d.hbase() as conn:
         kit.wait_for("factory-b's tables", lambda: len(_tables(conn, prefix)) == 4, WAIT)
         kit.wait_for("factory-b's simulator and sync pods running",
