@@ -27,7 +27,7 @@ from iotcommon.shutdown import stop_on_signals
 
 STORAGE_CLASS = "local"
 PROVISIONER = "iotpipe.dev/local-hostpath"
-POLL_SECONDS = 2.0
+POLL_SECONDS = 3.0  # each pass runs kubectl once: ~0.1 CPU-second here
 
 Obj = dict[str, Any]
 
@@ -111,10 +111,11 @@ class Provisioner:
         return proc.returncode == 0
 
     def one_pass(self) -> None:
-        claims = self._items("persistentvolumeclaims", "--all-namespaces")
-        volumes = self._items("persistentvolumes")
-        if claims is None or volumes is None:
+        items = self._items("persistentvolumeclaims,persistentvolumes", "--all-namespaces")  # one kubectl per pass
+        if items is None:
             return
+        claims = [i for i in items if i.get("kind") == "PersistentVolumeClaim"]
+        volumes = [i for i in items if i.get("kind") == "PersistentVolume"]
         for claim in claims_to_provision(claims, volumes):
             pv = volume_for_claim(claim, self.root)
             path = Path(pv["spec"]["hostPath"]["path"])
