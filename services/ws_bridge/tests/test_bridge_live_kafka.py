@@ -63,7 +63,13 @@ def bridge(config: BridgeConfig, **kwargs: Any) -> Iterator[TestClient]:
     app = create_app(config, **kwargs)
     with TestClient(app) as client:
         live = app.state.bridge.live
-        assert live.ready.wait(60), "the Kafka tail did not assign its partitions"
+        assert live.ready.wait(60), "the Kafka tail did not start"
+        # `ready` comes after the tail's first metadata request, which can time out on a loaded machine; the tail then
+        # assigns its partitions (from the end) at a later attempt: records produced before that would never come
+        deadline = time.monotonic() + 120
+        while not live.connected:
+            assert time.monotonic() < deadline, "the Kafka tail never assigned its partitions"
+            time.sleep(0.1)
         client.opened = []  # type: ignore[attr-defined]
         try:
             yield client
