@@ -135,7 +135,11 @@ def real_bridge(kafka_service: Any, hbase_service: Any, serve_app: Any) -> Itera
         app = create_app(config)
         port = serve_app(app, config)
         state = app.state.bridge
-        assert state.live.ready.wait(60), "the Kafka tail did not assign its partitions"
+        assert state.live.ready.wait(60), "the Kafka tail did not start"
+        deadline = time.monotonic() + 120  # ready comes after a first metadata request that may have timed out
+        while not state.live.connected:  # assigned (from the end): the hostile records below reach the tail
+            assert time.monotonic() < deadline, "the Kafka tail never assigned its partitions"
+            time.sleep(0.1)
         producer = Producer({"bootstrap.servers": kafka_service.bootstrap, "linger.ms": 20})
         for stream in STREAMS:  # hostile live records on every output topic (the tail must survive them)
             for value in hostile_readings():
