@@ -28,11 +28,12 @@ def validator() -> jsonschema.Draft202012Validator:
 
 
 def test_every_message_validates_against_the_schema_and_the_shared_decoder() -> None:
-    # 14 days over the end of DST, 3 sites, short late delays so late and drained readings are included
+    # 7 days over the end of DST (25 Oct), 3 sites, late delays so late readings (2 d, 5 h) and drained ones (10 d)
+    # are included
     sim = Simulation(Timeline(datetime(2020, 10, 20, tzinfo=TZ), TZ), [1, 2, 99999], 21,
                      parse_rules(("20:2d", "120:10d", "7:5h")))
     enc = Encoder([site_id(n) for n in sim.site_numbers])
-    msgs = enc.encode_all(sim.run(14 * 96)) + enc.encode_blocks(sim.drain())
+    msgs = enc.encode_all(sim.run(7 * 96)) + enc.encode_blocks(sim.drain())
     check = validator()
     sensors = set()
     devices = set()
