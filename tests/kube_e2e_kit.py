@@ -1,4 +1,4 @@
-"""Helpers of the end-to-end test on the local Kubernetes cluster (tests/kube_e2e_steps.py): helm, kubectl waits,
+"""Helpers of the end-to-end test on the local Kubernetes cluster (tests/test_e2e_kube.py): helm, kubectl waits,
 port-forwards, and reading the pipeline's HBase tables through a forwarded Thrift port. Imported by path (tests/ is
 not a package), like dashboard_kit.
 
