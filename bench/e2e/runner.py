@@ -107,10 +107,11 @@ def summarise(plan: Plan, step: Step, start_wall: float, samples: Sequence[Sampl
 
     first = step.start_index + int(step.rate * step.hold_s / 3)
     in_window = range(first, step.end_index)
-    hbase = [v for i, v in probes.reading_s.items() if i in in_window]
-    ws = [v for i, v in clients.latency_s.items() if i in in_window]
-    ws_committed = [v for i, v in committed.latency_s.items() if i in in_window] if committed else []
-    days = [v for d, v in probes.day_s.items() if plan.first_of_day(d + timedelta(days=1)) in in_window]
+    # the prober's and the clients' threads are still adding entries: read copies (dict.copy holds the GIL)
+    hbase = [v for i, v in probes.reading_s.copy().items() if i in in_window]
+    ws = [v for i, v in clients.latency_s.copy().items() if i in in_window]
+    ws_committed = [v for i, v in committed.latency_s.copy().items() if i in in_window] if committed else []
+    days = [v for d, v in probes.day_s.copy().items() if plan.first_of_day(d + timedelta(days=1)) in in_window]
     raw_rows = per_s(a.rows.get("raw", 0.0), b.rows.get("raw", 0.0))
     window = Window(float(step.rate), seconds, sum(a.lag.values()), sum(b.lag.values()), raw_rows)
     cpu = {n: 100 * (b.usage[n].cpu_s - a.usage[n].cpu_s) / seconds for n in b.usage if n in a.usage}
