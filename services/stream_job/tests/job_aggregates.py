@@ -61,6 +61,11 @@ def as_pairs(got: dict[str, dict[str, Any]]) -> Pairs:
     return {k: (v["value"], v["count"]) for k, v in got.items()}
 
 
+def finals(kit: Any, topic: str) -> Pairs:
+    """(value, count) of the newest revision of every aggregate on ``topic``, read to its end through ``kit``."""
+    return as_pairs(latest(kit.read_all(topic, idle=0.5)))
+
+
 def same(got: Pairs, want: Pairs) -> bool:
     """The same keys, counts equal, values equal up to float summation order."""
     return got.keys() == want.keys() and all(

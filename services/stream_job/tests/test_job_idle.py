@@ -17,13 +17,18 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
+
+sys.path.insert(0, str(Path(__file__).parent))
+from job_aggregates import finals, same
 
 # generous: on a machine shared by many builds the job alone can take minutes to start
 pytestmark = [pytest.mark.kafka, pytest.mark.flink, pytest.mark.slow, pytest.mark.timeout(3600)]
@@ -79,20 +84,6 @@ def end_offset(bootstrap: str, topic: str, partition: int) -> int:
         return int(consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1])
     finally:
         consumer.close()
-
-
-def finals(kit: Any, topic: str) -> dict[str, tuple[float, int]]:
-    best: dict[str, dict[str, Any]] = {}
-    for m in kit.read_all(topic, idle=0.5):
-        agg = json.loads(m.value)
-        if m.key.decode() not in best or agg["revision"] > best[m.key.decode()]["revision"]:
-            best[m.key.decode()] = agg
-    return {k: (v["value"], v["count"]) for k, v in best.items()}
-
-
-def same(got: dict[str, tuple[float, int]], want: dict[str, tuple[float, int]]) -> bool:
-    return got.keys() == want.keys() and all(
-        got[k][1] == want[k][1] and math.isclose(got[k][0], want[k][0], rel_tol=1e-9, abs_tol=1e-9) for k in want)
 
 
 def test_an_empty_partition_does_not_stop_days_from_closing(job_kit: Any, unique_name: Any) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import urllib.request
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
@@ -30,6 +31,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from iotpipe_stack.ports import free_ports
+
+sys.path.insert(0, str(Path(__file__).parent))
+from job_aggregates import finals, same
 
 pytestmark = [pytest.mark.kafka, pytest.mark.flink, pytest.mark.slow, pytest.mark.timeout(3600)]
 
@@ -60,20 +64,6 @@ def quarters(site: str, first: datetime, last: datetime, seq: int, want: Want) -
         total = math.fsum(vals)
         want[f"{site}/AggDay[{sensor}]/{day}"] = (total / len(vals) if sensor == "TH1" else total, len(vals))
     return out, seq
-
-
-def finals(kit: Any, topic: str) -> Want:
-    best: dict[str, dict[str, Any]] = {}
-    for m in kit.read_all(topic, idle=0.5):
-        agg = json.loads(m.value)
-        if m.key.decode() not in best or agg["revision"] > best[m.key.decode()]["revision"]:
-            best[m.key.decode()] = agg
-    return {k: (v["value"], v["count"]) for k, v in best.items()}
-
-
-def same(got: Want, want: Want) -> bool:
-    return got.keys() == want.keys() and all(
-        got[k][1] == want[k][1] and math.isclose(got[k][0], want[k][0], rel_tol=1e-9, abs_tol=1e-9) for k in want)
 
 
 def subset(got: Want, want: Want) -> Want:
