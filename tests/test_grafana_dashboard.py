@@ -18,11 +18,11 @@ import pytest
 from starlette.testclient import TestClient
 
 from iotcommon.messages import Aggregate, DeadLetter, LateReading, Reading
-from iotcommon.sensors import SENSORS
+from iotcommon.sensors import SENSORS, aggregate_names
 from ws_bridge.app import create_app
 from ws_bridge.config import BridgeConfig
 from ws_bridge.history import Query, Result
-from ws_bridge.records import Record, aggregate_names, decode
+from ws_bridge.records import Record, decode
 
 REPO = Path(__file__).resolve().parents[1]
 BUILD = REPO / "dashboards" / "grafana" / "build.py"

@@ -47,6 +47,21 @@ REST_PARTS: dict[str, tuple[str, ...]] = {
 }
 
 
+# The daily aggregate kinds (the aggregate schema's "kind"), and those the stream job emits for each rule.
+AGGREGATE_KINDS = ("AggDay", "AggDayDiff", "AggDayRest", "AggDayMov")
+KINDS_OF_RULE: dict[Rule, tuple[str, ...]] = {
+    Rule.MEAN: ("AggDay",),
+    Rule.SUM: ("AggDay",),
+    Rule.CUMULATIVE: ("AggDayDiff", "AggDayRest"),
+    Rule.COUNT: ("AggDayMov",),
+}
+
+
 def aggregate_name(kind: str, sensor: str) -> str:
     """The seed's naming, kept for users: AggDay[TH1], AggDayDiff[Etot], AggDayRest[Wtot], AggDayMov[Mov1]."""
     return f"{kind}[{sensor}]"
+
+
+def aggregate_names(sensor: str) -> tuple[str, ...]:
+    """The aggregate series of one sensor, e.g. Etot -> (AggDayDiff[Etot], AggDayRest[Etot])."""
+    return tuple(aggregate_name(kind, sensor) for kind in KINDS_OF_RULE[SENSORS[sensor].rule])

@@ -32,10 +32,10 @@ from iotcommon import hbase_layout as layout
 from iotcommon.days import day_of_ms
 from iotcommon.errors import IoTError, MessageError, ServiceUnavailable
 from iotcommon.messages import SITE_PATTERN as SITE
-from iotcommon.sensors import SENSORS
+from iotcommon.sensors import SENSORS, aggregate_names
 from iotcommon.zones import SiteZones
 from ws_bridge.queries import Query
-from ws_bridge.records import MAX_MS, Record, aggregate_names, decode, table_of
+from ws_bridge.records import MAX_MS, Record, decode, table_of
 
 log = logging.getLogger(__name__)
 

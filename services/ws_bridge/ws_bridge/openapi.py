@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from iotcommon.sensors import SENSORS
-from ws_bridge.queries import DEFAULT_LIMIT, KINDS, Bounds
+from iotcommon.sensors import AGGREGATE_KINDS, SENSORS
+from ws_bridge.queries import DEFAULT_LIMIT, Bounds
 from ws_bridge.records import MAX_MS, ROW_FIELDS, STREAMS
 
 ERRORS = ("bad-query", "bound-exceeded", "not-found", "unauthorized", "hbase-unavailable")
@@ -64,7 +64,7 @@ def _range_operation(stream: str, bounds: Bounds) -> dict[str, Any]:
          "headers (the URL ends up in access logs: prefer the Authorization header)", "schema": {"type": "string"}},
     ]
     if stream == "aggregates":
-        params.insert(2, _list_param("kind", "aggregate kinds", {"type": "string", "enum": list(KINDS)}))
+        params.insert(2, _list_param("kind", "aggregate kinds", {"type": "string", "enum": list(AGGREGATE_KINDS)}))
     return {
         "operationId": f"query_{stream}",
         "summary": f"Range query: {_STREAM_TEXT[stream]}",

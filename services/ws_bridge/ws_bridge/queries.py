@@ -25,11 +25,10 @@ from typing import Protocol
 from iotcommon.days import ms_to_ts, ts_to_ms
 from iotcommon.errors import IoTError
 from iotcommon.messages import SITE_PATTERN
-from iotcommon.sensors import SENSORS
+from iotcommon.sensors import AGGREGATE_KINDS, SENSORS
 from ws_bridge.records import MAX_MS, STREAMS
 
 DEFAULT_LIMIT = 1000
-KINDS = ("AggDay", "AggDayDiff", "AggDayRest", "AggDayMov")
 _MS = re.compile(r"-?[0-9]{1,19}")
 _COUNT = re.compile(r"[0-9]{1,12}")
 DAY_MS = 86_400_000
@@ -138,8 +137,8 @@ def parse_query(stream: str, params: MultiParams, bounds: Bounds) -> tuple[Query
             raise QueryError(f"unknown sensor {sensor[:64]!r}; sensors are {', '.join(SENSORS)}")
     kinds = _list(params, "kind")
     for kind in kinds:
-        if kind not in KINDS:
-            raise QueryError(f"unknown kind {kind[:64]!r}; kinds are {', '.join(KINDS)}")
+        if kind not in AGGREGATE_KINDS:
+            raise QueryError(f"unknown kind {kind[:64]!r}; kinds are {', '.join(AGGREGATE_KINDS)}")
     if kinds and stream != "aggregates":
         raise QueryError("'kind' applies to the aggregates stream only")
     from_ms, to_ms = _instant(single.get("from"), "from"), _instant(single.get("to"), "to")

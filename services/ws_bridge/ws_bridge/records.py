@@ -17,21 +17,11 @@ from iotcommon import wire
 from iotcommon.days import ts_to_ms
 from iotcommon.errors import MessageError
 from iotcommon.messages import reading_from_dict
-from iotcommon.sensors import SENSORS, Rule
 from iotcommon.topics import Topics
 
 STREAMS = ("raw", "aggregates", "late", "deadletters")
 MAX_MS = 9_999_999_999_998  # the newest event time history can express (13-digit row keys: 2286-11-20)
 _TABLE_OF_STREAM = {"raw": "raw", "aggregates": "aggregates", "late": "late", "deadletters": "deadletters"}
-
-# Which aggregate kinds exist for a sensor (the stream job's outputs, as named by iotcommon.sensors.aggregate_name).
-_KINDS_OF_RULE: dict[Rule, tuple[str, ...]] = {
-    Rule.MEAN: ("AggDay",),
-    Rule.SUM: ("AggDay",),
-    Rule.CUMULATIVE: ("AggDayDiff", "AggDayRest"),
-    Rule.COUNT: ("AggDayMov",),
-}
-
 
 def table_of(stream: str) -> str:
     return _TABLE_OF_STREAM[stream]
@@ -40,11 +30,6 @@ def table_of(stream: str) -> str:
 def topic_of(topics: Topics, stream: str) -> str:
     return {"raw": topics.raw, "aggregates": topics.aggregates, "late": topics.late,
             "deadletters": topics.deadletter}[stream]
-
-
-def aggregate_names(sensor: str) -> tuple[str, ...]:
-    """The aggregate series of one sensor, e.g. Etot -> (AggDayDiff[Etot], AggDayRest[Etot])."""
-    return tuple(f"{kind}[{sensor}]" for kind in _KINDS_OF_RULE[SENSORS[sensor].rule])
 
 
 @dataclass(frozen=True, slots=True)
