@@ -12,15 +12,13 @@ On Kubernetes the map comes from the ``IoTPipeline`` field ``spec.siteZones``, r
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from iotcommon.days import DEFAULT_TZ
 from iotcommon.errors import ConfigError
-
-_SITE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+from iotcommon.messages import SITE_PATTERN
 
 
 def load_zone(name: str, where: str = "time zone") -> ZoneInfo:
@@ -41,7 +39,7 @@ def parse_site_zones(text: str) -> dict[str, str]:
         site, sep, name = (p.strip() for p in pair.partition("="))
         if not sep or not site or not name:
             raise ConfigError(f"IOTPIPE_SITE_ZONES: {pair!r} is not site=Area/City")
-        if not _SITE.fullmatch(site):
+        if not SITE_PATTERN.fullmatch(site):
             raise ConfigError(f"IOTPIPE_SITE_ZONES: {site!r} is not a valid site id")
         if site in out:
             raise ConfigError(f"IOTPIPE_SITE_ZONES: site {site!r} is given twice")
