@@ -20,11 +20,11 @@ from chaos_ws import AggregateFollower
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from hbase_sync.probe import http_ready
 from iotcommon.topics import Topics
 from iotpipe_stack import probes
 from iotpipe_stack.pipeline_types import PipelineProcess, StackInfo
 from iotpipe_stack.ports import free_ports
+from iotpipe_stack.probes import http_ready
 from iotpipe_stack.stack import LocalStack
 
 ZONE = "Europe/Athens"

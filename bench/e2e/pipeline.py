@@ -14,13 +14,12 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from hbase_sync.probe import http_ready
 from iotcommon.topics import Topics
 from iotpipe_stack.pipeline_types import PipelineProcess
 from iotpipe_stack.ports import free_ports
+from iotpipe_stack.probes import http_ready
 from iotpipe_stack.settings import resolve
 from iotpipe_stack.stack import LocalStack
-from ws_bridge import probe as bridge_probe
 
 PARTITIONS = 2  # readings and every output topic: two sync workers can split them
 
@@ -60,7 +59,7 @@ def _bridge(name: str, port: int, live_raw: str, common: dict[str, str]) -> Pipe
         argv=lambda s: [str(s.python), "-m", "ws_bridge"],
         env=lambda s: {**common, "IOTPIPE_BRIDGE_PORT": str(port), "IOTPIPE_BRIDGE_LIVE_RAW": live_raw,
                        "IOTPIPE_BRIDGE_MAX_CONNECTIONS": "1000"},
-        ready=lambda s: bridge_probe.healthy(f"http://127.0.0.1:{port}/"),
+        ready=lambda s: http_ready(f"http://127.0.0.1:{port}/healthz"),
     )
 
 

@@ -15,8 +15,8 @@ s.connector_jar, s.java_home, s.home, s.logs_dir. Every process also gets StackI
 
 from __future__ import annotations
 
-from hbase_sync.probe import http_ready
 from iotpipe_stack.pipeline_types import PipelineProcess, StackInfo
+from iotpipe_stack.probes import http_ready
 from ws_bridge import probe as bridge_probe
 
 __all__ = ["PROCESSES", "PipelineProcess", "StackInfo"]
@@ -45,7 +45,7 @@ PROCESSES: list[PipelineProcess] = [
         name="ws-bridge",
         argv=lambda s: [str(s.python), "-m", "ws_bridge"],
         env=lambda s: {"IOTPIPE_BRIDGE_PORT": str(bridge_probe.local_port())},
-        ready=lambda s: bridge_probe.healthy(bridge_probe.dashboard_url()),
+        ready=lambda s: http_ready(bridge_probe.dashboard_url() + "healthz"),
         url=lambda s: bridge_probe.dashboard_url(),  # printed by `iotpipe run`: the live dashboard
     ),
     # simulator, stream job, sync worker, bridge: one entry each

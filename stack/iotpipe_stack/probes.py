@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from iotpipe_stack.ports import is_listening
@@ -41,6 +43,18 @@ def thrift_ready(host: str, port: int, timeout: float = 5.0) -> bool:
         if conn is not None:
             with contextlib.suppress(Exception):
                 conn.close()
+
+
+def http_ready(url: str, timeout: float = 2.0) -> bool:
+    """GET ``url`` answers 200: the sync worker's /readyz, the bridge's /healthz or /readyz."""
+    if not url.startswith(("http://", "https://")):
+        msg = f"not an http(s) URL: {url!r}"
+        raise ValueError(msg)
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (scheme checked above)
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
 
 
 def flink_ready(python: Path, connector_jar: Path, env: dict[str, str] | None = None) -> tuple[bool, str]:
