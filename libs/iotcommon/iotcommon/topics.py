@@ -40,8 +40,3 @@ class Topics:
 
     def all(self) -> tuple[str, ...]:
         return (self.readings, self.raw, self.aggregates, self.late, self.deadletter)
-
-
-def device_id(site: str, sensor: str) -> str:
-    """Stable device id, also the Kafka key of its readings."""
-    return f"{site}/{sensor}"
