@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from iotcommon.config import setting
-from iotcommon.logs import log_format_setting
+from iotcommon.logs import log_format_setting, log_level_setting
 
 DESCRIPTION = "iotpipe operator: reconciles IoTPipeline custom resources (`kopf run -m iot_operator.handlers`)."
 
@@ -30,7 +30,6 @@ class OperatorConfig:
     metrics_port: int = setting(8000, "port of the Prometheus /metrics endpoint (0 = any free port)",
                                 env="IOTPIPE_METRICS_PORT", minimum=0, maximum=65535)
     metrics_host: str = setting("0.0.0.0", "address of the /metrics endpoint", env="IOTPIPE_METRICS_HOST")
-    log_level: str = setting("INFO", "log level (the operator's and its pods')", env="IOTPIPE_LOG_LEVEL",
-                             choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    log_level: str = log_level_setting("log level (the operator's and its pods')")
     # the pods' log format; the operator's own lines are kopf's: `kopf run --log-format=json`
     log_format: str = log_format_setting()

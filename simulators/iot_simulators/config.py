@@ -16,7 +16,7 @@ from iot_simulators.timeline import STEP_S, Timeline
 from iotcommon import days
 from iotcommon.config import setting
 from iotcommon.errors import ConfigError
-from iotcommon.logs import log_format_setting
+from iotcommon.logs import log_format_setting, log_level_setting
 from iotcommon.zones import SiteZones
 
 COMPRESSIONS = ("lz4", "zstd", "snappy", "gzip", "none")
@@ -33,8 +33,7 @@ class SimConfig:
     site_zones: str = setting("", "per-site zones 'site-00002=America/New_York,site-00003=Asia/Kolkata' (other sites: "
                               "--site-tz); each site's days, midnight meters, motion days and temperature curve follow "
                               "its own zone, on the same UTC step grid", env="IOTPIPE_SITE_ZONES")
-    log_level: str = setting("INFO", "log level", env="IOTPIPE_LOG_LEVEL",
-                             choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    log_level: str = log_level_setting()
     log_format: str = log_format_setting()
     sites: int = setting(1, "number of sites (buildings) simulated by this process", env="IOTPIPE_SIM_SITES",
                          minimum=1, maximum=1_000_000)

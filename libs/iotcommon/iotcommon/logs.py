@@ -2,7 +2,7 @@
 
     @dataclass(frozen=True)
     class SyncConfig:
-        log_level: str = setting("INFO", "log level", env="IOTPIPE_LOG_LEVEL", choices=LEVELS)
+        log_level: str = log_level_setting()        # IOTPIPE_LOG_LEVEL / --log-level: DEBUG | INFO | WARNING | ERROR
         log_format: str = log_format_setting()      # IOTPIPE_LOG_FORMAT / --log-format: text | json
 
     logs.setup(config.log_level, config.log_format)
@@ -22,7 +22,13 @@ from typing import Any, TextIO
 from iotcommon.config import setting
 
 FORMATS = ("text", "json")
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def log_level_setting(help_text: str = "log level") -> Any:
+    """The `log_level` field of a service's config: IOTPIPE_LOG_LEVEL / --log-level, INFO by default."""
+    return setting("INFO", help_text, env="IOTPIPE_LOG_LEVEL", choices=LEVELS)
 
 
 def log_format_setting() -> Any:

@@ -58,15 +58,19 @@ def test_text_is_the_familiar_line_and_an_unknown_format_is_refused() -> None:
 
 @dataclass(frozen=True)
 class _Config:
+    log_level: str = logs.log_level_setting()
     log_format: str = logs.log_format_setting()
 
 
-def test_the_setting_reads_the_env_var_and_the_flag_overrides_it() -> None:
-    assert load(_Config, [], {}).log_format == "text"
+def test_the_settings_read_the_env_vars_and_the_flags_override_them() -> None:
+    assert (load(_Config, [], {}).log_level, load(_Config, [], {}).log_format) == ("INFO", "text")
     assert load(_Config, [], {"IOTPIPE_LOG_FORMAT": "json"}).log_format == "json"
     assert load(_Config, ["--log-format", "text"], {"IOTPIPE_LOG_FORMAT": "json"}).log_format == "text"
-    with pytest.raises(ConfigError):
-        load(_Config, [], {"IOTPIPE_LOG_FORMAT": "yaml"})
+    assert load(_Config, [], {"IOTPIPE_LOG_LEVEL": "ERROR"}).log_level == "ERROR"
+    assert load(_Config, ["--log-level", "DEBUG"], {"IOTPIPE_LOG_LEVEL": "ERROR"}).log_level == "DEBUG"
+    for bad in ({"IOTPIPE_LOG_FORMAT": "yaml"}, {"IOTPIPE_LOG_LEVEL": "TRACE"}):
+        with pytest.raises(ConfigError):
+            load(_Config, [], bad)
 
 
 def test_setup_with_json_makes_every_stderr_line_a_json_object() -> None:

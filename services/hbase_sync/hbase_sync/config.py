@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from iotcommon.config import setting
-from iotcommon.logs import log_format_setting
+from iotcommon.logs import log_format_setting, log_level_setting
 from iotcommon.topics import DEFAULT_PREFIX, Topics
 
 
@@ -21,8 +21,7 @@ class SyncConfig:
     hbase_protocol: str = setting("binary", "Thrift protocol; compact if the server runs with -c",
                                   env="IOTPIPE_HBASE_PROTOCOL", choices=("binary", "compact"))
     table_prefix: str = setting("iotpipe", "prefix of the pipeline's HBase tables", env="IOTPIPE_TABLE_PREFIX")
-    log_level: str = setting("INFO", "log level", env="IOTPIPE_LOG_LEVEL",
-                             choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    log_level: str = log_level_setting()
     log_format: str = log_format_setting()
     group: str = setting("", "Kafka consumer group; empty = '<topic prefix>.hbase-sync'", env="IOTPIPE_SYNC_GROUP")
     batch_size: int = setting(5000, "rows per HBase flush (size bound of a batch)", env="IOTPIPE_SYNC_BATCH_SIZE",

@@ -11,7 +11,7 @@ from iotcommon.config import load, setting
 from iotcommon.days import DEFAULT_TZ
 from iotcommon.errors import ConfigError
 from iotcommon.limits import DEFAULT_TS_MAX, DEFAULT_TS_MIN, Limits
-from iotcommon.logs import log_format_setting
+from iotcommon.logs import log_format_setting, log_level_setting
 from iotcommon.topics import DEFAULT_PREFIX
 from iotcommon.zones import SiteZones
 
@@ -82,8 +82,7 @@ class StreamJobConfig:
     metrics_port: int = setting(9249, "port of the Prometheus metrics endpoint (Flink's Prometheus reporter, every "
                                 "Flink metric and the job's own, docs/stream-job.md); 0 = no endpoint",
                                 env="IOTPIPE_METRICS_PORT", minimum=0, maximum=65535)
-    log_level: str = setting("INFO", "log level", env="IOTPIPE_LOG_LEVEL",
-                             choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    log_level: str = log_level_setting()
     log_format: str = log_format_setting()
 
     @property

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from iotcommon.config import setting
 from iotcommon.errors import ConfigError
-from iotcommon.logs import log_format_setting
+from iotcommon.logs import log_format_setting, log_level_setting
 from iotcommon.zones import SiteZones
 from ws_bridge.origins import parse_allowed_origins
 
@@ -74,8 +74,7 @@ class BridgeConfig:
                               minimum=1)
     batch_wait_ms: int = setting(50, "how long the Kafka tail waits to fill a batch (ms)",
                                  env="IOTPIPE_BRIDGE_BATCH_WAIT_MS", minimum=1, maximum=1000)
-    log_level: str = setting("INFO", "log level", env="IOTPIPE_LOG_LEVEL",
-                             choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    log_level: str = log_level_setting()
     log_format: str = log_format_setting()
 
     @property

@@ -27,7 +27,7 @@ from iotcommon import logs
 from iotcommon.config import load, setting
 from iotcommon.days import day_end, day_of, day_start, iso_z, zone
 from iotcommon.errors import ConfigError
-from iotcommon.logs import log_format_setting
+from iotcommon.logs import log_format_setting, log_level_setting
 from iotcommon.messages import Aggregate, DeadLetter, LateReading, Reading
 from iotcommon.sensors import REST_PARTS, SENSORS, Rule
 from iotcommon.shutdown import stop_on_signals
@@ -51,7 +51,7 @@ class FeedConfig:
     steps: int = setting(0, "stop after this many steps (0 = run until SIGTERM)", env="IOTPIPE_FEED_STEPS",
                          minimum=0)
     seed: int = setting(1, "random seed", env="IOTPIPE_FEED_SEED")
-    log_level: str = setting("INFO", "log level", env="IOTPIPE_LOG_LEVEL", choices=("DEBUG", "INFO", "WARNING"))
+    log_level: str = log_level_setting()
     log_format: str = log_format_setting()
 
 
