@@ -131,7 +131,7 @@ class OrderTracker:
 
 
 _STR, _INT, _NUM = "string", "integer", "number"
-# the fields of each stream's HTTP rows and their JSON types (services/ws_bridge/ws_bridge/schemas/openapi.v1.json)
+# the fields of each stream's HTTP rows and their JSON types (ws_bridge.openapi builds the rows' schemas from them)
 _READING_FIELDS = {"ts": _STR, "site": _STR, "sensor": _STR, "value": _NUM, "unit": _STR, "seq": _INT}
 ROW_FIELDS: dict[str, dict[str, str]] = {
     "raw": _READING_FIELDS,
