@@ -1,6 +1,8 @@
 package dev.iotpipe.flink;
 
 import java.nio.charset.StandardCharsets;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
 import java.time.DateTimeException;
 import java.time.LocalDateTime;
 import java.time.ZoneOffset;
@@ -26,8 +28,12 @@ final class CanonicalReading {
     final String value;
     final String seq;
     final LocalDateTime time;
+    /** "site,sensor,ts,value,seq": the start of the day logic's item (stream_job.sql.routed_view). */
+    final String head;
+    /** The day logic's key: the first hex digit of md5(site), as SQL's SUBSTRING(MD5(site) FROM 1 FOR 1). */
+    final String bucket;
 
-    private CanonicalReading(String[] parts, LocalDateTime time) {
+    private CanonicalReading(String[] parts, LocalDateTime time, String bucket) {
         // {"v":1,"site":"S","sensor":"X","ts":"T","value":N,"unit":"U","seq":Q} split on '"':
         //  0 1  2  3   4 5 6  7     8 9 10 11 12 13 14 15  16  17  18 19 20 21 22
         this.site = parts[5];
@@ -36,6 +42,8 @@ final class CanonicalReading {
         this.value = parts[16].substring(1, parts[16].length() - 1);
         this.seq = parts[22].substring(1, parts[22].length() - 1);
         this.time = time;
+        this.head = site + ',' + sensor + ',' + ts + ',' + value + ',' + seq;
+        this.bucket = bucket;
     }
 
     private static final class Grammar {
@@ -82,6 +90,29 @@ final class CanonicalReading {
         Grammar grammar;
         byte[] lastBytes;
         CanonicalReading lastResult;
+        /** site -> bucket: an MD5 per site, not per message (cleared when it grows large). */
+        final Map<String, String> bucketOf = new HashMap<>();
+
+        String bucket(String site) {
+            String found = bucketOf.get(site);
+            if (found == null) {
+                if (bucketOf.size() > 100_000) {
+                    bucketOf.clear();
+                }
+                found = md5FirstHexDigit(site);
+                bucketOf.put(site, found);
+            }
+            return found;
+        }
+    }
+
+    static String md5FirstHexDigit(String text) {
+        try {
+            byte[] digest = MessageDigest.getInstance("MD5").digest(text.getBytes(StandardCharsets.UTF_8));
+            return Character.toString(Character.forDigit((digest[0] >> 4) & 0xf, 16));
+        } catch (NoSuchAlgorithmException e) {
+            throw new IllegalStateException("no MD5", e);
+        }
     }
 
     private static final ThreadLocal<Memo> MEMO = ThreadLocal.withInitial(Memo::new);
@@ -100,13 +131,13 @@ final class CanonicalReading {
         if (memo.lastBytes != null && Arrays.equals(memo.lastBytes, bytes)) {
             return memo.lastResult;
         }
-        CanonicalReading result = parseText(new String(bytes, StandardCharsets.UTF_8), grammar);
+        CanonicalReading result = parseText(new String(bytes, StandardCharsets.UTF_8), grammar, memo);
         memo.lastBytes = bytes.clone();
         memo.lastResult = result;
         return result;
     }
 
-    private static CanonicalReading parseText(String text, Grammar grammar) {
+    private static CanonicalReading parseText(String text, Grammar grammar, Memo memo) {
         if (!grammar.pattern.matcher(text).matches()) {
             return null;
         }
@@ -133,7 +164,7 @@ final class CanonicalReading {
         } catch (NumberFormatException e) {
             return null;  // beyond a long
         }
-        return new CanonicalReading(parts, time);
+        return new CanonicalReading(parts, time, memo.bucket(parts[5]));
     }
 
     /** "YYYY-MM-DDTHH:MM:SS[.f{1,6}]Z" (shape already checked by the grammar), truncated to the millisecond. */
