@@ -13,6 +13,7 @@
 #   KAFKA_HEAP_OPTS     JVM heap (default -Xmx1G -Xms1G); KAFKA_JVM_PERFORMANCE_OPTS (G1 defaults), KAFKA_GC_LOG_OPTS,
 #   KAFKA_JMX_OPTS, KAFKA_OPTS   more JVM options; KAFKA_LOG4J_OPTS   logging (default: stdout, INFO)
 #   KAFKA_CONFIG_DIR    where server.properties is written (default /opt/kafka/config; must be writable)
+# New clusters are formatted with transactions version 1 (Kafka 4 defaults to 2; see format_storage below).
 # log.dirs defaults to /var/lib/kafka/data. These variables are JVM/script settings, not broker properties.
 set -eu
 
@@ -22,7 +23,7 @@ SCRIPT_VARS=" KAFKA_HEAP_OPTS KAFKA_JVM_PERFORMANCE_OPTS KAFKA_GC_LOG_OPTS KAFKA
 KAFKA_CONFIG_DIR KAFKA_VERSION KAFKA_HOME "
 
 usage() {
-    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,/^set -eu/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'
 }
 
 # KAFKA_FOO_BAR__BAZ___QUX -> foo.bar_baz-qux
@@ -48,12 +49,16 @@ render_config() {
     } > "$props"
 }
 
+# Transactions version 1 (not Kafka 4's default 2): the Flink Kafka sink commits the transactions of a restored
+# checkpoint a second time, which version 2 can refuse with InvalidPidMappingException, a restart loop of the job
+# (see KAFKA_TRANSACTION_VERSION in stack/iotpipe_stack/commands.py).
 format_storage() {
     echo "kafka-entrypoint: formatting the storage (cluster id ${CLUSTER_ID:-5L6g3nShT-eMCtK--X86sw}) unless done"
     # shellcheck disable=SC2086
     java ${KAFKA_LOG4J_OPTS:--Dlog4j2.configurationFile=$KAFKA_HOME/log4j2.properties} -Xmx256m \
         -cp "$KAFKA_HOME/libs/*" kafka.tools.StorageTool format --ignore-formatted \
-        "--cluster-id=${CLUSTER_ID:-5L6g3nShT-eMCtK--X86sw}" -c "$CONFIG_DIR/server.properties"
+        "--cluster-id=${CLUSTER_ID:-5L6g3nShT-eMCtK--X86sw}" -c "$CONFIG_DIR/server.properties" \
+        --feature transaction.version=1
 }
 
 case "${1:-}" in

@@ -194,9 +194,11 @@ def flink_taskmanager(p: PipelineSpec) -> Manifest:
     container = make_container("taskmanager", p.flink.image, env, Resources(f"{p.flink.tm_cpu:g}", None),
                            command=[FLINK_ENTRYPOINT], args=["taskmanager"],
                            ports=[{"name": "data", "containerPort": 6121}], **_flink_container_extra(p))
+    # Recreate, like the JobManager: a changed spec restarts the job anyway, and an old TaskManager that outlives the
+    # old JobManager must not register with the new one (nor its old tasks overlap the restored job's sinks).
     return make_workload(p, "Deployment", "flink-taskmanager", 0 if p.suspend else p.flink.tm_replicas, [container],
                      pod_annotations={"iotpipe.dev/restart-nonce": str(p.flink.restart_nonce)},
-                     pod_extra=_flink_pod_extra(p))
+                     pod_extra=_flink_pod_extra(p), strategy={"type": "Recreate"})
 
 
 def flink_jobmanager_service(p: PipelineSpec) -> Manifest:

@@ -38,6 +38,14 @@ def test_children_without_the_flink_operator() -> None:
         ("PersistentVolumeClaim", "p1-flink-checkpoints")])
 
 
+def test_both_flink_deployments_recreate_their_pods() -> None:
+    """A changed spec replaces the JobManager and the TaskManagers whole: no old TaskManager outlives the old
+    JobManager and registers with the new one while the restored job commits its transactions."""
+    kids = by_key(desired_children(pipeline(), flink_operator=False))
+    for name in ("p1-flink-jobmanager", "p1-flink-taskmanager"):
+        assert kids[("Deployment", name)]["spec"]["strategy"] == {"type": "Recreate"}, name
+
+
 def test_children_with_the_flink_operator_use_a_flinkdeployment() -> None:
     kids = by_key(desired_children(pipeline(flink={"parallelism": 2, "taskManager": {"replicas": 2}}),
                                    flink_operator=True))

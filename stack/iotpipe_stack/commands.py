@@ -79,12 +79,22 @@ def argv(s: StackSettings, b: Binaries, name: str) -> list[str]:
     ]  # fmt: skip
 
 
+#: Kafka's transaction protocol version for new clusters (KIP-890). Kafka 4.x formats new clusters with version 2,
+#: where every commit and abort bumps the producer epoch. The Flink Kafka sink recovers by committing again the
+#: transactions of the checkpoint it restores (with the producer id and epoch it saved); with version 2 such a
+#: commit of a transaction that was already completed can fail with InvalidPidMappingException, which the sink
+#: treats as fatal: the restored job then restarts forever (FLINK-39072). Version 1 keeps that second commit
+#: idempotent. The image's entrypoint (images/kafka/kafka-entrypoint.sh) formats with the same version.
+KAFKA_TRANSACTION_VERSION = 1
+
+
 def kafka_format_argv(s: StackSettings, b: Binaries, cluster_id: str) -> list[str]:
     """Formats Kafka's (KRaft) storage once, before the first start."""
     return [
         *jvm(s, b, "kafka-format", "256m"),
         "-cp", f"{b.kafka_lib}/*", "kafka.tools.StorageTool", "format",
-        "-t", cluster_id, "-c", str(_conf(s, "kafka") / "server.properties"), "--ignore-formatted",
+        "-t", cluster_id, "-c", str(_conf(s, "kafka") / "server.properties"),
+        "--feature", f"transaction.version={KAFKA_TRANSACTION_VERSION}", "--ignore-formatted",
     ]  # fmt: skip
 
 

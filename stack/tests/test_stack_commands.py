@@ -51,6 +51,8 @@ def test_kafka_storage_is_formatted_with_the_given_cluster_id(tmp_path: Path) ->
     assert argv[argv.index("-t") + 1] == "AbC_123"
     assert argv[argv.index("-c") + 1] == str(tmp_path / "home" / "conf" / "kafka" / "server.properties")
     assert "kafka.tools.StorageTool" in argv and argv[-1] == "--ignore-formatted"
+    # transactions version 1: the Flink sink's second commit of a restored transaction stays idempotent
+    assert argv[argv.index("--feature") + 1] == "transaction.version=1"
 
 
 def test_every_configured_port_belongs_to_exactly_one_service(tmp_path: Path) -> None:
