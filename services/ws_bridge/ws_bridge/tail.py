@@ -37,6 +37,20 @@ from ws_bridge.records import STREAMS, OrderTracker, Record, decode, topic_of
 log = logging.getLogger(__name__)
 
 METADATA_REFRESH_S = 3.0
+#: A partition with no fetch response this long after its assignment gets a new consumer. librdkafka can leave an
+#: assigned partition waiting forever for an offset lookup that the broker answered with NOT_COORDINATOR (a broker
+#: still loading its group coordinator, seen on a busy Kubernetes node): confluentinc/librdkafka#5586.
+FETCH_START_S = 60.0
+UNKNOWN = -1001  # librdkafka's OFFSET_INVALID: no fetch response yet (cached watermarks)
+
+Partition = tuple[str, int]
+
+
+def unstarted(assigned_at: dict[Partition, float], high_watermark: Callable[[Partition], int], now: float,
+              limit: float = FETCH_START_S) -> list[Partition]:
+    """The partitions assigned more than ``limit`` seconds ago whose fetcher has not had a response yet (its cached
+    high watermark is still unknown). Pure: ``high_watermark`` reads the consumer's cache."""
+    return sorted(tp for tp, since in assigned_at.items() if now - since > limit and high_watermark(tp) < 0)
 
 
 def default_group_id() -> str:
@@ -58,7 +72,9 @@ class KafkaTail:
         self._on_bad = on_bad
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._assigned: dict[tuple[str, int], bool] = {}
+        self._assigned: dict[Partition, float] = {}  # -> when assigned (monotonic), for the fetch-start watchdog
+        self._offsets: dict[Partition, int] = {}  # -> where the next read starts (assigned offset, then consumed + 1)
+        self.consumers_recreated = 0
         self._tracker = OrderTracker()
         self._seen_cluster = False  # a metadata fetch has succeeded once
         self.connected = False
@@ -115,7 +131,8 @@ class KafkaTail:
         self.connected = True
         if new:
             for tp in new:
-                self._assigned[(tp.topic, tp.partition)] = True
+                self._assigned[(tp.topic, tp.partition)] = time.monotonic()
+                self._offsets[(tp.topic, tp.partition)] = tp.offset
             consumer.incremental_assign(new)
             log.info("tailing %s", ", ".join(f"{tp.topic}[{tp.partition}]"
                                              f"{' from the end' if first else ' from the start'}" for tp in new))
@@ -147,6 +164,7 @@ class KafkaTail:
                 try:
                     if time.monotonic() - refreshed > METADATA_REFRESH_S or not self._seen_cluster:
                         self._refresh(consumer)
+                        consumer = self._restart_if_stuck(consumer)
                         refreshed = time.monotonic()
                     if not self._assigned:
                         self._stop.wait(0.5)
@@ -161,6 +179,24 @@ class KafkaTail:
         finally:
             consumer.close()
 
+    def _restart_if_stuck(self, consumer: Consumer) -> Consumer:
+        """A new consumer, assigned where the old one stood, if a partition's fetcher never started."""
+        def high(tp: Partition) -> int:
+            return int(consumer.get_watermark_offsets(TopicPartition(*tp), cached=True)[1])
+
+        stuck = unstarted(self._assigned, high, time.monotonic(), FETCH_START_S)
+        if not stuck:
+            return consumer
+        log.warning("no fetch from %s in %.0f s since assigned (librdkafka#5586): new consumer, same offsets",
+                    ", ".join(f"{t}[{p}]" for t, p in stuck), FETCH_START_S)
+        consumer.close()
+        consumer = self._consumer()
+        now = time.monotonic()
+        self._assigned = dict.fromkeys(self._assigned, now)
+        consumer.incremental_assign([TopicPartition(t, p, self._offsets[(t, p)]) for t, p in self._assigned])
+        self.consumers_recreated += 1
+        return consumer
+
     def _decode(self, messages: list[Message]) -> list[Record]:
         batch: list[Record] = []
         for message in messages:
@@ -170,6 +206,7 @@ class KafkaTail:
                     log.warning("Kafka: %s", err)
                 continue
             topic = message.topic()
+            self._offsets[(topic or "", message.partition() or 0)] = (message.offset() or 0) + 1
             stream = self._stream_of.get(topic or "")
             if stream is None:
                 continue
