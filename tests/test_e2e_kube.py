@@ -274,13 +274,15 @@ def _past(now: dict[tuple[str, str], int], before: dict[tuple[str, str], int]) -
 def test_lateness_change_restarts_the_job_from_its_last_state(deployed: Deployed) -> None:
     """A new `spec.flink.allowedLatenessMinutes`: new Flink pods with the new setting that restore the last checkpoint,
     and aggregate revisions continue (a revision above the one HBase held before; a job without its state would
-    start again at revision 1, which the sync worker's compare-and-set drops)."""
+    start again at revision 1, which the sync worker's compare-and-set drops), and every device's readings are
+    still there exactly once."""
     d = deployed
     jm = kit.wait_for("the JobManager running", d.flink_jm, WAIT)
     with d.hbase() as conn:
         before = kit.wait_for("aggregate revisions above 1",
                               lambda: (r := kit.revisions(conn, f"{PREFIX}_aggregates")) and max(r.values()) > 1 and r,
                               WAIT)  # fmt: skip
+        newest = _newest(_raw_and_late(conn))
     d.kubectl("patch", "iotpipeline", NAME, "-n", NS, "--type=merge",
               "-p", json.dumps({"spec": {"flink": {"allowedLatenessMinutes": 4320}}}))  # fmt: skip
     new = kit.wait_for("a new JobManager pod running", lambda: d.new_jm(jm), WAIT)
@@ -292,6 +294,10 @@ def test_lateness_change_restarts_the_job_from_its_last_state(deployed: Deployed
         kit.wait_for("a revision above the one before the restart",
                      lambda: any(rev > before.get(key, rev) for key, rev in
                                  kit.revisions(conn, f"{PREFIX}_aggregates").items()), WAIT)  # fmt: skip
+        # a planned restart (old pods stopped gracefully) loses and doubles nothing either
+        kit.wait_for("every device past its newest reading before the change",
+                     lambda: _past(_newest(_raw_and_late(conn)), newest), WAIT)  # fmt: skip
+        assert kit.seq_problems(_raw_and_late(conn), STEADY) == []
     ready = kit.wait_for("Ready again", lambda: kit.condition(d.pipeline(), "Ready").get("status") == "True", WAIT)
     assert ready
 
