@@ -326,8 +326,23 @@ def test_platform_kafka_only(helm: Helm) -> None:
     assert {d["metadata"]["labels"]["app.kubernetes.io/component"] for d in docs} == {"kafka"}
     kafka = one(docs, "StatefulSet")
     assert "volumeClaimTemplates" not in kafka["spec"]
-    assert kafka["spec"]["template"]["spec"]["volumes"] == [{"name": "data", "emptyDir": {}}]
+    assert {"name": "data", "emptyDir": {}} in kafka["spec"]["template"]["spec"]["volumes"]
     assert env_of(kafka["spec"]["template"]["spec"]["containers"][0])["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "true"
+
+
+def test_kafka_storage_is_formatted_with_transactions_version_1_unless_told_otherwise(helm: Helm) -> None:
+    """The Flink Kafka sink needs transactions version 1 (values.yaml: kafka.transactionVersion): an init container
+    formats each node's storage with it, on the node's data volume, before the image's own start-up."""
+    pod = one(helm.render("iotpipe-platform", release="p"), "StatefulSet", "p-kafka")["spec"]["template"]["spec"]
+    (init,) = pod["initContainers"]
+    script = init["args"][0]
+    assert "kafka.tools.StorageTool format --ignore-formatted" in script
+    assert script.endswith("--feature transaction.version=1")
+    assert init["image"] == pod["containers"][0]["image"]
+    assert {m["mountPath"] for m in init["volumeMounts"]} == {"/var/lib/kafka/data", "/format"}
+    off = one(helm.render("iotpipe-platform", release="p", extra=["--set", "kafka.transactionVersion=0"]),
+              "StatefulSet", "p-kafka")
+    assert "initContainers" not in off["spec"]["template"]["spec"]
 
 
 def test_platform_grafana_only(helm: Helm) -> None:
