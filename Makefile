@@ -53,9 +53,10 @@ lock: $(SETUP_STAMP) ## re-lock requirements/*.lock (with hashes) whose inputs c
 	$(BIN)/python -m iotpipe_stack.locks $(ARGS)
 
 # pytest exit 5 = "no tests collected": that must fail, not pass silently. PYTEST_WORKERS=N runs `make test` on N
-# pytest-xdist workers (default 2: most tests wait on JVMs, timers and pods, so two share the 2 cores well; 0: one
-# process); conftest.py keeps each test module, and the tests of the local cluster and the images, on one worker.
-PYTEST_WORKERS ?= 2
+# pytest-xdist workers (0, the default: one process). Two workers on this 2-core machine were slower, not faster
+# (a full run 36 min at load 20-58, one process 32 min): the JVM-heavy tests then compete for the cores. conftest.py
+# keeps each test module, and the tests of the local cluster and the images, on one worker.
+PYTEST_WORKERS ?= 0
 test: setup browser kube-tools cluster-tools helm images ## every test, including the real services (Kafka, HBase, Flink, ...) and the browser
 	@set +e; $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc

@@ -1,7 +1,7 @@
 """Root conftest: the real-service fixtures (kafka_service, hbase_service, flink_runtime, unique_name, ...).
 
-`make test` runs the suite on two pytest-xdist workers (`-n 2 --dist loadgroup`; `PYTEST_WORKERS=0` runs it in one
-process, and then nothing here applies). Each worker starts the session fixtures it needs on its own free ports. A
+`make test PYTEST_WORKERS=2` runs the suite on pytest-xdist workers (`-n 2 --dist loadgroup`; the default, 0, runs it
+in one process and nothing here applies). Each worker starts the session fixtures it needs on its own free ports. A
 test module is one unit of work (its module-scoped fixtures, such as a pipeline started once for all its tests, then
 start once), and the tests that use one of this machine's single resources (the local Kubernetes cluster: heavy, one
 per run is enough; podman's image store) form one unit together. The modules with the longest tests (end-to-end,
