@@ -69,7 +69,7 @@ def test_idle_partitions_are_left_alone_and_a_new_consumer_loses_and_doubles_not
 
         forced = iter([True])  # the next check finds every partition stuck, the ones after it none
 
-        def once(assigned: dict[Any, float], high: Any, now: float, limit: float = 0.0) -> list[Any]:
+        def once(assigned: dict[Any, float], high: Any, now: float, limit: float) -> list[Any]:
             return sorted(assigned) if next(forced, False) else []
 
         monkeypatch.setattr(tail_module, "unstarted", once)

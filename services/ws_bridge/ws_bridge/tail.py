@@ -41,15 +41,15 @@ METADATA_REFRESH_S = 3.0
 #: assigned partition waiting forever for an offset lookup that the broker answered with NOT_COORDINATOR (a broker
 #: still loading its group coordinator, seen on a busy Kubernetes node): confluentinc/librdkafka#5586.
 FETCH_START_S = 60.0
-UNKNOWN = -1001  # librdkafka's OFFSET_INVALID: no fetch response yet (cached watermarks)
 
 Partition = tuple[str, int]
 
 
 def unstarted(assigned_at: dict[Partition, float], high_watermark: Callable[[Partition], int], now: float,
-              limit: float = FETCH_START_S) -> list[Partition]:
+              limit: float) -> list[Partition]:
     """The partitions assigned more than ``limit`` seconds ago whose fetcher has not had a response yet (its cached
-    high watermark is still unknown). Pure: ``high_watermark`` reads the consumer's cache."""
+    high watermark is still librdkafka's OFFSET_INVALID, -1001). Pure: ``high_watermark`` reads the consumer's
+    cache."""
     return sorted(tp for tp, since in assigned_at.items() if now - since > limit and high_watermark(tp) < 0)
 
 
