@@ -66,8 +66,16 @@ class Clock:
         self.say(f"{name}: {self.phases[name]} s")
 
 
+def ready(value: object) -> bool:
+    """What ``wait_for`` takes as an answer: not None, not False, and not an empty collection (a probe such as
+    ``(r := rows()) and check(r) and r`` returns the empty dict itself while there are no rows yet)."""
+    if value is None or value is False:
+        return False
+    return not (isinstance(value, (dict, list, set, frozenset, tuple, str, bytes)) and not value)
+
+
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval: float = 3.0) -> T:
-    """Poll ``probe`` until it returns something other than None/False; fail with ``what`` after ``timeout``."""
+    """Poll ``probe`` until its value is ``ready``; fail with ``what`` after ``timeout``."""
     deadline = time.monotonic() + timeout
     last: object = None
     while True:
@@ -75,7 +83,7 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval:
             value = probe()
         except (subprocess.CalledProcessError, StackError, OSError) as exc:
             value, last = None, exc  # a port-forward or kubectl hiccup under load
-        if value is not None and value is not False:
+        if value is not None and ready(value):
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last error: {last})")
@@ -253,3 +261,28 @@ def save_artifacts(kubectl: Kubectl, namespace: str, dest: Path, say: Callable[[
             save(f"logs-{name}-previous.txt", "logs", "-n", namespace, name, "--all-containers", "--previous",
                  "--tail=500")  # fmt: skip
     say(f"artifacts of the failure in {dest}")
+    for line in failure_digest(found, dest):
+        say(line)
+
+
+# lines of a pod log that say why a job or service is not making progress
+_TROUBLE = re.compile(r"Exception|Error|ERROR|FAILED|failed|Caused by|cannot|restart", re.ASCII)
+
+
+def failure_digest(found: list[dict[str, Any]], dest: Path, per_pod: int = 12) -> list[str]:
+    """A few lines that CI's output keeps when the artifacts themselves are out of reach: every pod's phase and
+    restarts, and the last troubled lines of each Flink pod's log (from the logs just saved under ``dest``)."""
+    out = []
+    for pod in found:
+        name = pod["metadata"]["name"]
+        statuses = pod.get("status", {}).get("containerStatuses") or []
+        restarts = sum(int(c.get("restartCount") or 0) for c in statuses)
+        out.append(f"pod {name}: {pod.get('status', {}).get('phase')}, {restarts} restarts")
+        if "flink" not in name:
+            continue
+        for log in (dest / f"logs-{name}.txt", dest / f"logs-{name}-previous.txt"):
+            if not log.is_file():
+                continue
+            troubled = [line[:300] for line in log.read_text(errors="replace").splitlines() if _TROUBLE.search(line)]
+            out += [f"  {log.name}: {line}" for line in troubled[-per_pod:]]
+    return out

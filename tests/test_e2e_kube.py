@@ -239,6 +239,7 @@ def test_killed_stream_job_pod_loses_and_doubles_no_reading(deployed: Deployed) 
     kit.wait_for("a completed checkpoint", lambda: _checkpoints(d) or None, WAIT)
     with d.hbase() as conn:
         before = _newest(_raw_and_late(conn))
+    assert before, "no steady device's readings in HBase raw before the kill"
     d.kubectl("delete", "pod", "-n", NS, jm["metadata"]["name"], "--force", "--grace-period=0")
     d.clock.say(f"killed {jm['metadata']['name']}")
     new = kit.wait_for("a new JobManager pod running", lambda: d.new_jm(jm), WAIT)
@@ -279,10 +280,12 @@ def test_lateness_change_restarts_the_job_from_its_last_state(deployed: Deployed
     d = deployed
     jm = kit.wait_for("the JobManager running", d.flink_jm, WAIT)
     with d.hbase() as conn:
+        # days first emitted, and revised by late readings, before the change: the keys whose revisions must go on
         before = kit.wait_for("aggregate revisions above 1",
                               lambda: (r := kit.revisions(conn, f"{PREFIX}_aggregates")) and max(r.values()) > 1 and r,
                               WAIT)  # fmt: skip
         newest = _newest(_raw_and_late(conn))
+    assert before and newest, (before, newest)
     d.kubectl("patch", "iotpipeline", NAME, "-n", NS, "--type=merge",
               "-p", json.dumps({"spec": {"flink": {"allowedLatenessMinutes": 4320}}}))  # fmt: skip
     new = kit.wait_for("a new JobManager pod running", lambda: d.new_jm(jm), WAIT)
