@@ -217,8 +217,9 @@ def prepare_gateway(config: StreamJobConfig) -> None:
 
 
 def flink_configuration(config: StreamJobConfig, checkpoints: str, restore_from: str | None,
-                        jars: list[Path]) -> Configuration:
-    """Flink settings of the job; `checkpoints` and `restore_from` are URIs (file:///..., s3://...)."""
+                        jars: list[Path], rest_port: int | None = None) -> Configuration:
+    """Flink settings of the job; `checkpoints` and `restore_from` are URIs (file:///..., s3://...). `rest_port`: the
+    local MiniCluster's REST endpoint on that loopback port (the restore guard reads the job's failures there)."""
     conf = Configuration()
     values = {
         "parallelism.default": str(config.parallelism),
@@ -250,12 +251,23 @@ def flink_configuration(config: StreamJobConfig, checkpoints: str, restore_from:
         values["pipeline.jars"] = ";".join(jar.absolute().as_uri() for jar in jars)
     if restore_from is not None:
         values["execution.state-recovery.path"] = restore_from
+    if rest_port is not None:
+        values.update({"rest.bind-address": "127.0.0.1", "rest.address": "127.0.0.1", "rest.bind-port": str(rest_port)})
     for pair in filter(None, (p.strip() for p in config.flink_options.split(";"))):
         key, _, value = pair.partition("=")
         values[key.strip()] = value.strip()
     for key, value in values.items():
         conf.set_string(key, value)
     return conf
+
+
+def cluster_settings() -> dict[str, str]:
+    """The Flink configuration of the process the driver runs in ($FLINK_CONF_DIR; on Kubernetes the JobManager's)."""
+    from pyflink.java_gateway import get_gateway
+
+    jvm = get_gateway().jvm
+    loaded = jvm.org.apache.flink.configuration.GlobalConfiguration.loadConfiguration().toMap()
+    return {str(k): str(v) for k, v in loaded.items()}
 
 
 def build(config: StreamJobConfig, conf: Configuration, python_exe: str) -> TableResult:

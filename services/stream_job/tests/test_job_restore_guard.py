@@ -1,0 +1,67 @@
+"""A job restored from a checkpoint whose state it cannot read stops by itself (issue 12), against real Kafka + Flink.
+
+The JobManager accepts the checkpoint (its `_metadata` is intact) but every TaskManager restore of its state fails:
+the test truncates the checkpoint's state files, as a corrupt or half-copied checkpoint would be. Flink's restart
+strategy would restore the same checkpoint forever; the job must instead cancel itself, name the checkpoint and the
+way out (`--restore none`), and exit 2. The restore guard's decision itself is unit-tested in
+`test_job_restore_guard_unit.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.kafka, pytest.mark.flink, pytest.mark.slow, pytest.mark.timeout(3600)]
+
+# Every piece of state in a file of its own (not inlined into _metadata), so that it can be made unreadable.
+ALL_STATE_IN_FILES = "execution.checkpointing.data-inline-threshold=0 b"
+
+
+def readings(site: str, first: datetime, count: int) -> list[bytes]:
+    out = []
+    for i in range(count):
+        ts = (first + timedelta(minutes=15 * i)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        out.append(json.dumps({"v": 1, "site": site, "sensor": "TH1", "ts": ts, "value": 20.0 + i % 5, "unit": "C",
+                               "seq": i + 1}, separators=(",", ":")).encode())
+    return out
+
+
+def test_a_checkpoint_whose_state_cannot_be_restored_stops_the_job_with_exit_2(job_kit: Any, unique_name: Any) -> None:
+    prefix = unique_name("rgd")
+    topics = job_kit.create_topics(prefix, readings_partitions=1)
+    sent = readings("rgd-site", datetime(2020, 10, 5, tzinfo=UTC), 2 * 96)
+    job_kit.produce(topics.readings, [(b"rgd-site", m) for m in sent])
+
+    first = job_kit.start_job(prefix, "rgd-0", flink_options=ALL_STATE_IN_FILES)
+    job_kit.wait_until(lambda: len(job_kit.read_all(topics.raw)) == len(sent), first, 2400,
+                       "every reading copied to .raw (a checkpoint committed it)")
+    assert first.terminate() == 0, first.log_tail()
+
+    checkpoints = job_kit.tmp / "home" / "stream_job" / "checkpoints" / prefix
+    retained = [meta.parent for meta in checkpoints.glob("*/chk-*/_metadata")]
+    assert retained, "no checkpoint retained after the cancel"
+    state_files = [f for chk in retained for f in chk.rglob("*") if f.is_file() and f.name != "_metadata"]
+    assert state_files, f"no state files beside _metadata in {retained}"
+    for f in state_files:  # whichever retained checkpoint the job picks, its state cannot be read
+        f.write_bytes(b"")
+
+    job = job_kit.start_job(prefix, "rgd-1")  # IOTPIPE_RESTORE=latest (the default)
+    try:
+        code = job.proc.wait(timeout=1800)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the job still runs 30 min after restoring a checkpoint it cannot read:\n{job.log_tail()}")
+    log = Path(job.log).read_text(errors="replace")
+    restored = re.search(r"restoring from (\S+)", log)
+    assert restored, job.log_tail()
+    assert code == 2, job.log_tail()
+    assert f"cannot restore the state of the checkpoint {restored.group(1)}" in log, job.log_tail()
+    assert "--restore none (IOTPIPE_RESTORE=none)" in log, job.log_tail()
+    assert "without the open days' state" in log, job.log_tail()
+    job.terminate()
