@@ -215,6 +215,8 @@ def test_platform_defaults(helm: Helm) -> None:
     site = one(docs, "ConfigMap", "demo-hbase-conf")["data"]["hbase-site.xml"]
     assert "<name>hbase.rootdir</name><value>file:///data/hbase</value>" in site
     assert "<name>hbase.regionserver.thrift.port</name><value>9090</value>" in site
+    # WAL splitting after a crash through ZooKeeper, as the local stack's (docs/chaos.md)
+    assert "<name>hbase.split.wal.zk.coordinated</name><value>true</value>" in site
 
     grafana = one(docs, "Deployment", "demo-grafana")
     pod = grafana["spec"]["template"]["spec"]

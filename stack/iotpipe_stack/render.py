@@ -140,6 +140,14 @@ def hbase_site_properties(s: StackSettings, data: Path) -> dict[str, str]:
         # after a crash (kill -9) the restarted master first recovers the dead region server's WALs and hbase:meta;
         # on a busy 2-core machine that took longer than LocalHBaseCluster's default 200 s, and the process gave up
         "hbase.master.init.timeout.localHBaseCluster": str(HBASE_INIT_TIMEOUT_MS),
+        # after kill -9 the restarted master must split the dead region server's WALs (hbase:meta's first). With
+        # procedure-based splitting (2.6's default) the region server reports each split done with the master RPC
+        # ReportProcedureDone, which waits in the master's default call queue. Clients that list the tables
+        # (Thrift `tables()`: probes, the sync worker's reconnects) fill every default handler: the restarted
+        # master reads each table's state from hbase:meta, which is still on the dead server, with 45 retries
+        # (minutes). The report times out, meta is never reassigned, the master never finishes initialising
+        # (docs/chaos.md). Splitting coordinated through ZooKeeper needs no master RPC.
+        "hbase.split.wal.zk.coordinated": "true",
     }
 
 
