@@ -5,6 +5,9 @@ the test truncates the checkpoint's state files, as a corrupt or half-copied che
 strategy would restore the same checkpoint forever; the job must instead cancel itself, name the checkpoint and the
 way out (`--restore none`), and exit 2. The restore guard's decision itself is unit-tested in
 `test_job_restore_guard_unit.py`.
+
+The other side: a restored job whose failures are not state restores (Kafka down while it restores a good checkpoint)
+keeps Flink's restart strategy and recovers once Kafka is back.
 """
 
 from __future__ import annotations
@@ -12,11 +15,14 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from iotpipe_stack.ports import free_ports
 
 pytestmark = [pytest.mark.kafka, pytest.mark.flink, pytest.mark.slow, pytest.mark.timeout(3600)]
 
@@ -65,3 +71,52 @@ def test_a_checkpoint_whose_state_cannot_be_restored_stops_the_job_with_exit_2(j
     assert "--restore none (IOTPIPE_RESTORE=none)" in log, job.log_tail()
     assert "without the open days' state" in log, job.log_tail()
     job.terminate()
+
+
+def rest(port: int, path: str) -> Any:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+        return json.load(response)
+
+
+def failures_seen(port: int) -> list[str]:
+    """The restored job's failures so far (Flink's exception history), each its first stack trace line."""
+    try:
+        jobs = rest(port, "/jobs")["jobs"]
+        out: list[str] = []
+        for job in jobs:
+            history = rest(port, f"/jobs/{job['id']}/exceptions?maxExceptions=20")["exceptionHistory"]["entries"]
+            out += [entry["stacktrace"].splitlines()[0] for entry in history]
+        return out
+    except OSError:
+        return []
+
+
+def test_a_restored_job_with_kafka_down_keeps_restarting_and_recovers(job_kit: Any, unique_name: Any,
+                                                                      kafka_service: Any) -> None:
+    prefix = unique_name("rgk")
+    topics = job_kit.create_topics(prefix, readings_partitions=1)
+    sent = readings("rgk-site", datetime(2020, 10, 5, tzinfo=UTC), 96)
+    job_kit.produce(topics.readings, [(b"rgk-site", m) for m in sent])
+    first = job_kit.start_job(prefix, "rgk-0")
+    job_kit.wait_until(lambda: len(job_kit.read_all(topics.raw)) == len(sent), first, 2400,
+                       "every reading copied to .raw (a checkpoint committed it)")
+    assert first.terminate() == 0, first.log_tail()
+
+    (port,) = free_ports(1)
+    kafka_service.stop()
+    try:
+        # the test reads the job's failures on this REST port (the Flink options override the port the job picks)
+        job = job_kit.start_job(prefix, "rgk-1", flink_options=f"rest.bind-port={port}")
+        job_kit.wait_until(lambda: len(failures_seen(port)) > 3, job, 1800,
+                           "more failures of the restored job than the restore guard's 3, with Kafka down",
+                           lambda: f"failures: {failures_seen(port)}")
+    finally:
+        kafka_service.start()
+    more = readings("rgk-site", datetime(2020, 10, 6, tzinfo=UTC), 96)
+    job_kit.produce(topics.readings, [(b"rgk-site", m) for m in more])
+    job_kit.wait_until(lambda: len(job_kit.read_all(topics.raw)) == len(sent) + len(more), job, 2400,
+                       "the readings produced after Kafka came back, copied to .raw",
+                       lambda: f"failures: {failures_seen(port)}")
+    log = Path(job.log).read_text(errors="replace")
+    assert "cannot restore the state" not in log, job.log_tail()
+    assert job.terminate() == 0, job.log_tail()

@@ -26,8 +26,9 @@ from stream_job.restore_guard import (
 
 def trace(name: str) -> str:
     """A stack trace as Flink 2.2 gives it in GET /jobs/:jobid/exceptions (`stacktrace`), shortened to the message
-    lines and a frame or so each (restore_traces/). keyed_state_file_truncated.txt was recorded from the real job
-    (test_job_restore_guard.py: the checkpoint's state files truncated); the others follow Flink's messages."""
+    lines and a frame or so each (restore_traces/). Recorded from the real job (test_job_restore_guard.py):
+    keyed_state_file_truncated.txt (the checkpoint's state files truncated) and kafka_down.txt (Kafka stopped while
+    the job restores a good checkpoint); the others follow Flink's messages."""
     return (Path(__file__).parent / "restore_traces" / f"{name}.txt").read_text()
 
 
