@@ -152,6 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("job %s cancelled", job_id)
     return 0
 
+
 def free_loopback_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

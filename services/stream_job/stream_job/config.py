@@ -54,7 +54,8 @@ class StreamJobConfig:
                                           "read_committed consumers at each checkpoint",
                                           env="IOTPIPE_CHECKPOINT_INTERVAL_MS", minimum=100)
     restore: str = setting("latest", "'latest' = resume from the newest retained checkpoint in checkpoint-dir if any, "
-                           "'none' = start fresh, or a checkpoint path", env="IOTPIPE_RESTORE")
+                           "'none' = start fresh, or a checkpoint path; a checkpoint the job cannot restore stops it "
+                           "(exit 2, with what to do)", env="IOTPIPE_RESTORE")
     group_id: str = setting("", "Kafka consumer group (default iotpipe-stream-job-<prefix>)", env="IOTPIPE_GROUP_ID")
     starting_offsets: str = setting("group-offsets", "where to start without a checkpoint: group-offsets (falls "
                                     "back to earliest), earliest or latest", env="IOTPIPE_STARTING_OFFSETS",
