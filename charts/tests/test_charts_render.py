@@ -347,21 +347,6 @@ def test_kafka_storage_is_formatted_with_transactions_version_1_unless_told_othe
     assert "initContainers" not in off["spec"]["template"]["spec"]
 
 
-def test_a_single_kafka_node_is_not_fenced_for_a_late_heartbeat(helm: Helm) -> None:
-    """kafka.brokerSessionTimeoutMs 0 (default): 60 s with one node (fencing the only node makes every partition
-    leaderless), Kafka's own default with a quorum; an explicit value or a kafka.config entry wins."""
-
-    def session(*sets: str) -> str | None:
-        extra = [arg for value in sets for arg in ("--set", value)]
-        kafka = one(helm.render("iotpipe-platform", release="p", extra=extra), "StatefulSet", "p-kafka")
-        return env_of(kafka["spec"]["template"]["spec"]["containers"][0]).get("KAFKA_BROKER_SESSION_TIMEOUT_MS")
-
-    assert session() == "60000"
-    assert session("kafka.replicas=3") is None
-    assert session("kafka.replicas=3", "kafka.brokerSessionTimeoutMs=20000") == "20000"
-    assert session("kafka.config.broker\\.session\\.timeout\\.ms=15000") == "15000"
-
-
 def test_platform_grafana_only(helm: Helm) -> None:
     docs = helm.render("iotpipe-platform", values=[VALUES_DIR / "iotpipe-platform.grafana-only.yaml"])
     assert {d["metadata"]["labels"]["app.kubernetes.io/component"] for d in docs} == {"grafana"}

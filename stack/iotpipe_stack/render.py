@@ -66,9 +66,6 @@ def kafka_server_properties(s: StackSettings, log_dir: Path) -> str:
             "num.network.threads": "2",
             "num.io.threads": "2",
             "num.recovery.threads.per.data.dir": "1",
-            # the one node is its own controller: fencing it for a late heartbeat (Kafka's 9 s, easily missed on a
-            # busy 2-CPU machine) only makes every partition leaderless until it is unfenced
-            "broker.session.timeout.ms": "60000",
         }
     )
 
