@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,8 @@ from iotcommon.limits import DEFAULT_TS_MAX, DEFAULT_TS_MIN, Limits
 from iotcommon.logs import log_format_setting, log_level_setting
 from iotcommon.topics import DEFAULT_PREFIX
 from iotcommon.zones import SiteZones
+
+_KAFKA_KEY = re.compile(r"[a-z][a-z0-9]*([._-][a-z0-9]+)*", re.ASCII)  # e.g. sasl.jaas.config
 
 CONNECTOR = "org.apache.flink:flink-sql-connector-kafka:5.0.0-2.2"
 CONNECTOR_JAR = "flink-sql-connector-kafka-5.0.0-2.2.jar"
@@ -72,6 +75,9 @@ class StreamJobConfig:
                                choices=("process", "thread"))
     flink_options: str = setting("", "extra Flink settings 'key=value;key=value' (e.g. python.profile.enabled=true)",
                                  env="IOTPIPE_FLINK_OPTIONS")
+    kafka_options: str = setting("", "extra Kafka client properties for every topic the job reads and writes "
+                                 "'key=value;key=value' (e.g. security.protocol=SSL); they win over the job's own",
+                                 env="IOTPIPE_KAFKA_OPTIONS")
     value_ranges: str = setting("", "plausibility range per sensor 'W1=0:1e6,TH1=-80:120' (bounds inclusive, within "
                                 "+-1e18); sensors not named keep their default (docs/validation.md); a reading "
                                 "outside goes to the dead-letter topic (out-of-range)", env="IOTPIPE_VALUE_RANGES")
@@ -111,6 +117,18 @@ class StreamJobConfig:
     def txn_prefix(self) -> str:
         return self.transactional_id_prefix or f"iotpipe-sj-{self.topic_prefix}"
 
+    @property
+    def kafka_properties(self) -> dict[str, str]:
+        """IOTPIPE_KAFKA_OPTIONS as a dict; ConfigError names the malformed entry."""
+        out = {}
+        for pair in filter(None, (p.strip() for p in self.kafka_options.split(";"))):
+            key, sep, value = (part.strip() for part in pair.partition("="))
+            if not sep or not _KAFKA_KEY.fullmatch(key):
+                raise ConfigError(f"IOTPIPE_KAFKA_OPTIONS: {pair!r} is not key=value with a Kafka property name "
+                                  "(e.g. security.protocol=SSL)")
+            out[key] = value
+        return out
+
 
 def load_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> StreamJobConfig:
     config = load(StreamJobConfig, argv, environ, prog="python -m stream_job",
@@ -123,6 +141,7 @@ def load_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Strea
     if config.bounded and config.restore not in ("latest", "none"):
         raise ConfigError(BOUNDED_RESTORE)
     config.limits  # noqa: B018 (raises ConfigError for malformed IOTPIPE_VALUE_RANGES / IOTPIPE_TS_MIN / _MAX)
+    config.kafka_properties  # noqa: B018 (raises ConfigError for malformed IOTPIPE_KAFKA_OPTIONS)
     return config
 
 

@@ -98,29 +98,31 @@ def rowtime_expr(limits: Limits) -> str:
             f"ELSE {EPOCH} END")
 
 
-def _kafka(config: StreamJobConfig, topic: str) -> str:
-    return (f"'connector' = 'kafka', 'topic' = {_q(topic)}, "
-            f"'properties.bootstrap.servers' = {_q(config.bootstrap)}")
+def _kafka(config: StreamJobConfig, topic: str, own: dict[str, str]) -> str:
+    """Connector options of one Kafka table: the job's own client properties, then IOTPIPE_KAFKA_OPTIONS over them."""
+    properties = {"bootstrap.servers": config.bootstrap, **own, **config.kafka_properties}
+    return ", ".join([f"'connector' = 'kafka', 'topic' = {_q(topic)}",
+                      *(f"{_q('properties.' + key)} = {_q(value)}" for key, value in properties.items())])
 
 
 def _sink_options(config: StreamJobConfig, name: str) -> str:
     return (f"'sink.delivery-guarantee' = 'exactly-once', "
-            f"'sink.transactional-id-prefix' = {_q(config.txn_prefix + '-' + name)}, "
-            f"'properties.transaction.timeout.ms' = '600000', "
-            f"'properties.linger.ms' = '20', 'properties.compression.type' = 'lz4'")
+            f"'sink.transactional-id-prefix' = {_q(config.txn_prefix + '-' + name)}")
+
+
+# the sinks' producers: transactions outlive a slow checkpoint; small batches, compressed
+SINK_PROPERTIES = {"transaction.timeout.ms": "600000", "linger.ms": "20", "compression.type": "lz4"}
 
 
 def source_ddl(config: StreamJobConfig) -> str:
     topics = Topics(config.topic_prefix)
     options = [
-        _kafka(config, topics.readings),
-        f"'properties.group.id' = {_q(config.consumer_group)}",
+        _kafka(config, topics.readings, {
+            "group.id": config.consumer_group, "auto.offset.reset": "earliest", "isolation.level": "read_committed",
+            # small per-partition fetches interleave the partitions finely while a backlog is read: less event-time
+            # skew between partitions, so fewer first emissions that a slower partition revises right after
+            "max.partition.fetch.bytes": "131072"}),
         f"'scan.startup.mode' = {_q(STARTUP_MODES[config.starting_offsets])}",
-        "'properties.auto.offset.reset' = 'earliest'",
-        "'properties.isolation.level' = 'read_committed'",
-        # small per-partition fetches interleave the partitions finely while a backlog is read: less event-time skew
-        # between partitions, so fewer first emissions that a slower partition revises right after
-        "'properties.max.partition.fetch.bytes' = '131072'",
         "'key.format' = 'raw'", "'key.fields' = 'k'",
         "'value.format' = 'raw'", "'value.fields-include' = 'EXCEPT_KEY'",
     ]
@@ -149,8 +151,9 @@ def sink_ddl(config: StreamJobConfig) -> list[str]:
     for name, topic, value_type in (("raw", topics.raw, "BYTES"), ("slowraw", topics.raw, "BYTES"),
                                     ("aggregates", topics.aggregates, "BYTES"), ("late", topics.late, "BYTES")):
         out.append(f"CREATE TEMPORARY TABLE {name}_sink (k STRING, v {value_type}) WITH ("
-                   f"{_kafka(config, topic)}, {keyed}, {_sink_options(config, name)})")
-    out.append(f"CREATE TEMPORARY TABLE deadletter_sink (v STRING) WITH ({_kafka(config, topics.deadletter)}, "
+                   f"{_kafka(config, topic, SINK_PROPERTIES)}, {keyed}, {_sink_options(config, name)})")
+    out.append(f"CREATE TEMPORARY TABLE deadletter_sink (v STRING) WITH "
+               f"({_kafka(config, topics.deadletter, SINK_PROPERTIES)}, "
                f"'format' = 'raw', {_sink_options(config, 'deadletter')})")
     return out
 

@@ -64,3 +64,27 @@ def test_the_idle_limit_and_the_metrics_endpoint_are_on_by_default() -> None:
     assert (off.idle_timeout_ms, off.metrics_port) == (0, 0)
     with pytest.raises(ConfigError):
         load_config(["--metrics-port", "70000"], {})
+
+
+def test_kafka_options_reach_every_kafka_table_and_win_over_the_job_own() -> None:
+    """IOTPIPE_KAFKA_OPTIONS (e.g. a secured cluster's security.protocol): on the source and every sink, once each,
+    over the job's own client properties; a malformed entry is refused at start."""
+    from stream_job import sql  # pure: SQL text only
+
+    options = "security.protocol=SSL; linger.ms=5;max.partition.fetch.bytes=1"
+    config = load_config([], {"IOTPIPE_KAFKA_OPTIONS": options})
+    assert config.kafka_properties == {"security.protocol": "SSL", "linger.ms": "5", "max.partition.fetch.bytes": "1"}
+    tables = [sql.source_ddl(config), *sql.sink_ddl(config)]
+    assert len(tables) == 6
+    for ddl in tables:
+        assert ddl.count("'properties.security.protocol' = 'SSL'") == 1, ddl
+        assert ddl.count("'properties.bootstrap.servers'") == 1, ddl
+    assert "'properties.max.partition.fetch.bytes' = '1'" in tables[0]
+    assert "131072" not in tables[0]
+    for ddl in tables[1:]:
+        assert "'properties.linger.ms' = '5'" in ddl and "'properties.linger.ms' = '20'" not in ddl, ddl
+        assert "'properties.transaction.timeout.ms' = '600000'" in ddl, ddl
+    assert "'properties.linger.ms'" not in sql.source_ddl(load_config([], {}))
+    for bad in ("security.protocol", "=SSL", "Bad Key=1"):
+        with pytest.raises(ConfigError, match="IOTPIPE_KAFKA_OPTIONS"):
+            load_config([], {"IOTPIPE_KAFKA_OPTIONS": bad})
