@@ -17,6 +17,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -222,11 +223,30 @@ def reading_rows(conn: happybase.Connection, table: str) -> list[Row]:
     return [parse_reading_key(key) for key, _ in conn.table(table).scan(filter=b"KeyOnlyFilter()", batch_size=5000)]
 
 
-def revisions(conn: happybase.Connection, table: str) -> dict[bytes, int]:
-    """Aggregates row key -> the revision of the message it holds."""
-    out = {}
-    for key, data in conn.table(table).scan(columns=[b"d:m"], batch_size=2000):
-        out[key] = int(json.loads(data[b"d:m"])["revision"])
+def aggregates(conn: happybase.Connection, table: str) -> dict[bytes, dict[str, Any]]:
+    """Aggregates row key -> the aggregate message it holds (iotcommon.messages.Aggregate as a dict)."""
+    return {key: json.loads(data[b"d:m"]) for key, data in conn.table(table).scan(columns=[b"d:m"], batch_size=2000)}
+
+
+def iso_ms(text: str) -> int:
+    return int(datetime.fromisoformat(text).timestamp() * 1000)
+
+
+STEP_MS = 15 * 60 * 1000  # the simulator's step: one reading per 15-minute sensor and step
+
+
+def days_spanning(
+    found: dict[bytes, dict[str, Any]], name: str, edge_ms: dict[str, int], first_ms: dict[str, int]
+) -> list[dict[str, Any]]:
+    """The ``name`` day aggregates (e.g. AggDay[TH1]) of each site whose day holds that site's ``edge_ms`` (interval
+    end rule: start < t <= end) and is not the site's first day (which may be partial)."""
+    out = []
+    for msg in found.values():
+        site, start, end = msg["site"], iso_ms(msg["window_start"]), iso_ms(msg["window_end"])
+        if msg["name"] != name or site not in edge_ms:
+            continue
+        if start < edge_ms[site] <= end and start >= first_ms[site] - STEP_MS:
+            out.append(msg)
     return out
 
 

@@ -273,19 +273,20 @@ def _past(now: dict[tuple[str, str], int], before: dict[tuple[str, str], int]) -
 
 
 def test_lateness_change_restarts_the_job_from_its_last_state(deployed: Deployed) -> None:
-    """A new `spec.flink.allowedLatenessMinutes`: new Flink pods with the new setting that restore the last checkpoint,
-    and aggregate revisions continue (a revision above the one HBase held before; a job without its state would
-    start again at revision 1, which the sync worker's compare-and-set drops), and every device's readings are
-    still there exactly once."""
+    """A new `spec.flink.allowedLatenessMinutes`: new Flink pods with the new setting that restore the last checkpoint.
+    The day that was open at the change (readings in HBase before it, first emitted after it) counts every one of its
+    readings: its state before the change was restored (a job without it would count only the readings after its
+    start offsets). And every device's readings are still there exactly once."""
     d = deployed
     jm = kit.wait_for("the JobManager running", d.flink_jm, WAIT)
     with d.hbase() as conn:
-        # days first emitted, and revised by late readings, before the change: the keys whose revisions must go on
-        before = kit.wait_for("aggregate revisions above 1",
-                              lambda: (r := kit.revisions(conn, f"{PREFIX}_aggregates")) and max(r.values()) > 1 and r,
-                              WAIT)  # fmt: skip
-        newest = _newest(_raw_and_late(conn))
-    assert before and newest, (before, newest)
+        emitted = set(kit.aggregates(conn, f"{PREFIX}_aggregates"))
+        rows = _raw_and_late(conn)
+    newest = _newest(rows)
+    th1 = [r for r in rows if r.series == "TH1"]
+    edge = {site: max(r.ts_ms for r in th1 if r.site == site) for site in {r.site for r in th1}}
+    first = {site: min(r.ts_ms for r in th1 if r.site == site) for site in edge}
+    assert newest and edge, "no steady readings in HBase raw before the change"
     d.kubectl("patch", "iotpipeline", NAME, "-n", NS, "--type=merge",
               "-p", json.dumps({"spec": {"flink": {"allowedLatenessMinutes": 4320}}}))  # fmt: skip
     new = kit.wait_for("a new JobManager pod running", lambda: d.new_jm(jm), WAIT)
@@ -293,10 +294,17 @@ def test_lateness_change_restarts_the_job_from_its_last_state(deployed: Deployed
     assert env["IOTPIPE_LATENESS_S"] == str(4320 * 60)
     restored = kit.wait_for("the new job's start line", lambda: d.restored_from(new["metadata"]["name"]), WAIT)
     assert restored.startswith("restoring from file:///flink-data/checkpoints/"), restored
+
+    def open_days(conn: Any) -> list[dict[str, Any]]:
+        fresh = {k: m for k, m in kit.aggregates(conn, f"{PREFIX}_aggregates").items() if k not in emitted}
+        found: list[dict[str, Any]] = kit.days_spanning(fresh, "AggDay[TH1]", edge, first)
+        return found
+
     with d.hbase() as conn:
-        kit.wait_for("a revision above the one before the restart",
-                     lambda: any(rev > before.get(key, rev) for key, rev in
-                                 kit.revisions(conn, f"{PREFIX}_aggregates").items()), WAIT)  # fmt: skip
+        spanning = kit.wait_for("a TH1 day open at the change, first emitted after it", lambda: open_days(conn), WAIT)
+        for day in spanning:  # TH1 reads once per 15-minute step: a whole day's worth, none lost at the restart
+            steps = (kit.iso_ms(day["window_end"]) - kit.iso_ms(day["window_start"])) // kit.STEP_MS
+            assert day["count"] == steps, day
         # a planned restart (old pods stopped gracefully) loses and doubles nothing either
         kit.wait_for("every device past its newest reading before the change",
                      lambda: _past(_newest(_raw_and_late(conn)), newest), WAIT)  # fmt: skip

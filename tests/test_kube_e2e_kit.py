@@ -16,7 +16,7 @@ _spec.loader.exec_module(kit)
 
 def test_a_wait_takes_no_empty_collection_for_an_answer() -> None:
     """The lateness step once took an empty table's revisions ({}) for "revisions above 1" and then waited 900 s for
-    a key of that empty dict to be revised."""
+    a key of that empty dict to be revised (CI, twice)."""
     assert not any(kit.ready(v) for v in (None, False, {}, [], set(), (), "", b""))
     assert all(kit.ready(v) for v in (True, 0, {"k": 1}, [0], "x", 0.0))
 
@@ -39,3 +39,22 @@ def test_the_digest_gives_restarts_and_the_troubled_lines_of_flink_pods(tmp_path
     assert lines[0] == "pod p-flink-jobmanager-1: Running, 2 restarts"
     assert lines[1].endswith("InvalidPidMappingException: x")
     assert lines[2:] == ["pod p-sync-1: Pending, 0 restarts"]
+
+
+def test_the_day_open_at_an_instant_is_found_per_site_and_a_partial_first_day_is_left_out() -> None:
+    def day(site: str, start: str, end: str, name: str = "AggDay[TH1]") -> dict[str, str]:
+        return {"site": site, "name": name, "window_start": start, "window_end": end}
+
+    found = {
+        b"1": day("s1", "2020-01-02T00:00:00+02:00", "2020-01-03T00:00:00+02:00"),  # holds s1's edge
+        b"2": day("s1", "2020-01-01T00:00:00+02:00", "2020-01-02T00:00:00+02:00"),  # the day before
+        b"3": day("s1", "2020-01-02T00:00:00+02:00", "2020-01-03T00:00:00+02:00", "AggDay[W1]"),
+        b"4": day("s2", "2019-12-31T00:00:00+00:00", "2020-01-01T00:00:00+00:00"),  # s2's partial first day
+        b"5": day("s3", "2020-01-02T00:00:00+02:00", "2020-01-03T00:00:00+02:00"),  # no edge for s3
+    }
+    edge = {"s1": kit.iso_ms("2020-01-02T22:00:00Z"), "s2": kit.iso_ms("2019-12-31T23:00:00Z")}
+    first = {"s1": kit.iso_ms("2019-12-31T22:15:00Z"), "s2": kit.iso_ms("2019-12-31T22:15:00Z")}
+    assert kit.days_spanning(found, "AggDay[TH1]", edge, first) == [found[b"1"]]
+    # the interval end rule: a reading stamped at midnight belongs to the day that ends there
+    midnight = {"s1": kit.iso_ms("2020-01-02T00:00:00+02:00")}
+    assert kit.days_spanning(found, "AggDay[TH1]", midnight, first) == [found[b"2"]]
