@@ -117,8 +117,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     threading.Thread(target=wait_for_job, name="job-waiter", daemon=True).start()
     gave_up: list[str] = []
     if restore_from is not None and client is not None:
-        settings = cluster_settings() if in_cluster else {k: flink_conf.get_string(k, "")
-                                                         for k in ("rest.bind-port", "rest.port")}
+        try:
+            settings = cluster_settings() if in_cluster else {k: flink_conf.get_string(k, "")
+                                                             for k in ("rest.bind-port", "rest.port")}
+        except Exception as exc:  # py4j: a cluster without a readable configuration must not fail the running job
+            settings = {}
+            log.warning("restore guard: cannot read the Flink configuration: %s", exc)
         port = rest_port(settings)
         if port is None:
             log.warning("restore guard off: no single REST port in the Flink configuration (%s)", settings)
