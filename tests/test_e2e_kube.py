@@ -268,6 +268,11 @@ def _newest(rows: list[Any]) -> dict[tuple[str, str], int]:
     return out
 
 
+def _steps(day: dict[str, Any]) -> int:
+    """15-minute steps in an aggregate's window: a steady sensor's readings in a whole day."""
+    return int((kit.iso_ms(day["window_end"]) - kit.iso_ms(day["window_start"])) // kit.STEP_MS)
+
+
 def _past(now: dict[tuple[str, str], int], before: dict[tuple[str, str], int]) -> bool:
     return all(now.get(device, -1) > seq for device, seq in before.items())
 
@@ -295,16 +300,23 @@ def test_lateness_change_restarts_the_job_from_its_last_state(deployed: Deployed
     restored = kit.wait_for("the new job's start line", lambda: d.restored_from(new["metadata"]["name"]), WAIT)
     assert restored.startswith("restoring from file:///flink-data/checkpoints/"), restored
 
-    def open_days(conn: Any) -> list[dict[str, Any]]:
+    seen: list[dict[str, Any]] = []
+
+    def open_days_complete(conn: Any) -> list[dict[str, Any]] | None:
+        """The TH1 days open at the change (first emitted after it), once each counts every 15-minute step of its
+        window: the first emission may come before the day's last batch (a revision then completes it); only the
+        final revision is deterministic."""
         fresh = {k: m for k, m in kit.aggregates(conn, f"{PREFIX}_aggregates").items() if k not in emitted}
-        found: list[dict[str, Any]] = kit.days_spanning(fresh, "AggDay[TH1]", edge, first)
-        return found
+        seen[:] = kit.days_spanning(fresh, "AggDay[TH1]", edge, first)
+        return list(seen) if seen and all(day["count"] == _steps(day) for day in seen) else None
 
     with d.hbase() as conn:
-        spanning = kit.wait_for("a TH1 day open at the change, first emitted after it", lambda: open_days(conn), WAIT)
-        for day in spanning:  # TH1 reads once per 15-minute step: a whole day's worth, none lost at the restart
-            steps = (kit.iso_ms(day["window_end"]) - kit.iso_ms(day["window_start"])) // kit.STEP_MS
-            assert day["count"] == steps, day
+        try:
+            kit.wait_for("the TH1 days open at the change, each counting all its readings",
+                         lambda: open_days_complete(conn), WAIT)  # fmt: skip
+        except AssertionError as exc:
+            counts = [(day["site"], day["day"], day["count"], _steps(day), day["revision"]) for day in seen]
+            raise AssertionError(f"{exc}; (site, day, count, steps, revision): {counts}") from None
         # a planned restart (old pods stopped gracefully) loses and doubles nothing either
         kit.wait_for("every device past its newest reading before the change",
                      lambda: _past(_newest(_raw_and_late(conn)), newest), WAIT)  # fmt: skip
