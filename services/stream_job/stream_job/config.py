@@ -222,12 +222,16 @@ def latest_checkpoint(root: Path) -> Path | None:
     return best[1] if best else None
 
 
+# the way out of a checkpoint the job cannot use, and what it costs (failure_hint, restore_guard)
+WITHOUT_THE_CHECKPOINT = ("Start without it: --restore none (IOTPIPE_RESTORE=none), or move the checkpoint directory "
+                          "away. The job then resumes from the consumer group's committed offsets, without the open "
+                          "days' state.")
+
+
 def failure_hint(error: str, restore_from: str | None) -> str | None:
     """What to do about a job failure the user can fix: a checkpoint written by another version of the job."""
     if restore_from and "Cannot map checkpoint/savepoint state" in error:
         return (f"the checkpoint {restore_from} was written by a different version of the job (its operators do not "
-                "match this one). Start without it: --restore none (IOTPIPE_RESTORE=none), or move the checkpoint "
-                "directory away. The job then resumes from the consumer group's committed offsets, without the "
-                "open days' state.")
+                f"match this one). {WITHOUT_THE_CHECKPOINT}")
     return None
 

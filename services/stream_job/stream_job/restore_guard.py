@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from stream_job.config import WITHOUT_THE_CHECKPOINT
+
 # What a TaskManager's failure to restore state says (StreamTaskStateInitializerImpl wraps every keyed/operator state
 # backend restore failure in the first; the others name the backend or the cause itself).
 RESTORE_MARKERS = (
@@ -80,9 +82,7 @@ def give_up_message(restore_from: str, failure: Failure, attempts: int) -> str:
     return (f"the job cannot restore the state of the checkpoint {restore_from}: {attempts} restores in a row failed "
             f"in the TaskManager, the last{where} with: {_one_line(root_cause(failure.stacktrace))}. This happens "
             "when a job version changed how the state is stored (e.g. a key type), or when the checkpoint's state "
-            "files are corrupt or missing. Start without it: --restore none (IOTPIPE_RESTORE=none), or move the "
-            "checkpoint directory away. The job then resumes from the consumer group's committed offsets, without the "
-            "open days' state.")
+            f"files are corrupt or missing. {WITHOUT_THE_CHECKPOINT}")
 
 
 def rest_port(settings: Mapping[str, str]) -> int | None:
