@@ -62,7 +62,6 @@ class SyncMetrics:
 class Health:
     """What /healthz and /readyz report. The worker updates it; the HTTP thread reads it."""
 
-    started_at: float = field(default_factory=time.monotonic)
     last_loop_at: float = field(default_factory=time.monotonic)
     state: str = "starting"  # starting | running | paused (HBase unavailable) | stopping
     detail: str = ""

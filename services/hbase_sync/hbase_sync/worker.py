@@ -6,7 +6,8 @@ worker pauses its partitions (backpressure: nothing more is fetched), keeps poll
 with exponential backoff, and resumes by itself once a write succeeds. Partitions revoked meanwhile lose their
 unwritten rows from the batch, uncommitted, so the next owner reads them again. What an outage means (retry,
 probe, give up) is decided by ``outage.Outage``; commits are ``offsets.Committer``'s, counts ``progress.Progress``'.
-A consumer that is not let into its group within the join timeout is closed and recreated (``joinwatch.JoinWatch``).
+The consumer's subscription, pausing, and its replacement when it is not let into its group within the join timeout
+are ``group.Group``'s.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from hbase_sync.backoff import Backoff
 from hbase_sync.batching import Batch, BatchPolicy
-from hbase_sync.joinwatch import JoinWatch
+from hbase_sync.group import Group, names
 from hbase_sync.mapping import Mapper, Row
 from hbase_sync.metrics import Health, SyncMetrics
 from hbase_sync.offsets import Committer, Consumer, Record
@@ -60,7 +61,7 @@ class Worker:
         join_timeout_s: float = 0.0,
         new_consumer: Callable[[], Consumer] | None = None,
     ) -> None:
-        self.consumer, self.store, self.mapper = consumer, store, mapper
+        self.store, self.mapper = store, mapper
         self.policy = policy
         self.outage = Outage(retries, backoff)
         self.stop = stop
@@ -68,25 +69,29 @@ class Worker:
         self.health = health or Health()
         self.clock, self.sleep = clock, sleep
         self.batch = Batch()
-        self.paused = False
         self.progress = Progress(self.metrics, clock)
         self.commits = Committer(consumer, self.metrics, clock)
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hbase-write")
         self._inflight: tuple[Future[WriteResult], Batch] | None = None
-        self.join = JoinWatch(join_timeout_s)
-        self.new_consumer = new_consumer  # makes the replacement of a consumer that never joined its group
+        self.group = Group(consumer, mapper.input_topics, self.metrics, self.commits, clock, on_revoke=self._on_revoke,
+                           on_lost=self._on_lost, join_timeout_s=join_timeout_s, new_consumer=new_consumer)
+
+    @property
+    def paused(self) -> bool:
+        return self.group.paused
 
     # -- main loop --------------------------------------------------------------------------------------------------
 
     def run(self) -> None:
-        self._subscribe()
+        self.group.subscribe()
         self.health.tick("running", "")
         try:
             while not self.stop.is_set():
                 timeout = self.policy.wait_s(self.batch.size, self.batch.oldest_at, self.clock(), IDLE_POLL_S)
                 wanted = max(1, self.policy.max_rows - self.batch.size)
-                self._accept(self.consumer.consume(num_messages=wanted, timeout=timeout))
-                self._check_join()
+                self._accept(self.group.consumer.consume(num_messages=wanted, timeout=timeout))
+                if self._inflight is None and not self.batch.size:
+                    self.group.replace_if_overdue()
                 if self.policy.due(self.batch.size, self.batch.oldest_at, self.clock()):
                     self._dispatch()
                 elif self._inflight is not None and self._inflight[0].done():
@@ -98,35 +103,6 @@ class Worker:
         finally:
             self._shutdown()
 
-    def _subscribe(self, replacing: bool = False) -> None:
-        topics = self.mapper.input_topics
-        if replacing:
-            self.join.replacing(self.clock())
-        else:
-            self.join.subscribed(self.clock())
-        self.consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost)
-        log.info("subscribed to %s", ", ".join(topics))
-
-    def _check_join(self) -> None:
-        """Not in the group after the join timeout: close the consumer and subscribe with a new one (nothing is
-        pending then: no partition was held since the wait began)."""
-        waited = self.join.overdue(self.clock())
-        if waited is None or self._inflight is not None or self.batch.size:
-            return
-        self.metrics.recreated.inc()
-        if self.new_consumer is None:
-            log.error("no partition assigned for %.0f s: the consumer is not in its group", waited)
-            self.join.replacing(self.clock())
-            return
-        log.error("no partition assigned for %.0f s (IOTPIPE_SYNC_JOIN_TIMEOUT_S %.0f): the consumer never got into "
-                  "its group (librdkafka: %s); closing it and subscribing with a new one", waited,
-                  self.join.timeout_s, self.metrics.group_state)
-        self.consumer.close()
-        self.consumer = self.commits.consumer = self.new_consumer()
-        self.commits.forget(set(self.commits.committed))
-        self._subscribe(replacing=True)
-        log.info("the new consumer gets %.0f s to join", self.join.limit_s)
-
     def _shutdown(self) -> None:
         self.health.tick("stopping")
         self._settle(retry=True, final=True)
@@ -134,7 +110,7 @@ class Worker:
             log.info("stopping: flushing %d rows", self.batch.size)
             self._flush(final=True)
         self._writer.shutdown(wait=True)
-        self.consumer.close()  # commits nothing by itself (auto-commit is off); leaves the group
+        self.group.consumer.close()  # commits nothing by itself (auto-commit is off); leaves the group
         self.store.close()
         self.progress.tick(self.commits.batches, force=True)
         log.info("stopped: %d rows written in %d batches", self.progress.total_written, self.commits.batches)
@@ -217,7 +193,7 @@ class Worker:
                     rows, offsets = list(self.batch.rows()), self.batch.offsets()
                     if not rows:  # nothing left to write (a rebalance took the partitions): consume again
                         self.batch.clear()
-                        self._resume()
+                        self.group.resume()
                         return True
                     try:
                         result = self._timed_write(rows)
@@ -230,7 +206,7 @@ class Worker:
                         self.batch.clear()
                         recovery = self.outage.succeeded(self.clock())
                         if recovery:
-                            self._resume()
+                            self.group.resume()
                             self.health.tick("running", "")
                             log.info("HBase is back after %.1f s (%d attempts): wrote %d rows, committed, consumption "
                                      "resumed", recovery.outage_s, recovery.attempts, len(rows))
@@ -247,7 +223,7 @@ class Worker:
         self.metrics.errors.labels("hbase").inc()
         self.metrics.hbase_up.set(0)
         if failure.started:
-            self._pause()
+            self.group.pause()
             log.warning("HBase write of %d rows failed: %s. Consumption paused; nothing committed; retrying",
                         rows, exc)
         else:
@@ -275,40 +251,16 @@ class Worker:
             if self.stop.is_set():  # stopping: the group no longer matters, just wait out the backoff
                 self.sleep(remaining)
                 return
-            self._pause()  # a rebalance may have assigned new, unpaused partitions
-            self._accept(self.consumer.consume(num_messages=1000, timeout=min(IDLE_POLL_S, remaining)))
+            self.group.pause()  # a rebalance may have assigned new, unpaused partitions
+            self._accept(self.group.consumer.consume(num_messages=1000, timeout=min(IDLE_POLL_S, remaining)))
             self.health.tick()
 
-    # -- pause / resume and rebalances ------------------------------------------------------------------------------
-
-    def _pause(self) -> None:
-        assigned = self.consumer.assignment()
-        if assigned:
-            self.consumer.pause(assigned)
-        if not self.paused:
-            self.paused = True
-            self.metrics.paused.set(1)
-
-    def _resume(self) -> None:
-        if self.paused:
-            assigned = self.consumer.assignment()
-            if assigned:
-                self.consumer.resume(assigned)
-            self.paused = False
-            self.metrics.paused.set(0)
-
-    def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        if partitions:
-            log.info("assigned %s", _names(partitions))
-        self.join.assigned()
-        self.metrics.assigned.inc(len(partitions))
+    # -- rebalances: what happens to the rows held for partitions that leave -----------------------------------------
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         if partitions:
-            log.info("revoked %s", _names(partitions))
-        self.metrics.assigned.dec(len(partitions))
-        revoked = {(tp.topic, tp.partition) for tp in partitions}
-        self._left(revoked)
+            log.info("revoked %s", names(partitions))
+        revoked = self.group.left(partitions)
         self.commits.forget(revoked)
         self._settle(retry=False, final=False)  # the batch in flight: committed, or its rows back in self.batch
         if not revoked & self.batch.partitions():
@@ -328,16 +280,7 @@ class Worker:
                     dropped)
 
     def _on_lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        log.warning("lost %s (session expired): their unwritten rows are dropped", _names(partitions))
-        self.metrics.assigned.dec(len(partitions))
-        self._left({(tp.topic, tp.partition) for tp in partitions})
+        log.warning("lost %s (session expired): their unwritten rows are dropped", names(partitions))
+        lost = self.group.left(partitions)
         self._settle(retry=False, final=False)
-        self.batch.drop({(tp.topic, tp.partition) for tp in partitions})
-
-    def _left(self, partitions: set[tuple[str, int]]) -> None:
-        held = {(tp.topic, tp.partition) for tp in self.consumer.assignment()} - partitions
-        self.join.revoked(self.clock(), len(held))
-
-
-def _names(partitions: list[TopicPartition]) -> str:
-    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "nothing"
+        self.batch.drop(lost)
