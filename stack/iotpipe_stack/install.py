@@ -27,7 +27,6 @@ from iotpipe_stack.settings import REPO_ROOT, StackSettings
 KAFKA_VERSION = "4.1.1"
 HBASE_VERSION = "2.6.1"
 FLINK_VERSION = "2.2.1"
-CONNECTOR_ARTIFACT = "org.apache.flink:flink-sql-connector-kafka:5.0.0-2.2"
 MIN_JAVA = 17
 
 #: per Maven bundle: extra copy-dependencies options
@@ -174,10 +173,17 @@ def fetch_bundle(cache: Path, bundle: str, progress: Progress = _quiet) -> Path:
 
 def connector_jar(cache: Path, progress: Progress = _quiet) -> Path:
     lib = fetch_bundle(cache, "flink", progress)
-    jars = sorted(lib.glob("flink-sql-connector-kafka-*.jar"))
-    if not jars:
+    jar = connector_jar_path(cache)
+    if not jar.exists():
         raise StackError(f"no flink-sql-connector-kafka jar in {lib}")
-    return jars[0]
+    return jar
+
+
+def connector_jar_path(cache: Path) -> Path:
+    """The Flink Kafka connector jar in the cache (where it would be when it is not fetched yet)."""
+    lib = bundle_dir(cache, "flink") / "lib"
+    jars = sorted(lib.glob("flink-sql-connector-kafka-*.jar"))
+    return jars[0] if jars else lib / "flink-sql-connector-kafka.jar"
 
 
 def flink_requirements() -> Path:

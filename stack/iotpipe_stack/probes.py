@@ -8,7 +8,20 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from iotcommon.errors import StackError
 from iotpipe_stack.ports import is_listening
+from iotpipe_stack.settings import StackSettings
+
+
+def service_ready(s: StackSettings, name: str) -> bool:
+    """The probe of one JVM service of the local stack: Kafka's metadata, HBase's ZooKeeper port, Thrift's tables()."""
+    if name == "kafka":
+        return kafka_ready(s.bootstrap)
+    if name == "hbase":
+        return is_listening(s.zk_port, s.host)
+    if name == "thrift":
+        return thrift_ready(s.host, s.thrift_port)
+    raise StackError(f"unknown component {name!r}")
 
 
 def kafka_ready(bootstrap: str, timeout: float = 3.0) -> bool:

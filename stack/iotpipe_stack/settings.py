@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -85,6 +86,18 @@ class StackSettings:
 
     def replace(self, **changes: object) -> StackSettings:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    def to_json(self) -> str:
+        """What `from_json` reads back: run/stack.json, the settings a running stack was started with."""
+        return json.dumps(dataclasses.asdict(self), default=str, indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> StackSettings:
+        """Settings written by `to_json` (unknown keys ignored). ValueError if the text is not JSON."""
+        fields = {k: v for k, v in json.loads(text).items() if k in cls.__dataclass_fields__}
+        for key in ("home", "cache", "flink_venv"):
+            fields[key] = Path(fields[key])
+        return cls(**fields)
 
 
 def _heap(value: str, name: str) -> str:

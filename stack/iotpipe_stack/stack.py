@@ -1,5 +1,6 @@
 """The local stack: Kafka (KRaft), HBase standalone + Thrift1, and the PyFlink runtime, under one home directory:
-installs, starts, probes, stops and kills the processes (what each service runs: `commands`, pure).
+installs, starts, probes, stops and kills the processes (what each service runs: `commands`, pure; how each is probed:
+`probes.service_ready`; the saved settings: `StackSettings.to_json`).
 
 Layout of $IOTPIPE_HOME: conf/<component>/ (rendered configs), data/<component>/, logs/<name>.log, run/<name>.pid,
 run/stack.json (the settings the running stack was started with, so `status`/`down` find it again).
@@ -9,14 +10,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import json
 import os
 import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict
 from pathlib import Path
 
 from iotcommon.errors import StackError
@@ -25,7 +24,7 @@ from iotpipe_stack import install as installer
 from iotpipe_stack.commands import SERVICES as SERVICES  # re-exported: LocalStack's users import it from here
 from iotpipe_stack.commands import new_cluster_id as new_cluster_id
 from iotpipe_stack.pipeline_types import PipelineProcess, StackInfo
-from iotpipe_stack.ports import check_ports_free, is_listening, is_port_free
+from iotpipe_stack.ports import check_ports_free, is_port_free
 from iotpipe_stack.settings import REPO_ROOT, StackSettings
 from iotpipe_stack.status_rows import ComponentStatus as ComponentStatus  # re-exported
 
@@ -74,17 +73,13 @@ class LocalStack:
 
     def saved_settings(self) -> StackSettings | None:
         try:
-            raw = json.loads(self.state_file.read_text())
+            return StackSettings.from_json(self.state_file.read_text())
         except (FileNotFoundError, ValueError):
             return None
-        fields = {k: v for k, v in raw.items() if k in StackSettings.__dataclass_fields__}
-        for key in ("home", "cache", "flink_venv"):
-            fields[key] = Path(fields[key])
-        return StackSettings(**fields)
 
     def _save_settings(self) -> None:
         self.s.run_dir.mkdir(parents=True, exist_ok=True)
-        self.state_file.write_text(json.dumps(asdict(self.s), default=str, indent=2) + "\n")
+        self.state_file.write_text(self.s.to_json())
 
     def running_pid(self, name: str) -> int | None:
         return supervisor.running_pid(self.files(name).pid_file)
@@ -139,13 +134,7 @@ class LocalStack:
         return True
 
     def probe(self, name: str) -> bool:
-        if name == "kafka":
-            return probes.kafka_ready(self.s.bootstrap)
-        if name == "hbase":
-            return is_listening(self.s.zk_port, self.s.host)
-        if name == "thrift":
-            return probes.thrift_ready(self.s.host, self.s.thrift_port)
-        raise StackError(f"unknown component {name!r}")
+        return probes.service_ready(self.s, name)
 
     def died_error(self, name: str, what: str = "died") -> StackError:
         log = self.files(name).log_file
@@ -251,13 +240,8 @@ class LocalStack:
         self.progress(f"wiped data and stream job checkpoints under {self.s.home}")
 
     # ---------------------------------------------------------------- status
-    def connector_jar_path(self) -> Path:
-        lib = installer.bundle_dir(self.s.cache, "flink") / "lib"
-        jars = sorted(lib.glob("flink-sql-connector-kafka-*.jar"))
-        return jars[0] if jars else lib / "flink-sql-connector-kafka.jar"
-
     def flink_status(self) -> tuple[bool, str]:
-        return probes.flink_ready(self.s.flink_python, self.connector_jar_path())
+        return probes.flink_ready(self.s.flink_python, installer.connector_jar_path(self.s.cache))
 
     def status(self, flink: bool = True) -> list[ComponentStatus]:
         out: list[ComponentStatus] = []
@@ -273,29 +257,17 @@ class LocalStack:
             out.append(ComponentStatus(name, state, pid, commands.where(self.s, name), rss))
         if flink:
             ok, detail = self.flink_status()
-            out.append(
-                ComponentStatus(
-                    "flink", "ready" if ok else "missing", None,
-                    f"python {self.s.flink_python}, connector {self.connector_jar_path().name}", 0, detail,
-                )
-            )  # fmt: skip
+            jar = installer.connector_jar_path(self.s.cache).name
+            out.append(ComponentStatus("flink", "ready" if ok else "missing", None,
+                                       f"python {self.s.flink_python}, connector {jar}", 0, detail))
         return out
 
     # ---------------------------------------------------------------- pipeline
     def info(self) -> StackInfo:
-        inst = self.install(flink=False)
-        return StackInfo(
-            home=self.s.home,
-            logs_dir=self.s.logs_dir,
-            repo_root=REPO_ROOT,
-            bootstrap=self.s.bootstrap,
-            thrift_host=self.s.host,
-            thrift_port=self.s.thrift_port,
-            python=Path(sys.executable),
-            flink_python=self.s.flink_python,
-            connector_jar=inst.connector_jar,
-            java_home=inst.java.home,
-        )
+        inst, s = self.install(flink=False), self.s
+        return StackInfo(home=s.home, logs_dir=s.logs_dir, repo_root=REPO_ROOT, bootstrap=s.bootstrap,
+                         thrift_host=s.host, thrift_port=s.thrift_port, python=Path(sys.executable),
+                         flink_python=s.flink_python, connector_jar=inst.connector_jar, java_home=inst.java.home)
 
     def start_pipeline(self, processes: Iterable[PipelineProcess], timeout: float | None = None) -> list[str]:
         """Start each pipeline process that is not running, in order, each ready (its probe) before the next."""

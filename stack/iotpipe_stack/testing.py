@@ -125,10 +125,6 @@ class HBaseService:
     def log_file(self) -> Path:
         return self._ts.stack.files("hbase").log_file
 
-    @property
-    def thrift_log_file(self) -> Path:
-        return self._ts.stack.files("thrift").log_file
-
     def connection(self, **kwargs: Any) -> Any:
         """A new happybase.Connection to the Thrift server (caller closes it)."""
         import happybase

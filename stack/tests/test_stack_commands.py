@@ -3,12 +3,13 @@ writes from it. No process is started."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from iotcommon.errors import StackError
-from iotpipe_stack import commands
+from iotpipe_stack import commands, probes
 from iotpipe_stack.settings import StackSettings, resolve
 from iotpipe_stack.stack import LocalStack
 
@@ -83,3 +84,25 @@ def test_prepare_writes_the_config_files_and_the_data_directory(tmp_path: Path) 
     assert (tmp_path / "home" / "data" / "hbase").is_dir()
     assert set(commands.config_files(s, "kafka")) == {tmp_path / "home" / "conf" / "kafka" / "server.properties",
                                                       tmp_path / "home" / "conf" / "kafka" / "log4j2.properties"}
+
+
+def test_the_settings_a_stack_was_started_with_read_back_equal(tmp_path: Path) -> None:
+    s = settings(tmp_path)
+    text = s.to_json()
+    assert json.loads(text)["home"] == str(tmp_path / "home") and json.loads(text)["thrift_heap"] == "300m"
+    assert StackSettings.from_json(text) == s
+    # a key an older or newer version wrote is ignored
+    assert StackSettings.from_json(json.dumps({**json.loads(text), "gone": 1})) == s
+
+
+def test_saved_settings_are_none_without_a_readable_state_file(tmp_path: Path) -> None:
+    stack = LocalStack(settings(tmp_path), progress=lambda _: None)
+    assert stack.saved_settings() is None
+    stack.state_file.parent.mkdir(parents=True)
+    stack.state_file.write_text("{not json")
+    assert stack.saved_settings() is None
+
+
+def test_probing_an_unknown_service_is_a_stack_error(tmp_path: Path) -> None:
+    with pytest.raises(StackError, match="unknown component 'zookeeper'"):
+        probes.service_ready(settings(tmp_path), "zookeeper")
