@@ -22,7 +22,8 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from iotpipe_stack import image_specs
-from iotpipe_stack.images import Podman, chart_app_version, podman_ulimits
+from iotpipe_stack.images import chart_app_version
+from iotpipe_stack.podman import Podman, podman_ulimits
 from iotpipe_stack.ports import free_ports
 
 pytestmark = [pytest.mark.images]

@@ -13,7 +13,7 @@ Steps (each prints a timed progress line):
 
 An image whose inputs (Dockerfile, the files it copies, build arguments, base image id) did not change since it was
 built is skipped: its inputs digest is stored in the image label io.iotpipe.inputs. podman runs with runc and explicit
-ulimits (crun fails on this cgroups-v1 hybrid host; the default rlimits exceed the VM's hard limits).
+ulimits (iotpipe_stack.podman); what the builds take from this machine: iotpipe_stack.image_inputs.
 """
 
 from __future__ import annotations
@@ -21,10 +21,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import resource
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,8 +33,10 @@ from pathlib import Path
 
 from iotcommon.config import load, setting
 from iotcommon.errors import ConfigError, StackError
+from iotpipe_stack import image_inputs as inputs
 from iotpipe_stack import image_specs as specs
 from iotpipe_stack.install import file_lock
+from iotpipe_stack.podman import Podman, load_into_containerd
 from iotpipe_stack.settings import REPO_ROOT
 
 
@@ -80,213 +80,6 @@ def chart_app_version() -> str:
     return m.group(1)
 
 
-def _run(cmd: Sequence[str], what: str, *, quiet: bool = True, cwd: Path | None = None) -> str:
-    """Run a command; on failure raise StackError with the tail of its output."""
-    proc = subprocess.run(list(cmd), capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL, cwd=cwd)
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
-        raise StackError(f"{what} failed (exit {proc.returncode}): {' '.join(cmd[:4])} ...\n{tail}")
-    if not quiet:
-        print(proc.stdout, end="")
-    return proc.stdout
-
-
-# ----------------------------------------------------------------------------------------------------------- podman
-
-
-def podman_ulimits() -> list[str]:
-    """Explicit --ulimit flags within this host's hard limits (podman's defaults exceed them in this VM).
-
-    nproc stays at 32768 at most: on this VM runc is refused a higher RLIMIT_NPROC even below the shell's hard limit.
-    """
-    flags = []
-    for name, res, ceiling in (("nofile", resource.RLIMIT_NOFILE, 1048576), ("nproc", resource.RLIMIT_NPROC, 32768)):
-        hard = resource.getrlimit(res)[1]
-        value = ceiling if hard == resource.RLIM_INFINITY else min(hard, ceiling)
-        flags += ["--ulimit", f"{name}={value}:{value}"]
-    return flags
-
-
-class Podman:
-    """The podman commands used here, always with runc (crun fails on cgroups v1 hybrid) and explicit ulimits."""
-
-    def __init__(self) -> None:
-        exe = shutil.which("podman")
-        if exe is None:
-            raise StackError("podman is not installed: `apt-get install -y podman runc` (the Makefile does it)")
-        if shutil.which("runc") is None:
-            raise StackError("runc is not installed: `apt-get install -y runc` (crun does not work on this host)")
-        self.exe = exe
-
-    def cmd(self, *args: str) -> list[str]:
-        return [self.exe, "--runtime", "runc", *args]
-
-    def image_id(self, ref: str) -> str | None:
-        proc = subprocess.run(self.cmd("image", "inspect", "--format", "{{.Id}}", ref),
-                              capture_output=True, text=True, check=False)  # fmt: skip
-        return proc.stdout.strip() or None if proc.returncode == 0 else None
-
-    def label(self, ref: str, key: str) -> str | None:
-        fmt = "{{ index .Config.Labels \"" + key + "\" }}"
-        proc = subprocess.run(self.cmd("image", "inspect", "--format", fmt, ref),
-                              capture_output=True, text=True, check=False)  # fmt: skip
-        value = proc.stdout.strip()
-        return value if proc.returncode == 0 and value and value != "<no value>" else None
-
-    def size(self, ref: str) -> int:
-        out = _run(self.cmd("image", "inspect", "--format", "{{.Size}}", ref), f"inspecting {ref}")
-        return int(out.strip() or 0)
-
-    def build(self, ref: str, containerfile: Path, context: Path, build_args: Mapping[str, str], digest: str,
-              log: Path) -> None:  # fmt: skip
-        cmd = self.cmd(
-            "build", "--runtime", "runc", *podman_ulimits(), "--pull=never", "--layers",
-            "-f", str(containerfile), "-t", ref, "--label", f"{specs.INPUTS_LABEL}={digest}",
-            *[f"--build-arg={k}={v}" for k, v in sorted(build_args.items())], str(context),
-        )  # fmt: skip
-        previous = self.image_id(ref)
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "w", encoding="utf-8") as out:
-            out.write(" ".join(cmd) + "\n")
-            out.flush()
-            proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=False)
-        if proc.returncode != 0:
-            tail = "\n".join(log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-30:])
-            raise StackError(f"podman build of {ref} failed (exit {proc.returncode}); full log {log}\n{tail}")
-        if previous and previous != self.image_id(ref):
-            # the version this build replaced: removed unless a container or another image still uses it, so
-            # repeated builds do not fill the disk (podman's stage cache stays)
-            subprocess.run(self.cmd("rmi", previous), capture_output=True, check=False, stdin=subprocess.DEVNULL)
-
-    def import_tarball(self, tarball: Path, ref: str, digest: str) -> None:
-        changes = ["ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "ENV LANG=C.UTF-8",
-                   'CMD ["bash"]', f"LABEL {specs.INPUTS_LABEL}={digest}"]  # fmt: skip
-        args = [a for c in changes for a in ("--change", c)]
-        _run(self.cmd("import", *args, str(tarball), ref), f"podman import of {tarball}")
-
-
-# ------------------------------------------------------------------------------------------------- Debian rootfs
-
-
-def host_apt_mirror() -> str:
-    """The Debian mirror this machine's apt uses for the stand-ins' suite (IOTPIPE_DEBIAN_MIRROR overrides it)."""
-    texts = []
-    for path in (Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*.sources")),
-                 *sorted(Path("/etc/apt/sources.list.d").glob("*.list"))):  # fmt: skip
-        if path.is_file():
-            texts.append(path.read_text(encoding="utf-8", errors="replace"))
-    mirror = specs.apt_mirror(texts, specs.DEBIAN_SUITE)
-    if mirror is None:
-        raise StackError(f"no apt source for Debian {specs.DEBIAN_SUITE} in /etc/apt: set IOTPIPE_DEBIAN_MIRROR")
-    return mirror
-
-
-def npm_registry() -> str:
-    """The npm registry the host's npm client uses (the node stand-in fetches npm itself from it)."""
-    npm = shutil.which("npm")
-    if npm is None:
-        raise StackError("npm is not on PATH: the node stand-in fetches npm from the registry the host's npm uses")
-    out = subprocess.run([npm, "config", "get", "registry"], capture_output=True, text=True, check=False)
-    registry = out.stdout.strip()
-    if out.returncode != 0 or not registry.startswith(("http://", "https://")):
-        raise StackError(f"`npm config get registry` gave {registry or out.stderr.strip()!r}")
-    return registry.rstrip("/")
-
-
-def debian_rootfs(cache: Path, mirror: str) -> Path:
-    """The cached Debian bookworm minbase rootfs tarball (debootstrap on first use)."""
-    tarball = cache / "images" / f"debian-{specs.DEBIAN_SUITE}-minbase.tar"
-    if tarball.exists():
-        return tarball
-    with file_lock(cache / "images" / ".debootstrap.lock"):
-        if tarball.exists():
-            return tarball
-        if shutil.which("debootstrap") is None:
-            raise StackError("debootstrap is not installed: `apt-get install -y debootstrap` (the Makefile does it)")
-        progress(f"debootstrap {specs.DEBIAN_SUITE} (minbase) from {mirror} -> {tarball} (first run only)")
-        with tempfile.TemporaryDirectory(prefix="rootfs-", dir=tarball.parent) as tmp:
-            root = Path(tmp) / "rootfs"
-            _run(["debootstrap", "--variant=minbase", specs.DEBIAN_SUITE, str(root), mirror], "debootstrap")
-            security = mirror.rstrip("/").rsplit("/", 1)[0] + "/debian-security"
-            (root / "etc" / "apt" / "sources.list").write_text(
-                f"deb {mirror} {specs.DEBIAN_SUITE} main\n"
-                f"deb {mirror} {specs.DEBIAN_SUITE}-updates main\n"
-                f"deb {security} {specs.DEBIAN_SUITE}-security main\n",
-                encoding="utf-8",
-            )
-            for leftovers in (root / "var" / "cache" / "apt" / "archives", root / "var" / "lib" / "apt" / "lists"):
-                for f in leftovers.glob("*"):
-                    if f.is_file():
-                        f.unlink()
-            partial = tarball.with_suffix(".partial")
-            _run(["tar", "-C", str(root), "--numeric-owner", "-cf", str(partial), "."], "tar of the rootfs")
-            partial.rename(tarball)
-    return tarball
-
-
-# ----------------------------------------------------------------------------------------------------- inputs
-
-
-def site_certificates(ca_dir: Path) -> list[Path]:
-    """The host's extra trust anchors (*.crt), which the stand-ins need to reach PyPI/Maven/npm through its proxy."""
-    return sorted(p for p in ca_dir.glob("*.crt") if p.is_file()) if ca_dir.is_dir() else []
-
-
-def context_files(sources: Sequence[str]) -> list[Path]:
-    """Every file under the given build-context paths (globs allowed), minus caches and tests."""
-    files: list[Path] = []
-    for src in sources:
-        for match in sorted(REPO_ROOT.glob(src.rstrip("/"))):
-            candidates = [match] if match.is_file() else sorted(p for p in match.rglob("*") if p.is_file())
-            files += [f for f in candidates if not specs.ignored_by_default(str(f.relative_to(REPO_ROOT)))]
-    return files
-
-
-#: the parts of the wheel's Flink distribution that make /opt/flink (log/ is created empty: local runs write there)
-FLINK_DIST_PARTS = ("bin", "lib", "opt", "conf", "plugins", "licenses")
-
-
-def flink_distribution(flink_venv: Path) -> Path:
-    """pyflink/ inside the PyFlink venv: bin, lib, opt, conf, plugins, log, licenses of the Flink distribution."""
-    found = sorted(flink_venv.glob("lib/python3*/site-packages/pyflink"))
-    if not found or not (found[0] / "lib").is_dir():
-        raise StackError(f"no PyFlink distribution in {flink_venv} (run `make setup`)")
-    return found[0]
-
-
-def stage_flink_context(dist: Path, work: Path) -> Path:
-    """A build context for images/base/flink: the distribution as flink/ (hard links when possible) + entrypoint."""
-    ctx = work / "flink-context"
-    if ctx.exists():
-        shutil.rmtree(ctx)
-    (ctx / "flink").mkdir(parents=True)
-    for part in FLINK_DIST_PARTS:
-        src = dist / part
-        if src.is_dir():
-            try:
-                shutil.copytree(src, ctx / "flink" / part, copy_function=os.link)
-            except OSError:
-                shutil.rmtree(ctx / "flink" / part, ignore_errors=True)
-                shutil.copytree(src, ctx / "flink" / part)
-    (ctx / "flink" / "log").mkdir(exist_ok=True)
-    base_dir = REPO_ROOT / "images" / "base" / "flink"
-    for f in base_dir.iterdir():
-        if f.is_file() and f.name != "Containerfile":
-            shutil.copy2(f, ctx / f.name)
-    return ctx
-
-
-def flink_fingerprint(dist: Path) -> bytes:
-    """The distribution's file list with sizes (hashing 300 MB of jars on every run is not needed)."""
-    files = [p for part in FLINK_DIST_PARTS for p in sorted((dist / part).rglob("*"))]
-    lines = [f"{p.relative_to(dist)} {p.stat().st_size}" for p in files
-             if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"]  # fmt: skip
-    return "\n".join(lines).encode()
-
-
-# ------------------------------------------------------------------------------------------------------ builder
-
-
 @dataclass
 class Built:
     name: str
@@ -320,7 +113,7 @@ class Builder:
     def debian(self) -> None:
         """The debootstrap rootfs (imported), then the root stand-in: rootfs + this site's trust anchors."""
         started = time.monotonic()
-        tarball = debian_rootfs(self.cache, self.cfg.debian_mirror or host_apt_mirror())
+        tarball = inputs.debian_rootfs(self.cache, self.cfg.debian_mirror or inputs.host_apt_mirror(), progress)
         st = tarball.stat()
         digest = specs.inputs_digest([("rootfs", f"{tarball.name} {st.st_size} {st.st_mtime_ns}".encode())])
         if not self._fresh(specs.ROOTFS_REF, digest):
@@ -328,7 +121,7 @@ class Builder:
             self.podman.import_tarball(tarball, specs.ROOTFS_REF, digest)
         started = time.monotonic()
         containerfile = REPO_ROOT / specs.DEBIAN_CONTAINERFILE
-        certs = site_certificates(Path(self.cfg.ca_dir))
+        certs = inputs.site_certificates(Path(self.cfg.ca_dir))
         own = sorted(f for f in containerfile.parent.iterdir() if f.is_file())
         parts = [("parent", (self.podman.image_id(specs.ROOTFS_REF) or "").encode()),
                  *[(f.name, f.read_bytes()) for f in own],
@@ -358,19 +151,19 @@ class Builder:
         parts += [(f.name, f.read_bytes()) for f in sorted(context.iterdir()) if f.is_file()]
         if name == "flink":
             venv = Path(self.cfg.flink_venv).expanduser() if self.cfg.flink_venv else REPO_ROOT / ".venv-flink"
-            dist = flink_distribution(venv)
-            parts += [("flink-dist", flink_fingerprint(dist))]
+            dist = inputs.flink_distribution(venv)
+            parts += [("flink-dist", inputs.flink_fingerprint(dist))]
         digest = specs.inputs_digest(parts)
         if self._fresh(base.ref, digest):
             self._record(name, base.ref, started, True)
             return
         progress(f"{base.ref}: building (stand-in for {base.replaces})")
         if name == "flink":
-            context = stage_flink_context(dist, self.work)
+            context = inputs.stage_flink_context(dist, self.work)
         try:
             args = {base.parent_arg: self.base_refs[base.parent]}
             if name == "node":
-                args["NPM_REGISTRY"] = npm_registry()
+                args["NPM_REGISTRY"] = inputs.npm_registry()
             self.podman.build(base.ref, containerfile, context, args, digest, self.logs / f"base-{name}.log")
         finally:
             if name == "flink":
@@ -385,7 +178,8 @@ class Builder:
         args = specs.build_args(text, self.base_refs)
         parts = [("Dockerfile", text.encode()), ("dockerignore", (REPO_ROOT / ".dockerignore").read_bytes())]
         parts += [(f"arg:{k}", f"{v}@{self.podman.image_id(v) or ''}".encode()) for k, v in args.items()]
-        parts += [(str(f.relative_to(REPO_ROOT)), f.read_bytes()) for f in context_files(specs.copy_sources(text))]
+        copied = inputs.context_files(specs.copy_sources(text))
+        parts += [(str(f.relative_to(REPO_ROOT)), f.read_bytes()) for f in copied]
         digest = specs.inputs_digest(parts)
         if self._fresh(ref, digest):
             self._record(image.name, ref, started, True)
@@ -424,37 +218,6 @@ class Builder:
             self.project(specs.PROJECT_BY_NAME[name])
 
 
-# ------------------------------------------------------------------------------------------------- containerd
-
-
-def load_into_containerd(podman: Podman, refs: Sequence[str], address: str, namespace: str, work: Path) -> None:
-    """podman save each image and import it with ctr into the node's containerd (skipped when already there)."""
-    ctr = shutil.which("ctr")
-    if ctr is None:
-        raise StackError("ctr (from Debian's containerd package) is not installed; it is needed to load images")
-    base = [ctr, "--address", address, "--namespace", namespace]
-    present = set(_run([*base, "images", "list", "--quiet"], "ctr images list").split())
-    stamps = work / "loaded" / re.sub(r"[^A-Za-z0-9]+", "_", address.strip("/"))
-    stamps.mkdir(parents=True, exist_ok=True)
-    for ref in refs:
-        started = time.monotonic()
-        image_id = podman.image_id(ref) or ""
-        stamp = stamps / re.sub(r"[^A-Za-z0-9.-]+", "_", ref)
-        if ref in present and stamp.exists() and stamp.read_text(encoding="utf-8") == image_id:
-            progress(f"{ref}: already in containerd ({address})")
-            continue
-        with tempfile.TemporaryDirectory(prefix="save-", dir=work) as tmp:
-            archive = Path(tmp) / "image.tar"
-            _run(podman.cmd("save", "--format", "docker-archive", "-o", str(archive), ref), f"podman save {ref}")
-            _run([*base, "images", "import", str(archive)], f"ctr import {ref}")
-        stamp.write_text(image_id, encoding="utf-8")
-        secs = time.monotonic() - started
-        progress(f"{ref}: loaded into containerd ({address}, namespace {namespace}) in {secs:.1f}s")
-
-
-# ------------------------------------------------------------------------------------------------------ API
-
-
 def ensure_images(names: Sequence[str] = (), containerd_address: str | Path | None = None,
                   namespace: str = "k8s.io", environ: Mapping[str, str] | None = None) -> dict[str, str]:  # fmt: skip
     """Build the named project images (all when none; unchanged ones are kept) and, when a containerd socket is
@@ -469,11 +232,9 @@ def ensure_images(names: Sequence[str] = (), containerd_address: str | Path | No
     builder.run(images)
     refs = {p.name: p.ref(builder.tag) for p in images}
     if containerd_address:
-        load_into_containerd(podman, list(refs.values()), str(containerd_address), namespace, builder.work)
+        load_into_containerd(podman, list(refs.values()), str(containerd_address), namespace, builder.work,
+                             progress)
     return refs
-
-
-# ------------------------------------------------------------------------------------------------------ main
 
 
 def summary(results: Sequence[Built]) -> str:
@@ -514,7 +275,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         if cfg.load and cfg.containerd_address:
             if not Path(cfg.containerd_address).exists():
                 raise StackError(f"CONTAINERD_ADDRESS {cfg.containerd_address} does not exist (is the cluster up?)")
-            load_into_containerd(podman, refs, cfg.containerd_address, cfg.containerd_namespace, builder.work)
+            load_into_containerd(podman, refs, cfg.containerd_address, cfg.containerd_namespace, builder.work,
+                                 progress)
         else:
             progress("not loading into containerd (CONTAINERD_ADDRESS not set); the images stay in podman")
     except StackError as exc:

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from iotpipe_stack import image_specs as specs
-from iotpipe_stack.images import chart_app_version, main, podman_ulimits, site_certificates
+from iotpipe_stack.image_inputs import site_certificates
+from iotpipe_stack.images import chart_app_version, main
+from iotpipe_stack.podman import podman_ulimits
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
