@@ -10,8 +10,8 @@ Control plane on the host: etcd (loopback), kube-apiserver (on the host end of t
 kube-controller-manager, kube-scheduler. The node in a network namespace of its own: containerd (its own root, state
 and socket under the home; runc; images in the ``k8s.io`` namespace), kubelet, kube-proxy (iptables), a CNI bridge.
 CoreDNS (built from its Go module) runs as a Deployment. No ingress controller (see docs/local-cluster.md).
-Address plan: iotpipe_stack.cluster_config. Needs root and the Debian packages in PREREQUISITES (installed with
-apt-get when missing).
+Address plan, config files and command lines: iotpipe_stack.cluster_config (pure). Needs root and the Debian packages
+in iotpipe_stack.cluster_tools.PREREQUISITES (installed with apt-get when missing).
 
 Env: IOTPIPE_CLUSTER_HOME (default $IOTPIPE_HOME/cluster, IOTPIPE_HOME defaulting to ./.iotpipe), IOTPIPE_CACHE
 (~/.cache/iotpipe), IOTPIPE_K8S_VERSION (1.36.3), IOTPIPE_COREDNS_VERSION (1.15.0), IOTPIPE_CLUSTER_TIMEOUT (300 s,
@@ -30,47 +30,37 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from iotcommon.errors import StackError
 from iotpipe_stack import cluster_net, supervisor
-from iotpipe_stack.cluster_addons import coredns_manifests, local_images
+from iotpipe_stack.cluster_addons import coredns_manifests
 from iotpipe_stack.cluster_config import (
     NODE_NAME,
     AddressPlan,
     NodePaths,
     cni_conflist,
     containerd_config,
+    control_plane_argv,
     kube_proxy_config,
+    kubelet_argv,
     kubelet_config,
 )
 from iotpipe_stack.cluster_storage import STORAGE_CLASS
-from iotpipe_stack.kube import K8S_VERSION, KubeAPIServer, KubeBinaries, cache_dir, ensure_binaries
+from iotpipe_stack.cluster_tools import (
+    COREDNS_VERSION,
+    ClusterBinaries,
+    Progress,
+    ensure_cluster_binaries,
+    image_archives,
+    install_prerequisites,
+    print_progress,
+)
+from iotpipe_stack.kube import KubeAPIServer, cache_dir
 from iotpipe_stack.ports import free_ports
-from iotpipe_stack.settings import LOOPBACK, REPO_ROOT
-from iotpipe_stack.tiny_images import write_archive
 
-COREDNS_VERSION = os.environ.get("IOTPIPE_COREDNS_VERSION", "1.15.0")
-BUILD_SCRIPT = REPO_ROOT / "stack" / "kube" / "build-cluster.sh"
 CONTAINERD_NAMESPACE = "k8s.io"
-BUSYBOX = Path("/bin/busybox")
-#: Debian packages the node needs, and a file each one installs
-PREREQUISITES: Mapping[str, str] = {
-    "containerd": "/usr/bin/containerd",
-    "runc": "/usr/sbin/runc",
-    "containernetworking-plugins": "/usr/lib/cni/bridge",
-    "iptables": "/usr/sbin/iptables",
-    "conntrack": "/usr/sbin/conntrack",
-    "busybox-static": str(BUSYBOX),
-}
 POD_LOG_LINKS = Path("/var/log/containers")  # the kubelet's fixed symlink directory
-
-Progress = Callable[[str], None]
-
-
-def _print(msg: str) -> None:
-    print(f"[cluster {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
 def default_home(environ: Mapping[str, str] | None = None) -> Path:
@@ -78,79 +68,6 @@ def default_home(environ: Mapping[str, str] | None = None) -> Path:
     if env.get("IOTPIPE_CLUSTER_HOME"):
         return Path(env["IOTPIPE_CLUSTER_HOME"]).expanduser().resolve()
     return (Path(env.get("IOTPIPE_HOME") or "./.iotpipe").expanduser() / "cluster").resolve()
-
-
-@dataclass(frozen=True)
-class ClusterBinaries:
-    kube: KubeBinaries
-    kubelet: Path
-    controller_manager: Path
-    scheduler: Path
-    proxy: Path
-    coredns: Path
-
-    @classmethod
-    def in_cache(cls, cache: Path) -> ClusterBinaries:
-        b = cache / "bin"
-        v = f"v{K8S_VERSION}"
-        return cls(KubeBinaries.in_cache(cache), b / f"kubelet-{v}", b / f"kube-controller-manager-{v}",
-                   b / f"kube-scheduler-{v}", b / f"kube-proxy-{v}", b / f"coredns-v{COREDNS_VERSION}")
-
-    def missing(self) -> list[Path]:
-        mine = [self.kubelet, self.controller_manager, self.scheduler, self.proxy, self.coredns]
-        return self.kube.missing() + [p for p in mine if not os.access(p, os.X_OK)]
-
-
-def ensure_cluster_binaries(cache: Path | None = None, build: bool = True,
-                            progress: Progress = _print) -> ClusterBinaries:
-    """The cached binaries; builds the missing ones with stack/kube/build-cluster.sh (minutes, once per version),
-    relaying its timed progress lines."""
-    cache = cache or cache_dir()
-    bins = ClusterBinaries.in_cache(cache)
-    if not bins.missing():
-        return bins
-    if not build:
-        raise StackError(f"missing {', '.join(map(str, bins.missing()))}: run `make cluster-tools` ({BUILD_SCRIPT})")
-    if bins.kube.missing():
-        ensure_binaries(cache, progress=progress)
-    progress(f"building kubelet, kube-controller-manager, kube-scheduler, kube-proxy v{K8S_VERSION} and coredns "
-             f"v{COREDNS_VERSION} from the Go module proxy (first time only; {BUILD_SCRIPT})")
-    env = {**os.environ, "IOTPIPE_CACHE": str(cache), "IOTPIPE_K8S_VERSION": K8S_VERSION,
-           "IOTPIPE_COREDNS_VERSION": COREDNS_VERSION}
-    lines: list[str] = []
-    with subprocess.Popen(["bash", str(BUILD_SCRIPT)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, stdin=subprocess.DEVNULL) as proc:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append(line.rstrip())
-            if line.startswith("[cluster-tools") or line.startswith("[kube-tools"):
-                progress(line.rstrip())
-    if proc.returncode != 0 or bins.missing():
-        raise StackError(f"building the cluster binaries failed (exit {proc.returncode}):\n" + "\n".join(lines[-30:]))
-    return bins
-
-
-def missing_prerequisites() -> list[str]:
-    return [pkg for pkg, path in PREREQUISITES.items() if not Path(path).exists()]
-
-
-def install_prerequisites(progress: Progress = _print) -> None:
-    """apt-get install the missing Debian packages (waits for another apt/dpkg up to 5 minutes)."""
-    missing = missing_prerequisites()
-    if not missing:
-        return
-    if os.geteuid() != 0:
-        raise StackError(f"the cluster needs root, and the Debian packages {' '.join(missing)}")
-    progress(f"installing {' '.join(missing)} with apt-get")
-    lock = ["-o", "DPkg::Lock::Timeout=300"]
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for argv in (["apt-get", *lock, "update", "-qq"], ["apt-get", *lock, "install", "-y", "-qq", *missing]):
-        proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL)
-        if proc.returncode != 0:
-            raise StackError(f"{' '.join(argv)} failed: {proc.stderr.strip()[-2000:]}")
-    still = missing_prerequisites()
-    if still:
-        raise StackError(f"apt-get did not install {' '.join(still)}")
 
 
 class Cluster:
@@ -161,7 +78,7 @@ class Cluster:
                   "containerd")
 
     def __init__(self, home: Path, bins: ClusterBinaries | None = None, cache: Path | None = None,
-                 progress: Progress = _print, die_with_parent: bool = False,
+                 progress: Progress = print_progress, die_with_parent: bool = False,
                  timeout: float = 300.0) -> None:
         self.home = home.resolve()
         self.cache = cache or cache_dir()
@@ -271,7 +188,7 @@ class Cluster:
         with self._step("binaries (cached per version)"):
             bins = self.bins
         with self._step("local images (pause, busybox, coredns)"):
-            archives = self._image_archives(bins)
+            archives = image_archives(self.cache, bins.coredns)
         try:
             self._start_all(bins, archives)
         except BaseException:
@@ -283,16 +200,6 @@ class Cluster:
             raise
         self.timings["cluster start (total)"] = time.monotonic() - t0
         self.progress(f"cluster ready in {self.timings['cluster start (total)']:.1f} s; KUBECONFIG={self.kubeconfig}")
-
-    def _image_archives(self, bins: ClusterBinaries) -> list[Path]:
-        out = []
-        for image in local_images(BUSYBOX, bins.coredns, COREDNS_VERSION):
-            name = image.ref.removeprefix("localhost/").replace("/", "_").replace(":", "_") + ".tar"
-            path = self.cache / "images" / name
-            if not path.exists() or path.stat().st_mtime < max(p.stat().st_mtime for p in image.files.values()):
-                write_archive(image, path)
-            out.append(path)
-        return out
 
     def _wipe_runtime_state(self) -> None:
         """Runtime state of a previous run goes; containerd's root (loaded images) stays."""
@@ -368,26 +275,15 @@ class Cluster:
         assert self.api is not None
         cm_port, sched_port = free_ports(2)
         pki = self.home / "pki"
-        self._start("kube-controller-manager", [
-            str(bins.controller_manager), f"--kubeconfig={self.kubeconfig}",
-            f"--authentication-kubeconfig={self.kubeconfig}", f"--authorization-kubeconfig={self.kubeconfig}",
-            f"--bind-address={LOOPBACK}", f"--secure-port={cm_port}", "--leader-elect=false",
+        self._start("kube-controller-manager", control_plane_argv(
+            bins.controller_manager, self.kubeconfig, cm_port,
             f"--service-account-private-key-file={pki / 'sa.key'}", f"--root-ca-file={pki / 'apiserver.crt'}",
-            "--use-service-account-credentials=true", "--controllers=*", "--v=1",
-        ])
-        self._start("kube-scheduler", [
-            str(bins.scheduler), f"--kubeconfig={self.kubeconfig}",
-            f"--authentication-kubeconfig={self.kubeconfig}", f"--authorization-kubeconfig={self.kubeconfig}",
-            f"--bind-address={LOOPBACK}", f"--secure-port={sched_port}", "--leader-elect=false", "--v=1",
-        ])
+            "--use-service-account-credentials=true", "--controllers=*"))
+        self._start("kube-scheduler", control_plane_argv(bins.scheduler, self.kubeconfig, sched_port))
 
     def _start_kubelet(self, plan: AddressPlan) -> None:
-        p = self.paths
-        self._start("kubelet", cluster_net.in_node(p, [
-            str(self.bins.kubelet), f"--config={p.kubelet_config}", f"--kubeconfig={self.kubeconfig}",
-            f"--root-dir={p.kubelet_dir}", f"--node-ip={plan.node_ip}", f"--hostname-override={NODE_NAME}",
-            "--v=1",
-        ]))
+        argv = kubelet_argv(self.bins.kubelet, plan, self.paths, self.kubeconfig)
+        self._start("kubelet", cluster_net.in_node(self.paths, argv))
 
     def _node_ready(self) -> bool:
         proc = self.kubectl("get", "node", NODE_NAME, "-o",
@@ -479,7 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("\n".join(cluster.env_lines()))
         elif args.command == "down":
             cluster.stop()
-            _print(f"stopped; nothing left running under {home}")
+            print_progress(f"stopped; nothing left running under {home}")
         elif args.command == "env":
             if not cluster.running():
                 raise StackError(f"no cluster runs under {home}: make cluster")

@@ -19,8 +19,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from iotpipe_stack.settings import LOOPBACK
+
 SERVICE_CIDR = "10.0.0.0/24"
-API_SERVICE_IP = "10.0.0.1"
 DNS_SERVICE_IP = "10.0.0.10"
 CLUSTER_DOMAIN = "cluster.local"
 NODE_NAME = "iotpipe-node"
@@ -212,6 +213,21 @@ def kubelet_config(plan: AddressPlan, paths: NodePaths) -> str:
         "maxPods": 110,
     }
     return json.dumps(doc, indent=1)
+
+
+def control_plane_argv(binary: Path, kubeconfig: Path, port: int, *flags: str) -> list[str]:
+    """kube-controller-manager or kube-scheduler on the host: the admin kubeconfig for everything, its secure port on
+    loopback, no leader election (one of each), then its own ``flags``."""
+    return [str(binary), f"--kubeconfig={kubeconfig}", f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}", f"--bind-address={LOOPBACK}", f"--secure-port={port}",
+            "--leader-elect=false", *flags, "--v=1"]  # fmt: skip
+
+
+def kubelet_argv(binary: Path, plan: AddressPlan, paths: NodePaths, kubeconfig: Path) -> list[str]:
+    """The kubelet (run inside the node namespace): its config file, the node address, the fixed node name."""
+    return [str(binary), f"--config={paths.kubelet_config}", f"--kubeconfig={kubeconfig}",
+            f"--root-dir={paths.kubelet_dir}", f"--node-ip={plan.node_ip}", f"--hostname-override={NODE_NAME}",
+            "--v=1"]  # fmt: skip
 
 
 def kube_proxy_config(plan: AddressPlan, kubeconfig: Path) -> str:

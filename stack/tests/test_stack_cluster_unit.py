@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from iotpipe_stack import cluster
+from iotpipe_stack import cluster, cluster_tools
 from iotpipe_stack.cluster_addons import (
     BUSYBOX_IMAGE,
     COREDNS_PORT,
@@ -26,7 +26,9 @@ from iotpipe_stack.cluster_config import (
     NodePaths,
     cni_conflist,
     containerd_config,
+    control_plane_argv,
     kube_proxy_config,
+    kubelet_argv,
     kubelet_config,
 )
 from iotpipe_stack.tiny_images import TinyImage, write_archive
@@ -135,16 +137,33 @@ def test_coredns_runs_restricted_behind_kube_dns() -> None:
     assert f".:{COREDNS_PORT}" in objs["ConfigMap"]["data"]["Corefile"]
 
 
+def test_control_plane_components_bind_loopback_with_the_admin_kubeconfig_and_their_own_flags() -> None:
+    kc = Path("/c/kubeconfig-admin.yaml")
+    argv = control_plane_argv(Path("/bin/kube-scheduler"), kc, 4321, "--controllers=*")
+    assert argv[0] == "/bin/kube-scheduler" and argv[-2:] == ["--controllers=*", "--v=1"]
+    for flag in ("kubeconfig", "authentication-kubeconfig", "authorization-kubeconfig"):
+        assert f"--{flag}={kc}" in argv
+    assert {"--bind-address=127.0.0.1", "--secure-port=4321", "--leader-elect=false"} <= set(argv)
+
+
+def test_the_kubelet_runs_on_the_node_address_under_the_fixed_node_name(tmp_path: Path) -> None:
+    paths, plan = NodePaths(tmp_path), AddressPlan(7)
+    argv = kubelet_argv(Path("/bin/kubelet"), plan, paths, tmp_path / "kc.yaml")
+    assert argv[0] == "/bin/kubelet"
+    assert {f"--config={tmp_path}/kubelet-config.yaml", f"--root-dir={tmp_path}/kubelet", "--node-ip=10.234.7.2",
+            "--hostname-override=iotpipe-node", f"--kubeconfig={tmp_path}/kc.yaml"} <= set(argv)
+
+
 def test_binaries_cached_per_version(tmp_path: Path) -> None:
-    bins = cluster.ClusterBinaries.in_cache(tmp_path)
-    assert bins.kubelet.name == f"kubelet-v{cluster.K8S_VERSION}"
-    assert bins.coredns.name == f"coredns-v{cluster.COREDNS_VERSION}"
+    bins = cluster_tools.ClusterBinaries.in_cache(tmp_path)
+    assert bins.kubelet.name == f"kubelet-v{cluster_tools.K8S_VERSION}"
+    assert bins.coredns.name == f"coredns-v{cluster_tools.COREDNS_VERSION}"
     assert bins.proxy in bins.missing()
 
 
 def test_missing_binaries_fail_with_the_remedy(tmp_path: Path) -> None:
-    with pytest.raises(cluster.StackError, match="make cluster-tools"):
-        cluster.ensure_cluster_binaries(tmp_path, build=False)
+    with pytest.raises(cluster_tools.StackError, match="make cluster-tools"):
+        cluster_tools.ensure_cluster_binaries(tmp_path, build=False)
 
 
 def test_default_home_follows_iotpipe_home(tmp_path: Path) -> None:
@@ -160,10 +179,10 @@ def test_env_lines_name_the_containerd_socket(tmp_path: Path) -> None:
 
 
 def test_build_script_and_make_targets_exist() -> None:
-    makefile = (cluster.REPO_ROOT / "Makefile").read_text()
+    makefile = (cluster_tools.REPO_ROOT / "Makefile").read_text()
     for target in ("cluster:", "cluster-down:", "cluster-tools:"):
         assert target in makefile
-    assert cluster.BUILD_SCRIPT.is_file()
+    assert cluster_tools.BUILD_SCRIPT.is_file()
 
 
 def _claim(name: str, uid: str, phase: str = "Pending", cls: str = "local", **spec: object) -> dict[str, object]:
