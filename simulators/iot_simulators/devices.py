@@ -22,7 +22,6 @@ I64 = npt.NDArray[np.int64]
 
 # Ranges (also asserted by the tests).
 TEMP_MIN, TEMP_MAX = 12.0, 35.0
-HVAC_MAX = {"HVAC1": 100.0, "HVAC2": 200.0}
 MIAC_MAX = {"MiAC1": 150.0, "MiAC2": 200.0}
 # Athens monthly mean temperatures, January .. December.
 MONTHLY_MEAN = np.array([14, 15, 17, 19, 24, 28, 30.5, 30, 26, 21, 16, 13], dtype=np.float64)

@@ -59,8 +59,6 @@ class HistorySource(Protocol):
 
     def sites(self) -> list[str]: ...
 
-    def ping(self) -> None: ...
-
     def close(self) -> None: ...
 
 
@@ -91,10 +89,6 @@ class HBaseHistory:
         except _FAILURES as exc:
             msg = f"HBase Thrift at {self._host}:{self._port} failed: {exc!r}"
             raise ServiceUnavailable(msg) from exc
-
-    def ping(self) -> None:
-        with self._connection() as conn:
-            conn.tables()
 
     def close(self) -> None:
         self._pool = None

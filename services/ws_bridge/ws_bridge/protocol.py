@@ -91,7 +91,7 @@ def parse(text: str) -> ClientMessage:
     kind = obj.get("type")
     sub_id = obj.get("id") if isinstance(obj.get("id"), str) else None
     if kind == "subscribe":
-        return _subscribe(obj, sub_id)
+        return _subscribe(obj)
     if kind == "unsubscribe":
         return Unsubscribe(_id(obj))
     if kind == "ping":
@@ -121,7 +121,7 @@ def _names(obj: dict[str, Any], key: str, sub_id: str, valid: re.Pattern[str] | 
     return frozenset(value)
 
 
-def _subscribe(obj: dict[str, Any], raw_id: str | None) -> Subscribe:
+def _subscribe(obj: dict[str, Any]) -> Subscribe:
     sub_id = _id(obj)
     extra = obj.keys() - _SUBSCRIBE_KEYS
     if extra:
