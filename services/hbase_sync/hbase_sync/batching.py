@@ -14,23 +14,40 @@ from hbase_sync.mapping import Row
 TopicPartition = tuple[str, int]
 
 
+BUSY_POLL_S = 0.05  # longest poll while a write is in flight: its end (and so the next write) is noticed this soon
+
+
 @dataclass(frozen=True)
 class BatchPolicy:
-    """Flush when ``max_rows`` are waiting or the oldest waiting row is ``max_wait_s`` old."""
+    """When to write: as soon as the writer is free and the consumer has nothing more already fetched, so a batch
+    holds what arrived during the previous write (it grows with the load, not with a timer). ``max_rows`` bounds a
+    batch; ``max_wait_s`` bounds how long a row waits for a busy writer.
+
+    How to poll is part of the policy: librdkafka's ``consume(n, timeout)`` returns only once it has ``n`` records or
+    the timeout has passed, so an empty batch waits for its first record alone, and a batch whose writer is free takes
+    what is queued without waiting (a timed wait there put up to a second on every row at low rates).
+    """
 
     max_rows: int
     max_wait_s: float
 
-    def due(self, rows: int, oldest_at: float | None, now: float) -> bool:
-        if rows >= self.max_rows:
-            return True
-        return rows > 0 and oldest_at is not None and now - oldest_at >= self.max_wait_s
-
-    def wait_s(self, rows: int, oldest_at: float | None, now: float, idle_s: float) -> float:
-        """How long the consumer may block before the batch is due (``idle_s`` when the batch is empty)."""
+    def poll(self, rows: int, oldest_at: float | None, now: float, idle_s: float,
+             writer_free: bool) -> tuple[int, float]:
+        """(num_messages, timeout) of the next consume."""
         if rows == 0 or oldest_at is None:
-            return idle_s
-        return max(0.0, min(idle_s, oldest_at + self.max_wait_s - now))
+            return 1, idle_s
+        room = max(1, self.max_rows - rows)
+        if writer_free:
+            return room, 0.0
+        return room, max(0.0, min(idle_s, BUSY_POLL_S, oldest_at + self.max_wait_s - now))
+
+    def due(self, rows: int, oldest_at: float | None, now: float, caught_up: bool) -> bool:
+        """``caught_up``: the writer is free and the last poll got less than it asked for (nothing more is queued)."""
+        if rows == 0:
+            return False
+        if caught_up or rows >= self.max_rows:
+            return True
+        return oldest_at is not None and now - oldest_at >= self.max_wait_s
 
 
 @dataclass

@@ -26,7 +26,7 @@ class SyncConfig:
     group: str = setting("", "Kafka consumer group; empty = '<topic prefix>.hbase-sync'", env="IOTPIPE_SYNC_GROUP")
     batch_size: int = setting(5000, "rows per HBase flush (size bound of a batch)", env="IOTPIPE_SYNC_BATCH_SIZE",
                               minimum=1, maximum=1_000_000)
-    batch_ms: int = setting(500, "longest a row waits in a batch before the flush (time bound)",
+    batch_ms: int = setting(500, "longest a row waits for a busy writer (a free writer takes a batch at once)",
                             env="IOTPIPE_SYNC_BATCH_MS", minimum=1)
     writers: int = setting(2, "Thrift connections one batch is written over in parallel", env="IOTPIPE_SYNC_WRITERS",
                            minimum=1, maximum=16)

@@ -87,12 +87,15 @@ class Worker:
         self.health.tick("running", "")
         try:
             while not self.stop.is_set():
-                timeout = self.policy.wait_s(self.batch.size, self.batch.oldest_at, self.clock(), IDLE_POLL_S)
-                wanted = max(1, self.policy.max_rows - self.batch.size)
-                self._accept(self.group.consumer.consume(num_messages=wanted, timeout=timeout))
+                writer_free = self._inflight is None or self._inflight[0].done()
+                wanted, timeout = self.policy.poll(self.batch.size, self.batch.oldest_at, self.clock(), IDLE_POLL_S,
+                                                   writer_free)
+                records = self.group.consumer.consume(num_messages=wanted, timeout=timeout)
+                self._accept(records)
                 if self._inflight is None and not self.batch.size:
                     self.group.replace_if_overdue()
-                if self.policy.due(self.batch.size, self.batch.oldest_at, self.clock()):
+                caught_up = writer_free and len(records) < wanted
+                if self.policy.due(self.batch.size, self.batch.oldest_at, self.clock(), caught_up):
                     self._dispatch()
                 elif self._inflight is not None and self._inflight[0].done():
                     self._settle(retry=True, final=False)  # commit as soon as the write is done

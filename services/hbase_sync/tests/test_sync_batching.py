@@ -1,4 +1,5 @@
-"""Batching policy (size and time bounds), per-partition offsets, and retry backoff. Pure logic, no services."""
+"""Batching policy (write when the writer is free; size and time bounds), per-partition offsets, and retry backoff.
+Pure logic, no services."""
 
 from __future__ import annotations
 
@@ -15,17 +16,30 @@ def row(n: int) -> Row:
     return Row("raw", f"k{n}".encode(), {b"d:m": b"x"})
 
 
-def test_a_batch_is_due_when_full_or_when_its_oldest_row_waited_long_enough() -> None:
-    assert not POLICY.due(0, None, 100.0)
-    assert not POLICY.due(2, 100.0, 100.4)
-    assert POLICY.due(2, 100.0, 100.5)
-    assert POLICY.due(3, 100.0, 100.0)
+def test_a_batch_is_due_when_the_writer_caught_up_when_full_or_when_its_oldest_row_waited_long_enough() -> None:
+    assert not POLICY.due(0, None, 100.0, caught_up=True)  # nothing to write
+    assert POLICY.due(1, 100.0, 100.0, caught_up=True)  # writer free, nothing more fetched: write now
+    assert not POLICY.due(2, 100.0, 100.4, caught_up=False)  # the writer is busy: keep filling
+    assert POLICY.due(2, 100.0, 100.5, caught_up=False)
+    assert POLICY.due(3, 100.0, 100.0, caught_up=False)
 
 
-def test_the_consumer_blocks_at_most_until_the_batch_is_due() -> None:
-    assert POLICY.wait_s(0, None, 100.0, idle_s=0.5) == 0.5
-    assert abs(POLICY.wait_s(1, 100.0, 100.2, idle_s=0.5) - 0.3) < 1e-9
-    assert POLICY.wait_s(1, 100.0, 101.0, idle_s=0.5) == 0.0
+def test_an_empty_batch_waits_for_its_first_record_alone() -> None:
+    # consume(n, timeout) returns only with n records or at the timeout: asking for more would hold the first one
+    assert POLICY.poll(0, None, 100.0, idle_s=0.5, writer_free=True) == (1, 0.5)
+    assert POLICY.poll(0, None, 100.0, idle_s=0.5, writer_free=False) == (1, 0.5)
+
+
+def test_a_free_writer_takes_what_is_queued_without_waiting() -> None:
+    assert POLICY.poll(1, 100.0, 100.0, idle_s=0.5, writer_free=True) == (2, 0.0)
+    assert POLICY.poll(5, 100.0, 100.0, idle_s=0.5, writer_free=True) == (1, 0.0)  # over the bound: still polls
+
+
+def test_a_busy_writer_is_polled_for_briefly_and_never_past_the_batch_age_bound() -> None:
+    wanted, timeout = POLICY.poll(1, 100.0, 100.2, idle_s=0.5, writer_free=False)
+    assert wanted == 2 and 0.0 < timeout <= 0.3
+    assert POLICY.poll(1, 100.0, 100.49, idle_s=0.5, writer_free=False)[1] <= 0.01 + 1e-9
+    assert POLICY.poll(1, 100.0, 101.0, idle_s=0.5, writer_free=False) == (2, 0.0)
 
 
 def test_a_batch_commits_the_offset_after_the_last_row_of_each_partition() -> None:
