@@ -83,7 +83,7 @@ def decode(stream: str, value: bytes | None, *, kafka_ts: int | None = None,
     if value is None:
         raise MessageError("unparsable", "empty value")
     try:
-        data = json.loads(value, parse_constant=_no_constant)
+        data = _DECODER.decode(value.decode())
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
         raise MessageError("unparsable", f"not JSON: {exc}") from exc
     site, sensor, event_ms, ident = _fields(stream, data)
@@ -98,6 +98,11 @@ def decode(stream: str, value: bytes | None, *, kafka_ts: int | None = None,
 def _no_constant(name: str) -> Any:
     """NaN and Infinity are not JSON: a browser's JSON.parse would refuse the whole frame that carries one."""
     raise ValueError(f"{name} is not a JSON value")
+
+
+# one decoder for every record: json.loads with an option builds a new JSONDecoder per call (py-spy at 10,000
+# readings/s: 160 of the 859 samples in the tail's decode)
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
 
 
 def _is_compact(value: bytes) -> bool:
