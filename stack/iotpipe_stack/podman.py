@@ -17,14 +17,12 @@ from iotcommon.errors import StackError
 from iotpipe_stack.image_specs import INPUTS_LABEL
 
 
-def run(cmd: Sequence[str], what: str, *, quiet: bool = True, cwd: Path | None = None) -> str:
-    """Run a command; on failure raise StackError with the tail of its output."""
-    proc = subprocess.run(list(cmd), capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL, cwd=cwd)
+def run(cmd: Sequence[str], what: str) -> str:
+    """Run a command; its output, or StackError with the tail of it on failure."""
+    proc = subprocess.run(list(cmd), capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
         raise StackError(f"{what} failed (exit {proc.returncode}): {' '.join(cmd[:4])} ...\n{tail}")
-    if not quiet:
-        print(proc.stdout, end="")
     return proc.stdout
 
 
