@@ -9,7 +9,8 @@ record received to the last row written. Both results are checked by counting th
 warm-up, worker and baseline runs alternate ``--repeat`` times (the machine is shared and noisy); medians count.
 
 Starts its own Kafka + HBase (free loopback ports, temporary home) unless --bootstrap/--thrift-port are given.
-Prints figures and the ratio, then ONE JSON line.
+Prints figures and the ratio, then ONE JSON line. Smallest run (a check that it works, not a measurement):
+``--rows 20000 --baseline-rows 1000 --repeat 1 --no-warmup``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -49,6 +50,8 @@ PARTITIONS = 4
 SITES = 50
 TARGET_ROWS_S = 20_000
 TARGET_RATIO = 20.0
+START_MS = 1_577_836_800_000  # 2020-01-01T00:00:00Z
+STEP_SENSORS = [s for s in SENSORS.values() if s.every_15_min]
 
 
 @contextmanager
@@ -80,20 +83,24 @@ def produce(bootstrap: str, topics: Topics, rows: int) -> list[bytes]:
         fut.result()
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.size": 1_000_000,
                          "compression.type": "lz4", "queue.buffering.max.messages": 1_000_000})
-    sensors = [s for s in SENSORS.values() if s.every_15_min]
     payloads = []
-    start = 1_577_836_800_000
     for i in range(rows):
-        # i -> (sensor, site, step) is one-to-one: every reading is a distinct row
-        sensor = sensors[i % len(sensors)]
-        site = f"site{i // len(sensors) % SITES:02d}"
-        step = i // (len(sensors) * SITES)
-        ts = iso_z(datetime.fromtimestamp((start + step * 900_000) / 1000, UTC))
-        payload = Reading(site, sensor.name, ts, float(i % 997) / 10, sensor.unit, step).encode()
+        payload, key = reading(i)
         payloads.append(payload)
-        backpressure.produce(producer, topic, payload, f"{site}/{sensor.name}".encode())
+        backpressure.produce(producer, topic, payload, key)
     backpressure.flush(producer, "producing the readings")
     return payloads
+
+
+def reading(i: int) -> tuple[bytes, bytes]:
+    """The i-th reading (payload, Kafka key). i -> (sensor, site, step) is one-to-one: every reading is a distinct
+    row, 15 minutes of event time after the previous step of its device, from 2020-01-01T00:00Z on."""
+    sensor = STEP_SENSORS[i % len(STEP_SENSORS)]
+    site = f"site{i // len(STEP_SENSORS) % SITES:02d}"
+    step = i // (len(STEP_SENSORS) * SITES)
+    ts = iso_z(datetime.fromtimestamp((START_MS + step * 900_000) / 1000, UTC))
+    payload = Reading(site, sensor.name, ts, float(i % 997) / 10, sensor.unit, step).encode()
+    return payload, f"{site}/{sensor.name}".encode()
 
 
 def count_rows(host: str, port: int, prefix: str) -> int:
@@ -105,51 +112,63 @@ def count_rows(host: str, port: int, prefix: str) -> int:
 
 
 class TimedConsumer:
-    """The real consumer, with a consume() that notes when the first records arrived."""
+    """The worker's consumer: the real one, noting when the first records arrived; ``on_commit`` runs after each
+    commit (the worker commits a batch's offsets only after its rows are written)."""
 
-    def __init__(self, consumer: Consumer, consume: Any) -> None:
+    def __init__(self, consumer: Any) -> None:
         self._consumer = consumer
-        self.consume = consume
+        self.first: float | None = None
+        self.on_commit: Callable[[], None] = lambda: None
+
+    def consume(self, num_messages: int = 1, timeout: float = -1) -> Any:
+        got = self._consumer.consume(num_messages=num_messages, timeout=timeout)
+        if got and self.first is None:
+            self.first = time.perf_counter()
+        return got
+
+    def commit(self, *, offsets: Any, asynchronous: bool) -> Any:
+        answer = self._consumer.commit(offsets=offsets, asynchronous=asynchronous)
+        self.on_commit()
+        return answer
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._consumer, name)
 
 
+def timed_run(consumer: Any, store: Any, topics: Topics, rows: int, batch_size: int) -> dict[str, Any]:
+    """Run hbase_sync's Worker over ``consumer`` into ``store`` until ``rows`` rows are written and committed.
+    Rate: rows / seconds from the first record received to the commit that covers the last row."""
+    stop = threading.Event()
+    timed = TimedConsumer(consumer)
+    worker = Worker(timed, store, Mapper(topics), BatchPolicy(batch_size, 0.5), Backoff(0.2, 5.0), retries=5,
+                    stop=stop)
+    last: list[float] = []
+
+    def committed() -> None:
+        if worker.progress.total_written >= rows and not last:
+            last.append(time.perf_counter())
+            stop.set()
+
+    timed.on_commit = committed
+    cpu0 = time.process_time()
+    worker.run()
+    cpu = time.process_time() - cpu0
+    if timed.first is None or not last:
+        raise SystemExit(f"the worker stopped after {worker.progress.total_written} of {rows} rows")
+    elapsed = max(last[0] - timed.first, 1e-9)
+    written = worker.progress.total_written
+    return {"rows": written, "seconds": elapsed, "rows_per_s": written / elapsed, "batches": worker.commits.batches,
+            "cpu_s": cpu}
+
+
 def run_worker(bootstrap: str, host: str, port: int, topics: Topics, table_prefix: str, rows: int,
                batch_size: int, writers: int) -> dict[str, Any]:
-    stop = threading.Event()
     store = ShardedStore([HBaseStore(host, port, table_prefix, timeout_ms=60_000) for _ in range(writers)])
     store.check()
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex[:8]}",
                          "enable.auto.commit": False, "auto.offset.reset": "earliest",
                          "isolation.level": "read_committed", "partition.assignment.strategy": "cooperative-sticky"})
-    worker = Worker(consumer, store, Mapper(topics), BatchPolicy(batch_size, 0.5), Backoff(0.2, 5.0),
-                    retries=5, stop=stop)
-    marks: dict[str, float] = {}
-    consume = consumer.consume
-
-    def timed_consume(num_messages: int = 1, timeout: float = -1) -> Any:
-        got = consume(num_messages=num_messages, timeout=timeout)
-        if got and "first" not in marks:
-            marks["first"] = time.perf_counter()
-        return got
-
-    commit = worker._commit
-
-    def timed_commit(offsets: dict[tuple[str, int], int]) -> None:
-        commit(offsets)
-        if worker.total_written >= rows:
-            marks["last"] = time.perf_counter()
-            stop.set()
-
-    worker.consumer = TimedConsumer(consumer, timed_consume)
-    worker._commit = timed_commit  # type: ignore[method-assign]
-    cpu0 = time.process_time()
-    worker.run()
-    cpu = time.process_time() - cpu0
-    elapsed = marks["last"] - marks["first"]
-    return {"rows": worker.total_written, "seconds": elapsed, "rows_per_s": worker.total_written / elapsed,
-            "batches": worker.total_committed_batches, "cpu_s": cpu}
+    return timed_run(consumer, store, topics, rows, batch_size)
 
 
 def run_baseline(bootstrap: str, host: str, port: int, topic: str, table_prefix: str, rows: int) -> dict[str, Any]:
@@ -177,19 +196,47 @@ def run_baseline(bootstrap: str, host: str, port: int, topic: str, table_prefix:
     return {"rows": done, "seconds": elapsed, "rows_per_s": done / elapsed}
 
 
+def figures(workers: list[dict[str, Any]], bases: list[dict[str, Any]], rows: int, baseline_rows: int,
+            batch_size: int, writers: int) -> dict[str, Any]:
+    """The JSON line: medians of the runs, their ratio, and whether every run's rows all reached HBase."""
+    worker_rate = statistics.median(w["rows_per_s"] for w in workers)
+    base_rate = statistics.median(b["rows_per_s"] for b in bases)
+    complete = all(w["rows_in_hbase"] == rows for w in workers) and all(
+        b["rows_in_hbase"] == baseline_rows for b in bases)
+    ratio = worker_rate / base_rate
+    return {
+        "bench": "sync", "worker_rows_per_s": round(worker_rate), "baseline_rows_per_s": round(base_rate),
+        "ratio": round(ratio, 2), "worker_runs_rows_per_s": [round(w["rows_per_s"]) for w in workers],
+        "baseline_runs_rows_per_s": [round(b["rows_per_s"]) for b in bases], "rows_per_worker_run": rows,
+        "rows_per_baseline_run": baseline_rows, "all_rows_in_hbase": complete, "batch_size": batch_size,
+        "writers": writers,
+        "targets_met": complete and worker_rate >= TARGET_ROWS_S and ratio >= TARGET_RATIO,
+    }
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=300_000, help="readings per worker run")
-    parser.add_argument("--baseline-rows", type=int, default=5_000, help="readings per baseline run")
-    parser.add_argument("--repeat", type=int, default=3, help="worker and baseline runs, interleaved; medians count")
+    parser.add_argument("--rows", type=positive, default=300_000, help="readings per worker run")
+    parser.add_argument("--baseline-rows", type=positive, default=5_000, help="readings per baseline run")
+    parser.add_argument("--repeat", type=positive, default=3,
+                        help="worker and baseline runs, interleaved; medians count")
     parser.add_argument("--warmup", action=argparse.BooleanOptionalAction, default=True,
                         help="one unmeasured worker run and a short baseline run first")
-    parser.add_argument("--batch-size", type=int, default=5000, help="worker rows per flush")
-    parser.add_argument("--writers", type=int, default=2, help="worker Thrift connections per batch")
+    parser.add_argument("--batch-size", type=positive, default=5000, help="worker rows per flush")
+    parser.add_argument("--writers", type=positive, default=2, help="worker Thrift connections per batch")
     parser.add_argument("--bootstrap", default="", help="use this Kafka instead of starting one")
     parser.add_argument("--thrift-host", default="127.0.0.1")
     parser.add_argument("--thrift-port", type=int, default=0, help="use this HBase Thrift server")
     args = parser.parse_args(argv)
+    if args.baseline_rows > args.rows:  # the baseline reads the first --baseline-rows of the --rows produced
+        parser.error(f"--baseline-rows ({args.baseline_rows}) must not exceed --rows ({args.rows})")
     logging.basicConfig(level=logging.ERROR, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     run_id = uuid.uuid4().hex[:8]
     topics = Topics(f"bench{run_id}")
@@ -216,22 +263,12 @@ def main(argv: list[str] | None = None) -> int:
             bases.append(b)
             print(f"baseline run {i + 1}: {b['rows']} rows in {b['seconds']:.2f} s = {b['rows_per_s']:,.0f} rows/s "
                   f"({b['rows_in_hbase']} rows in HBase)", flush=True)
-    worker_rate = statistics.median(w["rows_per_s"] for w in workers)
-    base_rate = statistics.median(b["rows_per_s"] for b in bases)
-    complete = all(w["rows_in_hbase"] == args.rows for w in workers) and all(
-        b["rows_in_hbase"] == args.baseline_rows for b in bases)
-    ratio = worker_rate / base_rate
-    ok = complete and worker_rate >= TARGET_ROWS_S and ratio >= TARGET_RATIO
-    print(f"median: worker {worker_rate:,.0f} rows/s (one worker, batch {args.batch_size}, {args.writers} writers) vs "
-          f"baseline {base_rate:,.0f} rows/s (one put per message, auto-commit): ratio {ratio:.1f}x; targets >= "
-          f"{TARGET_ROWS_S:,} rows/s and >= {TARGET_RATIO:.0f}x: {'met' if ok else 'NOT met'}", flush=True)
-    print(json.dumps({
-        "bench": "sync", "worker_rows_per_s": round(worker_rate), "baseline_rows_per_s": round(base_rate),
-        "ratio": round(ratio, 2), "worker_runs_rows_per_s": [round(w["rows_per_s"]) for w in workers],
-        "baseline_runs_rows_per_s": [round(b["rows_per_s"]) for b in bases], "rows_per_worker_run": args.rows,
-        "rows_per_baseline_run": args.baseline_rows, "all_rows_in_hbase": complete, "batch_size": args.batch_size,
-        "writers": args.writers, "targets_met": ok,
-    }))
+    out = figures(workers, bases, args.rows, args.baseline_rows, args.batch_size, args.writers)
+    print(f"median: worker {out['worker_rows_per_s']:,} rows/s (one worker, batch {args.batch_size}, {args.writers} "
+          f"writers) vs baseline {out['baseline_rows_per_s']:,} rows/s (one put per message, auto-commit): ratio "
+          f"{out['ratio']:.1f}x; targets >= {TARGET_ROWS_S:,} rows/s and >= {TARGET_RATIO:.0f}x: "
+          f"{'met' if out['targets_met'] else 'NOT met'}", flush=True)
+    print(json.dumps(out))
     return 0
 
 
