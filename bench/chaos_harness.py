@@ -108,7 +108,7 @@ class ChaosRun:
             PipelineProcess("stream-job", lambda s: [str(s.flink_python), "-m", "stream_job"],
                             lambda s: {**common, "JVM_ARGS": "-Xmx768m -XX:+UseSerialGC",
                                        "IOTPIPE_STARTING_OFFSETS": "earliest",
-                                       "IOTPIPE_CHECKPOINT_INTERVAL_MS": "1000"}),
+                                       "IOTPIPE_CHECKPOINT_INTERVAL_MS": "1000"}, stop_timeout=40.0),
             PipelineProcess("ws-bridge", lambda s: [str(s.python), "-m", "ws_bridge"],
                             lambda s: {**common, "IOTPIPE_BRIDGE_HOST": "127.0.0.1",
                                        "IOTPIPE_BRIDGE_PORT": str(self.bridge_port)},
@@ -312,6 +312,6 @@ class ChaosRun:
         return bad
 
     def stop(self) -> None:
-        """Stop the pipeline processes of this run (the stack's services stay)."""
+        """Stop the pipeline processes of this run (the stack's services stay), each with its declared stop timeout."""
         for name in [*self.sims, "ws-bridge", "stream-job", "hbase-sync"]:
-            self.stack.stop_service(name, timeout=40.0)
+            self.stack.stop_service(name)

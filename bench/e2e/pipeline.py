@@ -120,7 +120,7 @@ def running_pipeline(options: Options, progress: Callable[[str], None], keep_hom
                           tuple(sync_ports), bridge_port, committed_port)
         finally:
             progress("stopping the stack and every pipeline process")
-            stack.down(timeout=40)
+            stack.down()  # each process gets its own stop timeout (the stream job's 40 s, declared above)
             left = [n for n in stack.process_names() if stack.running_pid(n) is not None]
             if left:
                 progress(f"still running after down: {left}")

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+
+from iotcommon.errors import StackError
+
+#: seconds a pipeline process gets to stop after SIGTERM, unless it declares its own ``stop_timeout``
+DEFAULT_STOP_TIMEOUT = 15.0
 
 
 @dataclass(frozen=True)
@@ -47,11 +52,18 @@ class PipelineProcess:
     env:   extra env vars on top of os.environ + StackInfo.base_env()
     ready: optional probe polled until True (e.g. an HTTP health check); None = ready once started
     url:   optional address a person opens (e.g. the dashboard); `iotpipe run` prints it once ready
+    stop_timeout: seconds between SIGTERM and SIGKILL when it is stopped (`iotpipe local down`, `make stop`,
+           LocalStack.down/stop_service): long enough for its graceful shutdown. Recorded in its pid file at start,
+           so whichever command stops it later uses it.
     """
 
     name: str
     argv: Callable[[StackInfo], list[str]]
     env: Callable[[StackInfo], Mapping[str, str]] = _no_env
     ready: Callable[[StackInfo], bool] | None = None
-    stop_timeout: float = field(default=15.0)
+    stop_timeout: float = DEFAULT_STOP_TIMEOUT
     url: Callable[[StackInfo], str] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.stop_timeout > 0:
+            raise StackError(f"pipeline process {self.name!r}: stop_timeout must be > 0 s, not {self.stop_timeout}")

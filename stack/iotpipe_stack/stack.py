@@ -23,11 +23,12 @@ from iotpipe_stack import commands, probes, supervisor
 from iotpipe_stack import install as installer
 from iotpipe_stack.commands import SERVICES as SERVICES  # re-exported: LocalStack's users import it from here
 from iotpipe_stack.commands import new_cluster_id as new_cluster_id
-from iotpipe_stack.pipeline_types import PipelineProcess, StackInfo
+from iotpipe_stack.pipeline_types import DEFAULT_STOP_TIMEOUT, PipelineProcess, StackInfo
 from iotpipe_stack.ports import check_ports_free, is_port_free
 from iotpipe_stack.settings import REPO_ROOT, StackSettings
 from iotpipe_stack.status_rows import ComponentStatus as ComponentStatus  # re-exported
 
+# seconds each service gets to stop after SIGTERM; a pipeline process's is its PipelineProcess.stop_timeout
 STOP_TIMEOUT = {"kafka": 30.0, "hbase": 45.0, "thrift": 10.0}
 LOG_TAIL = 25
 PORT_RELEASE_S = 60.0  # longest wait for a killed service's ports to be free again
@@ -161,8 +162,16 @@ class LocalStack:
                     raise self.died_error(pending[0], f"not ready after {limit:.0f}s")
                 time.sleep(0.5)
 
+    def stop_timeout(self, name: str) -> float:
+        """Seconds `name` gets between SIGTERM and SIGKILL: a service's STOP_TIMEOUT; a pipeline process's declared
+        PipelineProcess.stop_timeout, which its pid file recorded when it was started (default if none was)."""
+        if name in STOP_TIMEOUT:
+            return STOP_TIMEOUT[name]
+        return supervisor.recorded_stop_timeout(self.files(name).pid_file) or DEFAULT_STOP_TIMEOUT
+
     def stop_service(self, name: str, timeout: float | None = None) -> bool:
-        stopped = supervisor.stop(self.files(name), timeout or STOP_TIMEOUT.get(name, 15.0))
+        """SIGTERM one process of this home, SIGKILL after ``timeout`` (default: ``stop_timeout(name)``)."""
+        stopped = supervisor.stop(self.files(name), self.stop_timeout(name) if timeout is None else timeout)
         if stopped:
             self.progress(f"stopped {name}")
         return stopped
@@ -216,7 +225,8 @@ class LocalStack:
     def down(self, wipe: bool = False, timeout: float | None = None) -> list[str]:
         """Stop every process of this home (pipeline processes first). Returns the names stopped.
 
-        timeout: seconds per process before SIGKILL (default: per component, long enough for a clean shutdown)."""
+        timeout: seconds per process before SIGKILL, for every process (default: each one's ``stop_timeout``, long
+        enough for its clean shutdown; a pipeline process's is the one it declared)."""
         if not self.s.run_dir.exists():
             if wipe:
                 self._wipe()
@@ -284,7 +294,7 @@ class LocalStack:
     def _start_process(self, proc: PipelineProcess, info: StackInfo, timeout: float | None) -> None:
         env = {**os.environ, **info.base_env(), **proc.env(info)}
         pid = supervisor.start(self.files(proc.name), proc.argv(info), env=env, cwd=REPO_ROOT,
-                               die_with_parent=self.die_with_parent)
+                               die_with_parent=self.die_with_parent, stop_timeout=proc.stop_timeout)
         self.progress(f"started {proc.name} (pid {pid}), log {self.files(proc.name).log_file}")
         ready = proc.ready
         if ready is not None:

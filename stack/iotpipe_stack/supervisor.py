@@ -1,9 +1,11 @@
 """Start and stop processes with pid files and log files.
 
 Each process is started in its own session (process group), so stopping it kills everything it spawned. A pid file
-holds "<pid> <create-time>": the creation time (psutil) proves a pid still belongs to the process we started, so a
-recycled pid is never signalled. Process lookup, RSS and kills go through psutil (Linux and macOS); only the optional
-die-with-parent guard of test sessions is Linux-specific (prctl; elsewhere it is skipped).
+holds "<pid> <create-time>", then the seconds a stop waits for it after SIGTERM when the starter declared them: the
+creation time (psutil) proves a pid still belongs to the process we started, so a recycled pid is never signalled;
+the stop timeout lets whoever stops it later (another command) honour what its starter declared. Process lookup, RSS
+and kills go through psutil (Linux and macOS); only the optional die-with-parent guard of test sessions is
+Linux-specific (prctl; elsewhere it is skipped).
 """
 
 from __future__ import annotations
@@ -50,6 +52,15 @@ def read_pid_file(pid_file: Path) -> tuple[int, float] | None:
         return int(parts[0]), float(parts[1])
     except (FileNotFoundError, IndexError, ValueError):
         return None
+
+
+def recorded_stop_timeout(pid_file: Path) -> float | None:
+    """The stop timeout the process was started with (``start(stop_timeout=...)``), or None if none was recorded."""
+    try:
+        value = float(pid_file.read_text().split()[2])
+    except (FileNotFoundError, IndexError, ValueError):
+        return None
+    return value if value > 0 else None
 
 
 def _reap(pid: int) -> None:
@@ -99,11 +110,13 @@ def start(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     die_with_parent: bool = False,
+    stop_timeout: float | None = None,
 ) -> int:
     """Start argv in a new session, stdout+stderr appended to the log file; returns the pid.
 
     die_with_parent: the kernel SIGTERMs the process if the starting process dies (test sessions), so a killed
-    pytest leaves no service behind. Off for `iotpipe local up`, whose services outlive the command."""
+    pytest leaves no service behind. Off for `iotpipe local up`, whose services outlive the command.
+    stop_timeout: seconds a stop should wait after SIGTERM, recorded in the pid file (``recorded_stop_timeout``)."""
     if running_pid(files.pid_file) is not None:
         raise StackError(f"{files.name} is already running (pid file {files.pid_file})")
     files.pid_file.parent.mkdir(parents=True, exist_ok=True)
@@ -128,7 +141,8 @@ def start(
         started = psutil.Process(proc.pid).create_time()
     except psutil.Error:
         started = 0.0  # exited at once: the pid file then never matches
-    files.pid_file.write_text(f"{proc.pid} {started!r}\n")
+    recorded = f" {stop_timeout!r}" if stop_timeout is not None else ""
+    files.pid_file.write_text(f"{proc.pid} {started!r}{recorded}\n")
     return proc.pid
 
 
