@@ -11,7 +11,7 @@ SERVICE_MARKERS := kafka or hbase or flink or kube or helm or browser or e2e or 
 MYPY_DIRS = $(wildcard libs/iotcommon/iotcommon stack/iotpipe_stack simulators/iot_simulators \
 	services/stream_job/stream_job services/hbase_sync/hbase_sync services/ws_bridge/ws_bridge operator/iot_operator)
 
-.PHONY: help setup run up stop down status logs test test-unit lint lock bench clean-state kube-tools helm charts chart-crds browser images image-tools
+.PHONY: help setup run up stop down status logs test test-unit lint lock bench clean-state kube-tools helm charts browser images image-tools
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -111,9 +111,6 @@ helm: ## build helm from the Go module proxy into IOTPIPE_CACHE/bin (cached per 
 
 charts: setup helm ## chart, image and skaffold checks: helm lint/template, schemas, hadolint, dry-run apply (kube)
 	@$(BIN)/python -m pytest charts/tests $(PYTEST_ARGS)
-
-chart-crds: ## copy crds/ into the operator chart (after editing the CRD; a test keeps the copy identical)
-	cp crds/*.yaml charts/iotpipe-operator/crds/
 
 clean-state: stop ## stop and delete the local stack data and stream job checkpoints (IOTPIPE_HOME, default ./.iotpipe)
 	$(BIN)/iotpipe local down --wipe

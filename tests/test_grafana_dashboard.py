@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from starlette.testclient import TestClient
 
 from iotcommon.messages import Aggregate, DeadLetter, LateReading, Reading
@@ -56,8 +57,19 @@ def test_every_query_uses_the_provisioned_infinity_datasource() -> None:
     assert uids == {"iotpipe-bridge"}
     provisioned = (REPO / "dashboards" / "grafana" / "provisioning" / "datasources" / "iotpipe-bridge.yaml").read_text()
     assert "uid: iotpipe-bridge" in provisioned and "type: yesoreyeram-infinity-datasource" in provisioned
-    chart = REPO / "charts" / "iotpipe-platform" / "files" / "grafana" / "datasources" / "iotpipe-bridge.yaml"
-    assert chart.read_text() == provisioned  # the platform chart ships it verbatim (build.py writes the copy)
+
+
+def test_the_sidecar_configmaps_carry_the_datasource_and_the_dashboard_verbatim() -> None:
+    result = subprocess.run([sys.executable, str(BUILD), "--configmaps"], capture_output=True, text=True, check=True)
+    maps = {d["metadata"]["name"]: d for d in yaml.safe_load_all(result.stdout) if d}
+    assert set(maps) == {"iotpipe-grafana-datasource", "iotpipe-grafana-dashboard"}
+    dashboard = maps["iotpipe-grafana-dashboard"]
+    assert dashboard["metadata"]["labels"] == {"grafana_dashboard": "1"}
+    assert json.loads(dashboard["data"]["iotpipe-live.json"]) == DASHBOARD
+    datasource = maps["iotpipe-grafana-datasource"]
+    assert datasource["metadata"]["labels"] == {"grafana_datasource": "1"}
+    provisioned = (REPO / "dashboards" / "grafana" / "provisioning" / "datasources" / "iotpipe-bridge.yaml").read_text()
+    assert datasource["data"]["iotpipe-bridge.yaml"] == provisioned
 
 
 class FakeHistory:

@@ -1,4 +1,5 @@
-"""The operator chart ships the CRDs of /crds (the source of truth) byte for byte, in its crds/ directory."""
+"""The CRDs live once, in the operator chart's crds/ (helm reads only files inside a chart); /crds holds links to
+them, for `kubectl apply -f crds/` without helm."""
 
 from __future__ import annotations
 
@@ -9,20 +10,20 @@ import pytest
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SOURCE = REPO_ROOT / "crds"
+LINKS = REPO_ROOT / "crds"
 COPY = REPO_ROOT / "charts" / "iotpipe-operator" / "crds"
-FIX = "make chart-crds"
 
 
 def names(d: Path) -> list[str]:
     return sorted(p.name for p in d.iterdir() if p.suffix in {".yaml", ".yml"})
 
 
-def test_chart_crds_are_the_same_files_as_the_source_of_truth() -> None:
-    assert names(SOURCE), "no CRD in crds/"
-    assert names(COPY) == names(SOURCE), f"the chart's crds/ differs from crds/; run: {FIX}"
-    for name in names(SOURCE):
-        assert (COPY / name).read_bytes() == (SOURCE / name).read_bytes(), f"{name} differs; run: {FIX}"
+def test_every_crd_in_crds_is_a_link_to_the_chart_s_crd() -> None:
+    assert names(COPY), "no CRD in the operator chart's crds/"
+    assert names(LINKS) == names(COPY)
+    for name in names(LINKS):
+        assert (LINKS / name).is_symlink(), f"crds/{name} must be a link to charts/iotpipe-operator/crds/{name}"
+        assert (LINKS / name).resolve() == (COPY / name).resolve()
 
 
 def test_chart_crds_are_plain_crds_not_templates() -> None:
@@ -42,5 +43,5 @@ def test_helm_renders_the_crds_with_include_crds(helm: Any) -> None:
     res = helm.template("iotpipe-operator", include_crds=True)
     assert res.returncode == 0, res.output
     rendered = [d for d in yaml.safe_load_all(res.stdout) if d and d["kind"] == "CustomResourceDefinition"]
-    expected = [d for n in names(SOURCE) for d in yaml.safe_load_all((SOURCE / n).read_text("utf-8")) if d]
+    expected = [d for n in names(COPY) for d in yaml.safe_load_all((COPY / n).read_text("utf-8")) if d]
     assert rendered == expected

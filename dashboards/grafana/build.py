@@ -2,6 +2,10 @@
 
     python dashboards/grafana/build.py          # (re)write the generated files
     python dashboards/grafana/build.py --check  # exit 1 if a generated file is out of date (a test runs this)
+    python dashboards/grafana/build.py --configmaps | kubectl apply -n <grafana's namespace> -f -
+
+The dashboard and the datasource are written once, into the platform chart (helm reads only files inside a chart);
+``dashboards/grafana/iotpipe-live.json`` and ``provisioning/datasources/`` are links to them.
 
 The datasource is the Infinity plugin (``yesoreyeram-infinity-datasource``, maintained by Grafana Labs) pointed at
 the bridge's HTTP API (``/api/v1/...``, see docs/bridge-protocol.md). Every query asks for the newest rows of each
@@ -25,7 +29,7 @@ DASHBOARD_UID = "iotpipe-live"
 COLORS = {"TH1": "#ff7a59", "TH2": "#4fb3ff", "HVAC1": "#f5c542", "HVAC2": "#c49bff", "MiAC1": "#5ad19a",
           "MiAC2": "#2f9e8f", "W1": "#5fa8ff", "Etot": "#f5c542", "Wtot": "#5fa8ff", "Mov1": "#ff6fae"}
 CHART_FILES = REPO / "charts" / "iotpipe-platform" / "files" / "grafana"
-CHART_COPY = CHART_FILES / "dashboards" / "iotpipe-live.json"
+CHART_DASHBOARD = CHART_FILES / "dashboards" / "iotpipe-live.json"
 CHART_DATASOURCE = CHART_FILES / "datasources" / "iotpipe-bridge.yaml"
 
 
@@ -241,22 +245,27 @@ def configmaps(dashboard_json: str) -> str:
     )
 
 
+def dashboard_json() -> str:
+    return json.dumps(dashboard(), indent=2) + "\n"
+
+
 def outputs() -> dict[Path, str]:
-    dash = json.dumps(dashboard(), indent=2) + "\n"
     return {
-        HERE / "iotpipe-live.json": dash,
-        HERE / "provisioning" / "datasources" / "iotpipe-bridge.yaml": datasource_provisioning(),
-        HERE / "provisioning" / "dashboards" / "iotpipe.yaml": dashboard_provider(),
-        HERE / "configmaps.yaml": configmaps(dash),
-        CHART_COPY: dash,  # the platform chart ships both verbatim
+        CHART_DASHBOARD: dashboard_json(),
         CHART_DATASOURCE: datasource_provisioning(),
+        HERE / "provisioning" / "dashboards" / "iotpipe.yaml": dashboard_provider(),
     }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="exit 1 when a generated file is out of date")
+    parser.add_argument("--configmaps", action="store_true",
+                        help="print the ConfigMaps for the Grafana Helm chart's sidecars (writes nothing)")
     args = parser.parse_args()
+    if args.configmaps:
+        sys.stdout.write(configmaps(dashboard_json()))
+        return 0
     stale = []
     for path, text in outputs().items():
         if path.exists() and path.read_text() == text:
