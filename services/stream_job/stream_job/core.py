@@ -297,13 +297,25 @@ class DayAggregator:
         not have shown up yet; so the watermark (every partition has passed the point, and everything read before it
         has been delivered here) must also have reached end(D) + lateness.
         """
+        # (runs for every reading: written for speed; the common case is the next number of the one substream)
         q: dict[str, Any] = st.get("Q") or {"hi": 0, "subs": {}}
-        q["hi"] = max(q["hi"], clock_ms)
-        if sseq is not None:
-            sub = q["subs"].setdefault(part, {"upto": 0, "safe": 0, "pend": {}})
-            if sseq <= sub["upto"]:  # the sequence started again upstream (its state expired): start over
-                sub.update(upto=0, safe=0, pend={})
-            pend: dict[int, int] = sub["pend"]
+        if clock_ms > q["hi"]:
+            q["hi"] = clock_ms
+        subs: dict[int, dict[str, Any]] = q["subs"]
+        if sseq is None:
+            st.put("Q", q)
+            return []
+        sub = subs.get(part)
+        if sub is None:
+            sub = subs[part] = {"upto": 0, "safe": 0, "pend": {}}
+        elif sseq <= sub["upto"]:  # the sequence started again upstream (its state expired): start over
+            sub.update(upto=0, safe=0, pend={})
+        pend: dict[int, int] = sub["pend"]
+        if not pend and sseq == sub["upto"] + 1:  # in order: nothing pending to catch up
+            sub["upto"] = sseq
+            if clock_ms > sub["safe"]:
+                sub["safe"] = clock_ms
+        else:
             pend[sseq] = clock_ms
             upto, safe = sub["upto"], sub["safe"]
             while upto + 1 in pend:
@@ -311,10 +323,14 @@ class DayAggregator:
                 safe = max(safe, pend.pop(upto))
             sub["upto"], sub["safe"] = upto, safe
         st.put("Q", q)
-        if sseq is None:
-            return []
-        floor = min(min(sub["safe"] for sub in q["subs"].values()), watermark)
-        if not any(end + self.lateness_ms <= floor for end, _ in index["days"].values()):
+        floor = sub["safe"] if len(subs) == 1 else min(s["safe"] for s in subs.values())
+        if watermark < floor:
+            floor = watermark
+        limit = floor - self.lateness_ms
+        for end, _ in index["days"].values():
+            if end <= limit:
+                break
+        else:
             return []
         dropped = self._expire(st, index, site, floor)
         st.put("I", index)

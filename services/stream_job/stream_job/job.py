@@ -65,25 +65,52 @@ def epoch_ms(text: str) -> int:
     return (parsed - _EPOCH) // timedelta(milliseconds=1)
 
 
+_MISSING = object()
+
+
 class _SiteStore:
-    """core.Store of one site inside a bucket's PyFlink MapState (keys prefixed with the site)."""
+    """core.Store of one site inside a bucket's PyFlink MapState (keys prefixed with the site), with a write-back
+    cache that lives for one call of the operator (``flush`` at its end, while the bucket is still the current key).
+
+    The day logic reads and writes the same few entries of a site (``I``, ``Q``, the day's blob) for every reading of
+    a batch, and every MapState access goes through several layers of PyFlink's state classes; here it is a dict
+    access, and MapState sees one read and one write per entry and batch. State values are never None."""
 
     def __init__(self, state: Any, site: str) -> None:
         self.state = state
         self.prefix = site + SEP
+        self.cache: dict[str, Any] = {}  # key -> value (None: absent), read or written during this call
+        self.dirty: set[str] = set()
 
     def get(self, key: str) -> Any:
-        return self.state.get(self.prefix + key)
+        value = self.cache.get(key, _MISSING)
+        if value is _MISSING:
+            value = self.cache[key] = self.state.get(self.prefix + key)
+        return value
 
     def put(self, key: str, value: Any) -> None:
-        self.state.put(self.prefix + key, value)
+        self.cache[key] = value
+        self.dirty.add(key)
 
     def remove(self, key: str) -> None:
-        self.state.remove(self.prefix + key)
+        self.cache[key] = None
+        self.dirty.add(key)
 
     def all_keys(self) -> Iterable[str]:
+        self.flush()
         n = len(self.prefix)
         return [k[n:] for k in list(self.state.keys()) if k.startswith(self.prefix)]
+
+    def flush(self) -> None:
+        """Write what changed to the MapState and forget the cache (the next call may have another current key)."""
+        for key in self.dirty:
+            value = self.cache[key]
+            if value is None:
+                self.state.remove(self.prefix + key)
+            else:
+                self.state.put(self.prefix + key, value)
+        self.dirty.clear()
+        self.cache.clear()
 
 
 class DailyAggregates(KeyedProcessFunction):  # type: ignore[misc]
@@ -111,15 +138,24 @@ class DailyAggregates(KeyedProcessFunction):  # type: ignore[misc]
         self.core = DayAggregator(self.zones, self.lateness_ms)
         self.metrics = DayMetrics(runtime_context.get_metrics_group())
         self.stores: dict[str, _SiteStore] = {}
+        self.used: dict[str, _SiteStore] = {}  # the stores used in the current call, flushed at its end
         self.ts_cache: dict[str, int] = {}
 
     def _store(self, site: str) -> _SiteStore:
-        store = self.stores.get(site)
+        store = self.used.get(site)
         if store is None:
-            if len(self.stores) > 100_000:
-                self.stores.clear()
-            store = self.stores[site] = _SiteStore(self.state, site)
+            store = self.stores.get(site)
+            if store is None:
+                if len(self.stores) > 100_000:
+                    self.stores.clear()
+                store = self.stores[site] = _SiteStore(self.state, site)
+            self.used[site] = store
         return store
+
+    def _flush(self) -> None:
+        for store in self.used.values():
+            store.flush()
+        self.used.clear()
 
     def _ms(self, text: str) -> int:
         ms = self.ts_cache.get(text)
@@ -158,6 +194,7 @@ class DailyAggregates(KeyedProcessFunction):  # type: ignore[misc]
                 register.update(new_timers)
             for o in out:
                 yield Row(o.topic, o.key, o.value)
+        self._flush()
         if changed:
             self.sites.update(sites)
         self._count()
@@ -179,6 +216,7 @@ class DailyAggregates(KeyedProcessFunction):  # type: ignore[misc]
             for site in sorted(sites):
                 for item in self.core.on_timer(self._store(site), site, timestamp):
                     yield Row(item.topic, item.key, item.value)
+            self._flush()
             self._count()
             return
         # processing time: the idle limit
@@ -193,6 +231,7 @@ class DailyAggregates(KeyedProcessFunction):  # type: ignore[misc]
             if self.idle_ms > 0:
                 for item in self.core.on_idle(store, site):
                     yield Row(item.topic, item.key, item.value)
+        self._flush()
         self.sites.update(sites)
         self._count()
         if sites:
