@@ -62,12 +62,19 @@ def spy_on_stops(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, float]]:
     return used
 
 
-def test_each_process_is_stopped_with_its_declared_timeout_also_by_a_later_iotpipe_local_down(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def pipeline_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[LocalStack, Path, Path]:
+    """(a stack whose pipeline processes are real children, its home, the folder the children write into)."""
     home, out = tmp_path / "home", tmp_path / "out"
     out.mkdir()
     stack = stack_in(home)
     monkeypatch.setattr(stack, "info", lambda: fake_info(home))
+    return stack, home, out
+
+
+def test_each_process_is_stopped_with_its_declared_timeout_also_by_a_later_iotpipe_local_down(
+        pipeline_stack: tuple[LocalStack, Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    stack, home, out = pipeline_stack
     # patient: needs 1 s to shut down, declares 30 s; stubborn: never stops on SIGTERM, declares 0.5 s; plain: the
     # default
     stack.start_pipeline([child(out, "patient", 1.0, stop_timeout=30.0), child(out, "stubborn", -1, stop_timeout=0.5),
@@ -86,11 +93,8 @@ def test_each_process_is_stopped_with_its_declared_timeout_also_by_a_later_iotpi
 
 
 def test_stop_service_and_down_use_the_declared_timeout_unless_given_one(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    home, out = tmp_path / "home", tmp_path / "out"
-    out.mkdir()
-    stack = stack_in(home)
-    monkeypatch.setattr(stack, "info", lambda: fake_info(home))
+        pipeline_stack: tuple[LocalStack, Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    stack, _, out = pipeline_stack
     stack.start_pipeline([child(out, "job", 0.0, stop_timeout=40.0)])
     assert stack.stop_timeout("job") == 40.0 and stack.stop_timeout("hbase") == STOP_TIMEOUT["hbase"]
     stops = spy_on_stops(monkeypatch)

@@ -137,19 +137,13 @@ class DailyAggregates(KeyedProcessFunction):  # type: ignore[misc]
         self.tick = runtime_context.get_state(ValueStateDescriptor("tick", Types.LONG()))
         self.core = DayAggregator(self.zones, self.lateness_ms)
         self.metrics = DayMetrics(runtime_context.get_metrics_group())
-        self.stores: dict[str, _SiteStore] = {}
-        self.used: dict[str, _SiteStore] = {}  # the stores used in the current call, flushed at its end
+        self.used: dict[str, _SiteStore] = {}  # the sites' stores of the current call, flushed at its end
         self.ts_cache: dict[str, int] = {}
 
     def _store(self, site: str) -> _SiteStore:
         store = self.used.get(site)
         if store is None:
-            store = self.stores.get(site)
-            if store is None:
-                if len(self.stores) > 100_000:
-                    self.stores.clear()
-                store = self.stores[site] = _SiteStore(self.state, site)
-            self.used[site] = store
+            store = self.used[site] = _SiteStore(self.state, site)
         return store
 
     def _flush(self) -> None:
