@@ -11,9 +11,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
+from e2e.load import PlanEncoder
 from e2e.report import finite, replace_section
-from e2e.schedule import SENSOR_NAMES, make_plan
+from e2e.schedule import SENSOR_NAMES, make_plan, value_of
 from e2e.stats import Window, percentile, saturation
+
+from iotcommon.messages import Reading, decode_reading
+from iotcommon.sensors import SENSORS
 
 NOW = datetime(2026, 11, 29, 23, 0, tzinfo=UTC)
 
@@ -79,3 +83,26 @@ def test_figures_become_valid_json_without_nan() -> None:
     text = json.dumps(finite({"p99": math.nan, "steps": [{"x": math.inf, "y": 1.5}], "t": (1, math.nan)}),
                       allow_nan=False)
     assert json.loads(text) == {"p99": None, "steps": [{"x": None, "y": 1.5}], "t": [1, None]}
+
+
+def test_the_producer_sends_each_reading_as_reading_encode_writes_it_keyed_by_its_site() -> None:
+    # The paced producer's fast encoder against the reference encoder, Reading.encode, over three days of a
+    # 20-site plan (every device, steps across midnights) and a few readings far into a long run.
+    plan = make_plan([1000, 5000], hold_s=60, sites=20, now=NOW)
+    encode = PlanEncoder(plan)
+    indices = [*range(3 * 96 * plan.devices), 10_000_000, 10_000_001, 10_000_139]
+    for i in indices:
+        site, sensor, seq, ts_ms = plan.reading(i)
+        ts = datetime.fromtimestamp(ts_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        expected = Reading(site, sensor, ts, value_of(sensor), SENSORS[sensor].unit, seq).encode()
+        assert encode(i) == (expected, site.encode()), i
+
+
+def test_the_producers_messages_are_valid_readings_with_the_plans_identity() -> None:
+    plan = make_plan([100], hold_s=10, sites=2, now=NOW)
+    value, key = PlanEncoder(plan)(47)  # step 2, device 5 of 14: site0000's 6th sensor (index 47 = 3 * 14 + 5)
+    assert key == b"site0000"
+    reading = decode_reading(value)
+    assert (reading.site, reading.sensor, reading.seq) == ("site0000", SENSOR_NAMES[5], 3)
+    assert reading.ts == "2023-11-30T00:45:00Z"  # the base (2023-11-30 00:00 UTC) + 3 x 15 min
+    assert reading.value == value_of(SENSOR_NAMES[5]) and reading.unit == SENSORS[SENSOR_NAMES[5]].unit

@@ -1,8 +1,11 @@
 """The open-loop producer (its own process, so it never competes with the observers for the GIL) and the raw Kafka
-produce+consume baseline. Producer settings are the simulator's (iot_simulators.producer.producer_config)."""
+produce+consume baseline. Producer settings are the simulator's (iot_simulators.producer.producer_config), and so
+are its encoding and its keys (``PlanEncoder``): the producer stands in for the simulators, so it costs per reading
+about what they cost, not what building a ``Reading`` and a datetime in Python costs."""
 
 from __future__ import annotations
 
+import json
 import math
 import multiprocessing as mp
 import time
@@ -15,23 +18,50 @@ import backpressure
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from e2e.schedule import Plan, value_of
+from e2e.schedule import SENSOR_NAMES, STEP_MS, Plan, site_name, value_of
 from iot_simulators.config import SimConfig
+from iot_simulators.encoding import Encoder
 from iot_simulators.producer import producer_config
-from iotcommon.messages import Reading
 from iotcommon.sensors import SENSORS
 
 TICK_S = 0.005
+# Sleep at least this long between sends: what fell due meanwhile goes out together. Sleeping until the very next
+# due time (0.1 ms at 10,000/s) made a loop turn (clock, plan, poll, sleep syscall) per reading: ~20 us of CPU each.
+MIN_SLEEP_S = 0.001
 
 
 def kafka_settings(bootstrap: str) -> dict[str, Any]:
     return producer_config(replace(SimConfig(), bootstrap=bootstrap))
 
 
-def encode(plan: Plan, i: int) -> tuple[bytes, str]:
-    site, sensor, seq, ts_ms = plan.reading(i)
-    ts = datetime.fromtimestamp(ts_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return Reading(site, sensor, ts, value_of(sensor), SENSORS[sensor].unit, seq).encode(), f"{site}/{sensor}"
+class PlanEncoder:
+    """Reading i of the plan as Kafka (value, key) the way the simulator sends it (iot_simulators.encoding): the key
+    is the site (the stream job's producer contract: one partition per site, in order), and the parts of a message
+    that are constant per device are built once (the simulator's ``Encoder`` prefixes), so per reading only the
+    event time (once per step of 15 minutes) and seq are formatted. The bytes are exactly those of
+    ``Reading(site, sensor, ts, value_of(sensor), unit, seq).encode()`` (tests/test_bench_e2e_pure.py): the plan's
+    values are one constant per sensor, written as ``json`` writes a float (21.5, not the simulator's 21.500)."""
+
+    def __init__(self, plan: Plan) -> None:
+        sites = [site_name(n) for n in range(plan.sites)]
+        encoder = Encoder(sites)
+        self._devices = plan.devices
+        self._base_ms = plan.base_ms
+        self._heads = [encoder.prefixes[sensor][n] for n in range(plan.sites) for sensor in SENSOR_NAMES]
+        self._keys = [encoder.keys[n] for n in range(plan.sites) for _ in SENSOR_NAMES]
+        self._middles = [b'","value":%s,"unit":%s,"seq":' % (json.dumps(value_of(sensor)).encode(),
+                                                               json.dumps(SENSORS[sensor].unit).encode())
+                         for _ in range(plan.sites) for sensor in SENSOR_NAMES]
+        self._seq = -1
+        self._ts = b""
+
+    def __call__(self, i: int) -> tuple[bytes, bytes]:
+        seq, device = divmod(i, self._devices)
+        if seq != self._seq:  # a new 15-minute step: readings come in index order, so this is once per step
+            ts_ms = self._base_ms + seq * STEP_MS
+            self._ts = datetime.fromtimestamp(ts_ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ").encode()
+            self._seq = seq
+        return b"%s%s%s%d}" % (self._heads[device], self._ts, self._middles[device], seq), self._keys[device]
 
 
 @dataclass(frozen=True)
@@ -42,6 +72,7 @@ class Sent:
 
 def _run(bootstrap: str, topic: str, plan: Plan, start_wall: float, stop: Any, out: Any) -> None:
     producer = Producer(kafka_settings(bootstrap))
+    encode = PlanEncoder(plan)
     per_step, behind = [], []
     i = 0
     for step in plan.steps:
@@ -52,13 +83,13 @@ def _run(bootstrap: str, topic: str, plan: Plan, start_wall: float, stop: Any, o
             if i < due:
                 worst = max(worst, elapsed - plan.due_s(i))
             while i < due:
-                value, key = encode(plan, i)
+                value, key = encode(i)
                 backpressure.produce(producer, topic, value, key)
                 i += 1
             producer.poll(0)
             wait = start_wall + plan.due_s(i) - time.time() if i < step.end_index else 0.0
             if wait > 0:
-                time.sleep(min(wait, TICK_S * 4))
+                time.sleep(min(max(wait, MIN_SLEEP_S), TICK_S * 4))
         per_step.append(i - step.start_index)
         behind.append(worst)
     backpressure.flush(producer, "the paced producer")
@@ -94,7 +125,8 @@ def raw_baseline(bootstrap: str, plan: Plan, count: int) -> dict[str, float]:
     topic = f"bench-e2e-baseline-{uuid.uuid4().hex[:8]}"
     admin = AdminClient({"bootstrap.servers": bootstrap})
     admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])[topic].result(60)
-    messages = [encode(plan, i) for i in range(count)]
+    encode = PlanEncoder(plan)
+    messages = [encode(i) for i in range(count)]
     producer = Producer(kafka_settings(bootstrap))
     backpressure.produce(producer, topic, messages[0][0], messages[0][1])  # connection and producer id: not timed
     backpressure.flush(producer, "the baseline producer")
