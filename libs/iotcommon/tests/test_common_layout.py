@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 from iotcommon.hbase_layout import (
     aggregate_key,
     aggregate_range,
@@ -16,6 +18,12 @@ def test_reading_keys_sort_by_time_then_seq_within_a_series() -> None:
     keys = [reading_key("s1", "TH1", ts, seq) for ts, seq in [(5, 0), (1000, 2), (1000, 10), (99_999, 1)]]
     assert keys == sorted(keys)
     assert all(k.startswith(series_prefix("s1", "TH1")) for k in keys)
+
+
+def test_a_reading_key_is_salt_site_sensor_then_fixed_width_time_and_seq() -> None:
+    salt = f"{zlib.crc32(b'site-1/TH1') % 16:02x}".encode()  # the layout rule, computed here independently
+    assert reading_key("site-1", "TH1", 1_577_837_700_000, 7) == salt + b"|site-1|TH1|1577837700000|0000000007"
+    assert reading_key("site-1", "TH1", 5, 0) == salt + b"|site-1|TH1|0000000000005|0000000000"
 
 
 def test_reading_range_is_inclusive_and_tight() -> None:
@@ -36,7 +44,7 @@ def test_aggregate_range_covers_whole_days() -> None:
 def test_keys_refuse_numbers_that_would_break_byte_order() -> None:
     import pytest
 
-    for ts, seq in [(-1, 0), (10**13, 0), (0, -1), (0, 10**10)]:
+    for ts, seq in [(-1, 0), (10**13, 0), (0, -1), (0, 10**10), (True, 0), (0, False)]:
         with pytest.raises(ValueError, match="outside"):
             reading_key("s1", "TH1", ts, seq)
     with pytest.raises(ValueError, match="outside"):

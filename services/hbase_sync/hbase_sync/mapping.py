@@ -8,6 +8,7 @@ the record alone, so a replayed record rewrites the same row.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple, Protocol
 
@@ -16,7 +17,9 @@ import orjson
 from iotcommon import hbase_layout as layout
 from iotcommon.days import ms_to_ts, ts_to_ms
 from iotcommon.errors import MessageError
+from iotcommon.limits import OUTER_LIMITS
 from iotcommon.messages import DeadLetter, reading_from_dict
+from iotcommon.sensors import SENSORS
 from iotcommon.topics import Topics
 from iotcommon.wire import aggregate_from_dict, deadletter_from_dict, late_from_dict
 
@@ -85,7 +88,59 @@ def _reading_row_key(site: str, sensor: str, ts: str, seq: int) -> bytes:
         raise MessageError("unmappable", f"no row key for reading {site}/{sensor} at {ts} seq {seq}: {exc}") from exc
 
 
+# The canonical form of a reading: Reading.encode's (and the simulators') fields in that order, no spaces, a plain
+# decimal value with at most 15 integer digits (|value| < 1e15: finite, inside OUTER_LIMITS' +-1e18) and a seq that
+# fits the row key. The stream job passes such bytes to .raw unchanged. map_raw maps a record in this form without
+# building a dict and a Reading; every other record, valid or not, takes the full path (orjson + reading_from_dict),
+# which alone decides rejections. So the fast path only accepts what the full path accepts, with the same key.
+_CANONICAL = re.compile(
+    rb'\{"v":1,"site":"([A-Za-z0-9][A-Za-z0-9_.-]{0,62})","sensor":"([A-Za-z0-9]{1,16})",'
+    rb'"ts":"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?Z)",'
+    rb'"value":-?(?:0|[1-9][0-9]{0,14})(?:\.[0-9]+)?,"unit":"([^"\\]{0,32})","seq":(0|[1-9][0-9]{0,9})\}\Z')
+_UNITS = {name.encode(): sensor.unit.encode() for name, sensor in SENSORS.items()}
+_FAST_TS: dict[bytes, int] = {}  # ts -> epoch ms if the full path accepts it and it fits a row key, else -1
+_FAST_KEYS: dict[tuple[bytes, bytes], tuple[str, str]] = {}  # (site, sensor) as bytes -> as str
+
+
+def _fast_ts(ts: bytes) -> int:
+    ms = _FAST_TS.get(ts)
+    if ms is None:
+        if len(_FAST_TS) >= _TS_CACHE_MAX:
+            _FAST_TS.clear()
+        text = ts.decode()
+        try:
+            ms = ts_to_ms(text)
+        except ValueError:
+            ms = -1
+        if ms >= 0 and (OUTER_LIMITS.ts_problem(text, ms) is not None or ms >= 10**13):
+            ms = -1
+        _FAST_TS[ts] = ms
+    return ms
+
+
+def canonical_raw_key(payload: bytes) -> bytes | None:
+    """The row key of a raw reading in the canonical form that the full path would accept, else None."""
+    match = _CANONICAL.match(payload)
+    if match is None:
+        return None
+    site, sensor, ts, unit, seq = match.groups()
+    if _UNITS.get(sensor) != unit:  # unknown sensor, or not its unit
+        return None
+    ms = _fast_ts(ts)
+    if ms < 0:
+        return None
+    names = _FAST_KEYS.get((site, sensor))
+    if names is None:
+        if len(_FAST_KEYS) >= _TS_CACHE_MAX:
+            _FAST_KEYS.clear()
+        names = _FAST_KEYS[site, sensor] = (site.decode(), sensor.decode())
+    return layout.reading_key(names[0], names[1], ms, int(seq))
+
+
 def map_raw(payload: bytes | None) -> Row:
+    key = canonical_raw_key(payload) if payload is not None else None
+    if key is not None:
+        return Row("raw", key, {MESSAGE: payload or b""})
     reading = reading_from_dict(_json(payload))
     key = _reading_row_key(reading.site, reading.sensor, reading.ts, reading.seq)
     return Row("raw", key, {MESSAGE: payload or b""})
