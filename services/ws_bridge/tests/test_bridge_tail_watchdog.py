@@ -20,7 +20,7 @@ import pytest
 
 from iotcommon.topics import Topics
 from ws_bridge import tail as tail_module
-from ws_bridge.records import Record
+from ws_bridge.lazy import Live, resolved
 from ws_bridge.tail import KafkaTail, unstarted
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -49,10 +49,10 @@ def test_idle_partitions_are_left_alone_and_a_new_consumer_loses_and_doubles_not
     topics = Topics(f"bw{uuid.uuid4().hex[:8]}")
     create_topics(kafka_service.bootstrap, [topics.raw])
     monkeypatch.setattr(tail_module, "FETCH_START_S", 3.0)
-    got: list[Record] = []
+    got: list[Live] = []
     lock = threading.Lock()
 
-    def deliver(records: list[Record]) -> None:
+    def deliver(records: list[Live]) -> None:
         with lock:
             got.extend(records)
 
@@ -81,5 +81,5 @@ def test_idle_partitions_are_left_alone_and_a_new_consumer_loses_and_doubles_not
     finally:
         tail.stop()
     with lock:
-        seqs = sorted(r.data["seq"] for r in got)
+        seqs = sorted(r.data["seq"] for r in resolved(got))  # raw readings come undecoded (ws_bridge.lazy)
     assert seqs == list(range(10))

@@ -24,14 +24,15 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from iotcommon.days import ms_to_ts
+from iotcommon.errors import MessageError
 from ws_bridge import http_api, protocol
 from ws_bridge.auth import Tickets
 from ws_bridge.config import BridgeConfig
 from ws_bridge.history import HBaseHistory, HistorySource
 from ws_bridge.hub import Hub
+from ws_bridge.lazy import Live
 from ws_bridge.live import live_source
 from ws_bridge.metrics import Metrics
-from ws_bridge.records import Record
 from ws_bridge.state import BridgeState, LiveSource, bounds_of
 from ws_bridge.ws import websocket_endpoint
 
@@ -74,11 +75,20 @@ def create_app(config: BridgeConfig, *, history: HistorySource | None = None, li
     config.check()
     metrics = Metrics()
     zones = config.zones
+    def on_bad(stream: str, _exc: MessageError) -> None:
+        metrics.bad_records.labels(stream).inc()
+
     if live is None:
-        live = live_source(config, on_bad=lambda stream, _exc: metrics.bad_records.labels(stream).inc())
+        live = live_source(config, on_bad=on_bad)
+    def on_bad_later(stream: str, exc: MessageError) -> None:  # a raw reading decoded when a client asked for it
+        log.warning("skipping a %s record, decoded on demand: %s", stream, exc)
+        on_bad(stream, exc)
+
+    hub = hub or Hub()
+    hub.on_bad = on_bad_later
     state = BridgeState(
         config=config,
-        hub=hub or Hub(),
+        hub=hub,
         history=history or HBaseHistory(config.hbase_host, config.hbase_port, config.table_prefix, zones),
         live=live,
         metrics=metrics,
@@ -93,7 +103,7 @@ def create_app(config: BridgeConfig, *, history: HistorySource | None = None, li
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         loop = asyncio.get_running_loop()
 
-        def deliver(batch: list[Record]) -> None:
+        def deliver(batch: list[Live]) -> None:
             loop.call_soon_threadsafe(_publish, state, batch)
 
         state.live.start(deliver)
@@ -127,7 +137,7 @@ def create_app(config: BridgeConfig, *, history: HistorySource | None = None, li
     return app
 
 
-def _publish(state: BridgeState, batch: list[Record]) -> None:
+def _publish(state: BridgeState, batch: list[Live]) -> None:
     for stream, count in collections.Counter(r.stream for r in batch).items():
         state.metrics.records_in.labels(stream).inc(count)
     before = sum(s.dropped_total for s in state.sessions)

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ws_bridge import protocol
+from ws_bridge.lazy import Live, OnBad, resolved
 from ws_bridge.protocol import Filter, Subscribe
 from ws_bridge.records import STREAMS, Record
 
@@ -145,13 +146,18 @@ class Subscription:
 
 
 class Hub:
-    """Routes published records to subscriptions. One per bridge process."""
+    """Routes published records to subscriptions. One per bridge process.
 
-    def __init__(self, recent: int = RECENT_RECORDS) -> None:
+    Raw readings may come undecoded (``ws_bridge.lazy.PendingRaw``): they are decoded when a live subscription or a
+    history-first buffer selects them; one that fails the check then goes to ``on_bad`` and to no client.
+    """
+
+    def __init__(self, recent: int = RECENT_RECORDS, on_bad: OnBad | None = None) -> None:
         self._subs: dict[str, dict[int, Subscription]] = {stream: {} for stream in STREAMS}
         # the newest live records of each stream: a history-first subscription starts with those that match, so a
         # record the sync worker has not stored yet when HBase is read still reaches the client (history de-dupes)
-        self._recent: dict[str, deque[Record]] = {stream: deque(maxlen=recent) for stream in STREAMS}
+        self._recent: dict[str, deque[Live]] = {stream: deque(maxlen=recent) for stream in STREAMS}
+        self.on_bad = on_bad
         self._ids = itertools.count()
         self.latest_ms: dict[str, int] = {}
         self.published = 0
@@ -161,7 +167,8 @@ class Hub:
         entry = Subscription(session, sub, live=not sub.wants_history, handle=next(self._ids))
         if sub.wants_history:
             since = sub.since_ms if sub.since_ms is not None else -1
-            entry.buffered = [r for r in self._recent[sub.stream] if r.event_ms >= since and sub.filter.matches(r)]
+            entry.buffered = resolved([r for r in self._recent[sub.stream]
+                                       if r.event_ms >= since and sub.filter.matches(r)], self.on_bad)
         self._subs[sub.stream][entry.handle] = entry
         session.subscriptions[sub.id] = entry
         return entry
@@ -187,28 +194,33 @@ class Hub:
     def subscription_count(self) -> int:
         return sum(len(subs) for subs in self._subs.values())
 
-    def publish(self, records: Iterable[Record]) -> None:
+    def publish(self, records: Iterable[Live]) -> None:
         """Fan a batch out. Each distinct filter is matched once and each distinct frame is encoded once."""
-        by_stream: dict[str, list[Record]] = {}
-        for record in records:
-            by_stream.setdefault(record.stream, []).append(record)
-            if record.event_ms > self.latest_ms.get(record.stream, -1):
-                self.latest_ms[record.stream] = record.event_ms
+        records = list(records)
+        by_stream: dict[str, list[Live]] = {}
+        if records and all(r.stream == records[0].stream for r in records):  # a tail's batch is mostly one stream
+            by_stream[records[0].stream] = records
+        else:
+            for record in records:
+                by_stream.setdefault(record.stream, []).append(record)
         for stream, batch in by_stream.items():
+            newest = max(r.event_ms for r in batch)
+            if newest > self.latest_ms.get(stream, -1):
+                self.latest_ms[stream] = newest
             self.published += len(batch)
             self._recent[stream].extend(batch)
             subs = self._subs[stream]
             if subs:
                 self._fan_out(stream, batch, list(subs.values()))
 
-    def _fan_out(self, stream: str, batch: list[Record], subs: list[Subscription]) -> None:
+    def _fan_out(self, stream: str, batch: list[Live], subs: list[Subscription]) -> None:
         matched: dict[Filter, list[Record]] = {}
         frames: dict[tuple[Filter, str], tuple[str, int]] = {}
         for entry in subs:
             filt = entry.sub.filter
             selected = matched.get(filt)
             if selected is None:
-                selected = matched[filt] = [r for r in batch if filt.matches(r)]
+                selected = matched[filt] = resolved(filt.select(stream, batch), self.on_bad)
             if not selected:
                 continue
             if not entry.live:

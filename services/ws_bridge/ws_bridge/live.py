@@ -16,7 +16,8 @@ from iotcommon.errors import MessageError
 from iotcommon.topics import Topics
 from ws_bridge.config import BridgeConfig
 from ws_bridge.dedup import RecentIdents
-from ws_bridge.records import STREAMS, Record
+from ws_bridge.lazy import Live
+from ws_bridge.records import STREAMS
 from ws_bridge.tail import KafkaTail
 
 OnBad = Callable[[str, MessageError], None]
@@ -46,7 +47,7 @@ class LiveTails:
     def connected(self) -> bool:
         return all(t.connected for t in self.tails)
 
-    def start(self, deliver: Callable[[list[Record]], None]) -> None:
+    def start(self, deliver: Callable[[list[Live]], None]) -> None:
         for tail in self.tails:
             tail.start(deliver)
 

@@ -12,15 +12,16 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from iotcommon.days import ts_to_ms
 from iotcommon.errors import IoTError
 from iotcommon.messages import SITE_PATTERN
 from iotcommon.sensors import SENSORS
-from ws_bridge.records import MAX_MS, STREAMS, Record
+from ws_bridge.records import MAX_MS, STREAMS, Routed
 
 PROTOCOL_VERSION = 1
+R = TypeVar("R", bound=Routed)
 MAX_MESSAGE_CHARS = 16_384
 _ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _SUBSCRIBE_KEYS = frozenset({"type", "id", "stream", "sites", "sensors", "since", "last", "limit"})
@@ -43,12 +44,24 @@ class Filter:
     sites: frozenset[str] | None = None
     sensors: frozenset[str] | None = None
 
-    def matches(self, record: Record) -> bool:
+    def matches(self, record: Routed) -> bool:
         if record.stream == "deadletters" and record.site is None:
             return True  # a dead letter whose payload names no site cannot be attributed: every subscriber sees it
         if self.sites is not None and record.site not in self.sites:
             return False
         return self.sensors is None or record.sensor in self.sensors
+
+    def select(self, stream: str, records: list[R]) -> list[R]:
+        """The records of ``stream`` (a batch of one stream) that match, in order: ``matches`` without a call per
+        record (the fan-out runs this over every live record)."""
+        sites, sensors = self.sites, self.sensors
+        if stream == "deadletters":
+            return [r for r in records if self.matches(r)]
+        if sensors is None:
+            return list(records) if sites is None else [r for r in records if r.site in sites]
+        if sites is None:
+            return [r for r in records if r.sensor in sensors]
+        return [r for r in records if r.site in sites and r.sensor in sensors]
 
 
 @dataclass(frozen=True, slots=True)

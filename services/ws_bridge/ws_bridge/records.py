@@ -11,7 +11,7 @@ import base64
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from iotcommon import wire
 from iotcommon.days import ts_to_ms
@@ -41,6 +41,19 @@ class Record:
     ident: str  # identity for de-duplication between history and live
     data: dict[str, Any]
     item: str  # JSON text of the element sent to clients
+
+
+class Routed(Protocol):
+    """What filters route on: a Record, or a raw reading not decoded yet (``ws_bridge.lazy.PendingRaw``)."""
+
+    @property
+    def stream(self) -> str: ...
+
+    @property
+    def site(self) -> str | None: ...
+
+    @property
+    def sensor(self) -> str | None: ...
 
 
 def _fields(stream: str, data: Any) -> tuple[str | None, str | None, int, str]:
@@ -75,10 +88,11 @@ def _dead_letter_origin(payload_b64: str) -> tuple[str | None, str | None]:
 
 
 def decode(stream: str, value: bytes | None, *, kafka_ts: int | None = None,
-           tracker: OrderTracker | None = None) -> Record:
+           tracker: OrderTracker | None = None, out_of_order: bool = False) -> Record:
     """Kafka value (or HBase ``d:m`` cell) -> Record; raises MessageError when it is not a message of that stream.
 
-    With a ``tracker`` (live records), raw and late readings older than their device's newest are marked out of order.
+    With a ``tracker`` (live records), raw and late readings older than their device's newest are marked out of order;
+    without one, ``out_of_order`` is the flag (a reading the tracker saw at arrival: ``ws_bridge.lazy``).
     """
     if value is None:
         raise MessageError("unparsable", "empty value")
@@ -89,8 +103,8 @@ def decode(stream: str, value: bytes | None, *, kafka_ts: int | None = None,
     site, sensor, event_ms, ident = _fields(stream, data)
     if not 0 <= event_ms <= MAX_MS:
         raise MessageError("schema", f"event time {event_ms} ms lies outside 1970-01-01 .. 2286-11-20")
-    out_of_order = (tracker is not None and stream in ("raw", "late")
-                    and tracker.is_out_of_order(stream, f"{site}/{sensor}", event_ms))
+    if tracker is not None:
+        out_of_order = stream in ("raw", "late") and tracker.is_out_of_order(stream, f"{site}/{sensor}", event_ms)
     text = value.decode() if _is_compact(value) else json.dumps(data, separators=(",", ":"))
     return Record(stream, site, sensor, event_ms, ident, data, encode_item(text, stream, data, kafka_ts, out_of_order))
 

@@ -13,9 +13,9 @@ from ws_bridge.auth import Tickets
 from ws_bridge.config import BridgeConfig
 from ws_bridge.history import HistorySource
 from ws_bridge.hub import Hub, Session
+from ws_bridge.lazy import Live
 from ws_bridge.metrics import Metrics
 from ws_bridge.queries import DAY_MS, Bounds
-from ws_bridge.records import Record
 
 
 class LiveSource(Protocol):
@@ -24,7 +24,7 @@ class LiveSource(Protocol):
     @property
     def connected(self) -> bool: ...
 
-    def start(self, deliver: Callable[[list[Record]], None]) -> None: ...
+    def start(self, deliver: Callable[[list[Live]], None]) -> None: ...
 
     def stop(self, timeout: float = 10.0) -> None: ...
 

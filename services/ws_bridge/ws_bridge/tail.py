@@ -1,4 +1,7 @@
-"""Tails the stream job's output topics and hands decoded batches to the event loop.
+"""Tails the stream job's output topics and hands batches of records to the event loop.
+
+Raw readings in the canonical layout are handed over undecoded (``ws_bridge.lazy.PendingRaw``: identity, device and
+event time read at once, for the de-duplication and the out-of-order flag); every other record is decoded here.
 
 One confluent-kafka consumer in a thread per isolation level. ``read_committed`` by default (the job writes
 transactionally); the live path of raw readings may read ``read_uncommitted`` with a ``RecentIdents`` window that drops
@@ -32,7 +35,8 @@ from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-d
 from iotcommon.errors import MessageError
 from iotcommon.topics import Topics
 from ws_bridge.dedup import RecentIdents
-from ws_bridge.records import STREAMS, OrderTracker, Record, decode, topic_of
+from ws_bridge.lazy import Live, pending
+from ws_bridge.records import STREAMS, OrderTracker, decode, topic_of
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +85,7 @@ class KafkaTail:
         self.records = 0
         self.ready = threading.Event()  # set once the first assignment (from the end) is in place
 
-    def start(self, deliver: Callable[[list[Record]], None]) -> None:
+    def start(self, deliver: Callable[[list[Live]], None]) -> None:
         self._thread = threading.Thread(target=self._run, args=(deliver,), name="kafka-tail", daemon=True)
         self._thread.start()
 
@@ -153,7 +157,7 @@ class KafkaTail:
             resolved.append(TopicPartition(tp.topic, tp.partition, future.result().offset))
         return resolved
 
-    def _run(self, deliver: Callable[[list[Record]], None]) -> None:
+    def _run(self, deliver: Callable[[list[Live]], None]) -> None:
         consumer = self._consumer()
         try:
             self._refresh(consumer)
@@ -199,8 +203,8 @@ class KafkaTail:
         self.consumers_recreated += 1
         return consumer
 
-    def _decode(self, messages: list[Message]) -> list[Record]:
-        batch: list[Record] = []
+    def _decode(self, messages: list[Message]) -> list[Live]:
+        batch: list[Live] = []
         for message in messages:
             err = message.error()
             if err is not None:
@@ -213,6 +217,12 @@ class KafkaTail:
             if stream is None:
                 continue
             kind, kafka_ts = message.timestamp()
+            if stream == "raw":  # most reach no client: decoded when one asks (ws_bridge.lazy)
+                raw = pending(message.value(), kafka_ts if kind else None, self._tracker)
+                if raw is not None:
+                    if self._dedup is None or self._dedup.first_time(raw.ident):
+                        batch.append(raw)
+                    continue
             try:
                 record = decode(stream, message.value(), kafka_ts=kafka_ts if kind else None, tracker=self._tracker)
             except MessageError as exc:
