@@ -65,12 +65,16 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="also run a bridge with --live-raw committed (same clients count): both paths in one run")
     p.add_argument("--baseline-readings", type=int, default=300_000, help="readings of the raw Kafka baseline")
     p.add_argument("--no-stop", action="store_true", help="run every step even after one is not sustained")
+    p.add_argument("--warmup-s", type=float, default=60.0,
+                   help="seconds of load at the first step's rate before the measured steps, never reported: the "
+                        "JVMs' JIT compilers use a large share of the CPU for minutes after a start (default 60; "
+                        "0: none)")
     p.add_argument("--doc", default="", help="write the results section of this page (e.g. docs/performance.md)")
     p.add_argument("--img", default="", help="write the plots into this directory (e.g. docs/img)")
     p.add_argument("--label", default="", help="name of this run in the doc section and the plots' file names")
     args = p.parse_args(argv)
     if args.quick:
-        args.steps, args.hold_s, args.baseline_readings = QUICK_STEPS, 20.0, 100_000
+        args.steps, args.hold_s, args.baseline_readings, args.warmup_s = QUICK_STEPS, 20.0, 100_000, 0.0
     try:
         args.rates = [int(r) for r in args.steps.split(",") if r.strip()]
     except ValueError:
@@ -82,7 +86,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace, pipeline: Running) -> dict[str, Any]:
-    plan = make_plan(args.rates, args.hold_s, args.sites, datetime.now(UTC))
+    plan = make_plan(args.rates, args.hold_s, args.sites, datetime.now(UTC), warmup_s=args.warmup_s)
+    measured = plan.measured
     log(f"raw Kafka baseline: {args.baseline_readings:,} readings produced, then consumed")
     baseline = raw_baseline(pipeline.bootstrap, plan, args.baseline_readings)
     log(f"  {baseline['rate']:,.0f} readings/s (produce {baseline['produce_s']:.1f} s + consume "
@@ -106,14 +111,15 @@ def run(args: argparse.Namespace, pipeline: Running) -> dict[str, Any]:
     windows: list[Window] = []
     try:
         pids = {**pipeline.pids(), "producer": producer.process.pid or 0}
-        log(f"load: {len(plan.steps)} steps of {args.hold_s:.0f} s, {plan.devices} devices ({args.sites} sites)")
+        warm = f"a {args.warmup_s:.0f} s warm-up at {plan.steps[0].rate:,}/s, then " if plan.warmup else ""
+        log(f"load: {warm}{len(measured)} steps of {args.hold_s:.0f} s, {plan.devices} devices ({args.sites} sites)")
         judged, stopped_after = 0, None
         end = start_wall + plan.steps[-1].end_s
         while time.time() < end + DRAIN_S:
             samples.append(sample(offsets, pipeline, pids, clients, committed))
-            while stopped_after is None and judged < len(plan.steps) \
-                    and time.time() > start_wall + plan.steps[judged].end_s + SAMPLE_S:
-                step = summarise(plan, plan.steps[judged], start_wall, samples, prober.log, clients.log,
+            while stopped_after is None and judged < len(measured) \
+                    and time.time() > start_wall + measured[judged].end_s + SAMPLE_S:
+                step = summarise(plan, measured[judged], start_wall, samples, prober.log, clients.log,
                                  committed.log if committed else None)
                 windows.append(step.window)
                 log(f"step {step.window.offered:,.0f}/s: HBase {step.window.delivered:,.0f} rows/s, lag growth "
@@ -126,13 +132,13 @@ def run(args: argparse.Namespace, pipeline: Running) -> dict[str, Any]:
                     producer.stop()
                     end = time.time()
                     log("saturated: load stopped; draining")
-            if judged >= len(plan.steps) and stopped_after is None and time.time() > end \
+            if judged >= len(measured) and stopped_after is None and time.time() > end \
                     and sum(samples[-1].lag.values()) < 1000:
                 break
             time.sleep(SAMPLE_S)
         steps = [summarise(plan, s, start_wall, samples, prober.log, clients.log,
                            committed.log if committed else None).data
-                 for s in plan.steps[:stopped_after or len(plan.steps)]]
+                 for s in measured[:stopped_after or len(measured)]]
     finally:
         producer.stop()
         prober.stop()
@@ -182,7 +188,8 @@ def summary_text(args: argparse.Namespace, result: dict[str, Any], label: str, l
     return "\n".join([
         f"### Run `{label}`: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         "",
-        f"`python bench/bench_e2e.py --steps {args.steps} --hold-s {args.hold_s:.0f} --workers {args.workers} "
+        f"`python bench/bench_e2e.py --steps {args.steps} --hold-s {args.hold_s:.0f} --warmup-s {args.warmup_s:.0f} "
+        f"--workers {args.workers} "
         f"--checkpoint-ms {args.checkpoint_ms} --live-raw {args.live_raw}"
         f"{' --compare-committed' if args.compare_committed else ''}`; {args.sites} sites x 7 sensors, "
         f"{args.clients} websocket clients; load average {load_before:.1f} before, {load_after:.1f} after.",

@@ -30,6 +30,17 @@ def test_the_plan_puts_steps_back_to_back_and_fixes_each_readings_due_time() -> 
     assert plan.total == 5000
 
 
+def test_a_warm_up_runs_first_at_the_first_rate_and_is_not_measured() -> None:
+    plan = make_plan([100, 400], hold_s=10, sites=2, now=NOW, warmup_s=30)
+    # 30 s at 100/s = readings 0..2999 first; the measured steps follow back to back
+    assert [(s.rate, s.start_index, s.end_index, s.start_s) for s in plan.steps] == \
+        [(100, 0, 3000, 0.0), (100, 3000, 4000, 30.0), (400, 4000, 8000, 40.0)]
+    assert plan.warmup and plan.measured == plan.steps[1:]
+    assert plan.due_s(3000) == 30.0 and plan.total == 8000
+    unwarmed = make_plan([100, 400], hold_s=10, sites=2, now=NOW)
+    assert not unwarmed.warmup and unwarmed.measured == unwarmed.steps
+
+
 def test_a_readings_identity_gives_back_its_index() -> None:
     plan = make_plan([100], hold_s=10, sites=3, now=NOW)
     assert len(SENSOR_NAMES) == 7 and plan.devices == 21

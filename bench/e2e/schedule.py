@@ -41,7 +41,12 @@ class Step:
 class Plan:
     sites: int
     base: datetime  # event time of seq 0 (a UTC midnight)
-    steps: tuple[Step, ...]
+    steps: tuple[Step, ...]  # every step the producer runs, the warm-up first
+    warmup: bool = False  # steps[0] is a warm-up: run like the others, never judged or reported
+
+    @property
+    def measured(self) -> tuple[Step, ...]:
+        return self.steps[1:] if self.warmup else self.steps
 
     @property
     def devices(self) -> int:
@@ -85,17 +90,21 @@ def site_name(number: int) -> str:
     return f"site{number:04d}"
 
 
-def make_plan(rates: list[int], hold_s: float, sites: int, now: datetime, gap_s: float = 0.0) -> Plan:
-    """Steps back to back (``gap_s`` between them); event time starts at the UTC midnight 3 years before ``now`` so
-    even a long run stays in the past (the job refuses readings stamped ahead of their Kafka time)."""
+def make_plan(rates: list[int], hold_s: float, sites: int, now: datetime, gap_s: float = 0.0,
+              warmup_s: float = 0.0) -> Plan:
+    """Steps back to back (``gap_s`` between them), after a warm-up step of ``warmup_s`` seconds at the first rate
+    when ``warmup_s`` > 0; event time starts at the UTC midnight 3 years before ``now`` so even a long run stays in
+    the past (the job refuses readings stamped ahead of their Kafka time)."""
     base = datetime.combine(now.date() - timedelta(days=3 * 365), datetime.min.time(), UTC)
+    holds = [(rates[0], warmup_s)] if warmup_s > 0 and rates else []
+    holds += [(rate, hold_s) for rate in rates]
     steps: list[Step] = []
     index, at = 0, 0.0
-    for rate in rates:
-        step = Step(rate, index, at, hold_s)
+    for rate, hold in holds:
+        step = Step(rate, index, at, hold)
         steps.append(step)
         index, at = step.end_index, step.end_s + gap_s
-    return Plan(sites, base, tuple(steps))
+    return Plan(sites, base, tuple(steps), warmup=len(holds) > len(rates))
 
 
 def value_of(sensor: str) -> float:
