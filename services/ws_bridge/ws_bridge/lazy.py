@@ -20,7 +20,6 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable
-from typing import NamedTuple
 
 from iotcommon.days import ts_to_ms
 from iotcommon.errors import MessageError
@@ -38,11 +37,8 @@ _CANONICAL = re.compile(
 OnBad = Callable[[str, MessageError], None]
 
 
-class Fields(NamedTuple):
-    site: str
-    sensor: str
-    event_ms: int
-    ident: str  # site/sensor/ts/seq, as records.decode builds it
+Fields = tuple[str, str, int, str]  # site, sensor, event time (ms), identity site/sensor/ts/seq as records.decode
+# builds them (a plain tuple: a NamedTuple's constructor cost 4 % of the bridge's CPU at 10,000 readings/s)
 
 
 @functools.lru_cache(maxsize=4096)  # the readings of one step share their ts
@@ -77,7 +73,7 @@ def pre_read(value: bytes | None) -> Fields | None:
     event_ms = _event_ms(ts)
     if event_ms is None or not _device_ok(site, sensor):
         return None
-    return Fields(site, sensor, event_ms, f"{site}/{sensor}/{ts}/{seq}")
+    return site, sensor, event_ms, f"{site}/{sensor}/{ts}/{seq}"
 
 
 class PendingRaw:
@@ -87,10 +83,9 @@ class PendingRaw:
     stream = "raw"
 
     def __init__(self, fields: Fields, value: bytes, kafka_ts: int | None, out_of_order: bool) -> None:
-        self.site: str | None = fields.site
-        self.sensor: str | None = fields.sensor
-        self.event_ms = fields.event_ms
-        self.ident = fields.ident
+        site, sensor, self.event_ms, self.ident = fields
+        self.site: str | None = site
+        self.sensor: str | None = sensor
         self.value = value
         self.kafka_ts = kafka_ts
         self.out_of_order = out_of_order
@@ -122,7 +117,7 @@ def pending(value: bytes | None, kafka_ts: int | None, tracker: OrderTracker) ->
     fields = pre_read(value)
     if fields is None or value is None:
         return None
-    out_of_order = tracker.is_out_of_order("raw", f"{fields.site}/{fields.sensor}", fields.event_ms)
+    out_of_order = tracker.is_out_of_order("raw", f"{fields[0]}/{fields[1]}", fields[2])
     return PendingRaw(fields, value, kafka_ts, out_of_order)
 
 
