@@ -67,7 +67,8 @@ class HBaseStore:
         self._clock = clock
         self._conn: happybase.Connection | None = None
         self._last_used = 0.0
-        self._mutation = importlib.import_module("Hbase_thrift").Mutation  # loaded by happybase
+        thrift_types = importlib.import_module("Hbase_thrift")  # loaded by happybase
+        self._mutation, self._batch_mutation = thrift_types.Mutation, thrift_types.BatchMutation
 
     @property
     def where(self) -> str:
@@ -172,10 +173,17 @@ class HBaseStore:
         return result
 
     def _put_all(self, conn: happybase.Connection, table: str, rows: list[Row]) -> None:
-        batch = conn.table(table).batch(batch_size=_MAX_ROWS_PER_CALL)
-        for row in rows:
-            batch.put(row.key, row.cells)
-        batch.send()
+        """Thrift ``mutateRows`` calls of at most ``_MAX_ROWS_PER_CALL`` rows: what a happybase batch sends, built
+        directly (happybase's batch costs ~1 us more per row). Every mutation keeps ``writeToWAL`` (Thrift's
+        default, True): the write is in HBase's WAL before the call returns, so committing the offsets after it is
+        safe."""
+        name = table_name(self.table_prefix, table).encode()
+        mutation, batch_mutation = self._mutation, self._batch_mutation
+        for start in range(0, len(rows), _MAX_ROWS_PER_CALL):
+            batch = [batch_mutation(row=row.key, mutations=[mutation(isDelete=False, column=column, value=value)
+                                                            for column, value in row.cells.items()])
+                     for row in rows[start:start + _MAX_ROWS_PER_CALL]]
+            conn.client.mutateRows(name, batch, {})
 
     def _upsert_aggregates(self, conn: happybase.Connection, rows: list[Row]) -> tuple[int, int]:
         latest = latest_per_key(rows)
