@@ -72,6 +72,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--doc", default="", help="write the results section of this page (e.g. docs/performance.md)")
     p.add_argument("--img", default="", help="write the plots into this directory (e.g. docs/img)")
     p.add_argument("--label", default="", help="name of this run in the doc section and the plots' file names")
+    p.add_argument("--keep-home", default="",
+                   help="run the stack in this directory and keep it (its logs) after the run; default: a temporary one")
     args = p.parse_args(argv)
     if args.quick:
         args.steps, args.hold_s, args.baseline_readings, args.warmup_s = QUICK_STEPS, 20.0, 100_000, 0.0
@@ -159,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     options = Options(workers=args.workers, checkpoint_ms=args.checkpoint_ms, live_raw=args.live_raw,
                       compare_committed=args.compare_committed)
     load_before = os.getloadavg()[0]
-    with running_pipeline(options, log) as pipeline:
+    with running_pipeline(options, log, keep_home=args.keep_home) as pipeline:
         result = run(args, pipeline)
     load_after = os.getloadavg()[0]
     label = args.label or f"w{args.workers}-cp{args.checkpoint_ms}-{args.live_raw}"
