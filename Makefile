@@ -9,7 +9,8 @@ SETUP_STAMP := $(VENV)/.iotpipe-setup
 # pytest markers that need a real service; `make test-unit` deselects them
 SERVICE_MARKERS := kafka or hbase or flink or kube or helm or browser or e2e or images
 MYPY_DIRS = $(wildcard libs/iotcommon/iotcommon stack/iotpipe_stack simulators/iot_simulators \
-	services/stream_job/stream_job services/hbase_sync/hbase_sync services/ws_bridge/ws_bridge operator/iot_operator)
+	services/stream_job/stream_job services/hbase_sync/hbase_sync services/ws_bridge/ws_bridge operator/iot_operator \
+	bench)
 
 .PHONY: help setup run up stop down status logs test test-unit lint lock bench clean-state kube-tools helm charts browser images image-tools
 

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import backpressure
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from ws_clients import subscribed
 
 from iotcommon.days import iso_z

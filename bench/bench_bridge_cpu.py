@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 import backpressure
 from bench_bridge import bridge, cpu_seconds, kafka, load_average
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from ws_clients import subscribed
 
 from iotcommon.messages import Reading

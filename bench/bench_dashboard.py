@@ -36,7 +36,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 STATIC = REPO / "services" / "ws_bridge" / "ws_bridge" / "static"
 sys.path.insert(0, str(REPO / "tests"))
-from browser_kit import DevTools, chromium  # noqa: E402
+from browser_kit import DevTools, chromium  # type: ignore[import-not-found]  # noqa: E402
 
 BASELINE_COMMIT = "7b4ab03"  # the last commit with the hand-written SVG charts
 METRICS = ("TaskDuration", "ScriptDuration", "LayoutDuration", "RecalcStyleDuration")

@@ -73,7 +73,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--img", default="", help="write the plots into this directory (e.g. docs/img)")
     p.add_argument("--label", default="", help="name of this run in the doc section and the plots' file names")
     p.add_argument("--keep-home", default="",
-                   help="run the stack in this directory and keep it (its logs) after the run; default: a temporary one")
+                   help="run the stack in this directory and keep it (its logs) after the run (default: a "
+                        "temporary one)")
     args = p.parse_args(argv)
     if args.quick:
         args.steps, args.hold_s, args.baseline_readings, args.warmup_s = QUICK_STEPS, 20.0, 100_000, 0.0

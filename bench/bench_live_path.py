@@ -28,11 +28,12 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import backpressure
 from bench_bridge import bridge, kafka, load_average, percentile
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from ws_clients import subscribed
 
 from iotcommon.messages import Reading
@@ -135,7 +136,8 @@ def main() -> int:
                                                                           topics.deadletter)]).values():
             future.result(30)
         with bridge_pair(bootstrap, topics.prefix) as urls:
-            results, seq = [], 0
+            results: list[dict[str, Any]] = []
+            seq = 0
             for interval, abort_every in [*((i, 0) for i in intervals), (intervals[-1], 3)]:
                 r, committed, seq = asyncio.run(phase(urls, bootstrap, topics.raw, args.rate, args.seconds,
                                                       interval, abort_every, seq))
@@ -148,8 +150,8 @@ def main() -> int:
                     f"{fig['distinct']} of {committed} readings, {fig['shown_twice']} shown twice"
                     for name, fig in r.items()), flush=True)
     base = results[0]["p99_ms_committed"]
-    for r in results:
-        r["uncommitted_p99_vs_baseline"] = r["p99_ms_uncommitted"] / base if base else float("nan")
+    for row in results:
+        row["uncommitted_p99_vs_baseline"] = row["p99_ms_uncommitted"] / base if base else float("nan")
     best = results[0]["p99_ms_uncommitted"]
     print(f"baseline (committed path, commit every {intervals[0]} ms): p99 {base:.0f} ms; uncommitted path at the same "
           f"interval: p99 {best:.0f} ms = {best / base:.2f}x; target p99 < {TARGET_P99_MS:.0f} ms: "

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from iotpipe_stack import install, supervisor
 from iotpipe_stack.ports import free_ports

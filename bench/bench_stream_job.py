@@ -48,7 +48,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from iotcommon.messages import Reading
 from iotcommon.sensors import SENSORS

@@ -33,7 +33,7 @@ from typing import Any
 import backpressure
 import happybase
 from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from hbase_sync.backoff import Backoff
 from hbase_sync.batching import BatchPolicy
@@ -186,9 +186,10 @@ def run_baseline(bootstrap: str, host: str, port: int, topic: str, table_prefix:
             continue
         if first is None:
             first = time.perf_counter()
-        obj = json.loads(msg.value())
+        value = msg.value() or b""
+        obj = json.loads(value)
         ts_ms = int(datetime.fromisoformat(obj["ts"]).timestamp() * 1000)
-        table.put(reading_key(obj["site"], obj["sensor"], ts_ms, obj["seq"]), {b"d:m": msg.value()})
+        table.put(reading_key(obj["site"], obj["sensor"], ts_ms, obj["seq"]), {b"d:m": value})
         done += 1
     elapsed = time.perf_counter() - (first or 0.0)
     consumer.close()

@@ -4,6 +4,7 @@ asyncio loop of their own thread. For every reading received: seconds from its d
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import threading
 import time
@@ -30,7 +31,7 @@ class Clients:
         self.ready = threading.Event()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="ws-clients", daemon=True)
-        self._tasks: list[asyncio.Future[None]] = []
+        self._tasks: list[concurrent.futures.Future[None]] = []
 
     def start(self, timeout: float = 120.0) -> None:
         self._thread.start()

@@ -16,7 +16,7 @@ from typing import Any
 
 import backpressure
 from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from e2e.schedule import SENSOR_NAMES, STEP_MS, Plan, site_name, value_of
 from iot_simulators.config import SimConfig

@@ -122,7 +122,7 @@ class HBaseProber(Background):
         self._conn.close()
 
     def _samples(self) -> list[int]:
-        out = []
+        out: list[int] = []
         for step in self.plan.steps:
             every = max(1, step.rate // PROBES_PER_S)
             out.extend(range(step.start_index + every // 2, step.end_index, every))

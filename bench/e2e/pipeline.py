@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from iotcommon.topics import Topics
 from iotpipe_stack.pipeline_types import PipelineProcess
@@ -63,19 +63,19 @@ def _bridge(name: str, port: int, live_raw: str, common: dict[str, str]) -> Pipe
     )
 
 
+def _sync_worker(n: int, port: int, common: dict[str, str]) -> PipelineProcess:
+    return PipelineProcess(
+        name=f"hbase-sync-{n + 1}",
+        argv=lambda s: [str(s.python), "-m", "hbase_sync"],
+        env=lambda s: {**common, "IOTPIPE_SYNC_HTTP_HOST": "127.0.0.1", "IOTPIPE_SYNC_HTTP_PORT": str(port)},
+        ready=lambda s: http_ready(f"http://127.0.0.1:{port}/readyz"),
+    )
+
+
 def _processes(options: Options, sync_ports: list[int], bridge_port: int,
                committed_port: int) -> list[PipelineProcess]:
     common = {"IOTPIPE_SITE_TZ": "UTC", "IOTPIPE_LOG_LEVEL": "WARNING"}
-    procs = [
-        PipelineProcess(
-            name=f"hbase-sync-{n + 1}",
-            argv=lambda s: [str(s.python), "-m", "hbase_sync"],
-            env=lambda s, port=port: {**common, "IOTPIPE_SYNC_HTTP_HOST": "127.0.0.1",
-                                      "IOTPIPE_SYNC_HTTP_PORT": str(port)},
-            ready=lambda s, port=port: http_ready(f"http://127.0.0.1:{port}/readyz"),
-        )
-        for n, port in enumerate(sync_ports)
-    ]
+    procs = [_sync_worker(n, port, common) for n, port in enumerate(sync_ports)]
     procs.append(PipelineProcess(
         name="stream-job",
         argv=lambda s: [str(s.flink_python), "-m", "stream_job"],
