@@ -28,8 +28,8 @@ class SyncConfig:
                               minimum=1, maximum=1_000_000)
     batch_ms: int = setting(500, "longest a row waits for a busy writer (a free writer takes a batch at once)",
                             env="IOTPIPE_SYNC_BATCH_MS", minimum=1)
-    writers: int = setting(2, "Thrift connections one batch is written over in parallel", env="IOTPIPE_SYNC_WRITERS",
-                           minimum=1, maximum=16)
+    writers: int = setting(2, "Thrift connections one batch is written over in parallel (in shards of at least 500 "
+                           "rows: a smaller batch is one call)", env="IOTPIPE_SYNC_WRITERS", minimum=1, maximum=16)
     retries: int = setting(5, "write retries (exponential backoff) before HBase is reported unavailable (/readyz "
                            "503); when stopping, the retries after which unwritten rows are left uncommitted",
                            env="IOTPIPE_SYNC_RETRIES", minimum=0)

@@ -33,6 +33,10 @@ log = logging.getLogger("hbase_sync.store")
 _FAILURES = (OSError, EOFError, TException)
 _CAS_ATTEMPTS = 8
 _MAX_ROWS_PER_CALL = 10_000
+# Fewest rows worth a shard of their own: every shard is one more Thrift call, which costs CPU in the worker, in
+# Thrift and in HBase. At 100-row batches one call instead of two halves cost 3-7 us less worker CPU and 2-8 us less
+# Thrift CPU per row (docs/performance.md); parallel shards pay off only for large batches (a backlog).
+MIN_SHARD_ROWS = 500
 
 
 @dataclass
@@ -225,31 +229,40 @@ class HBaseStore:
 
 
 class ShardedStore:
-    """One batch written over several Thrift connections at once: the rows are split into ``len(stores)`` shards
-    written in parallel (HBase serves them on different handler threads). Aggregates all go to the first shard, so
-    every revision of a key is decided in one place. A failure of any shard fails the whole write (rewriting the
-    shards that did succeed is harmless)."""
+    """One batch written over several Thrift connections at once: the rows are split into up to ``len(stores)``
+    shards of at least ``min_shard_rows`` rows, written in parallel (HBase serves them on different handler threads);
+    a smaller batch is one call on the first store. Aggregates all go to the first shard, so every revision of a key
+    is decided in one place. A failure of any shard fails the whole write (rewriting the shards that did succeed is
+    harmless)."""
 
-    def __init__(self, stores: list[HBaseStore]) -> None:
+    def __init__(self, stores: list[HBaseStore], min_shard_rows: int = MIN_SHARD_ROWS) -> None:
         if not stores:
             msg = "at least one store"
             raise ValueError(msg)
+        if min_shard_rows < 1:
+            msg = "min_shard_rows must be at least 1"
+            raise ValueError(msg)
         self.stores = stores
+        self.min_shard_rows = min_shard_rows
         self._pool = ThreadPoolExecutor(len(stores) - 1, thread_name_prefix="hbase-shard") if len(stores) > 1 else None
 
     def check(self) -> None:
         for store in self.stores:
             store.check()
 
+    def shards_for(self, rows: int) -> int:
+        """How many shards a batch of ``rows`` rows is written in."""
+        return max(1, min(len(self.stores), rows // self.min_shard_rows))
+
     def write(self, rows: Sequence[Row]) -> WriteResult:
-        if self._pool is None:
+        n = self.shards_for(len(rows))
+        if self._pool is None or n == 1:
             return self.stores[0].write(rows)
-        n = len(self.stores)
         aggregates = [r for r in rows if r.table == "aggregates"]
         plain = [r for r in rows if r.table != "aggregates"] if aggregates else list(rows)
         shards = [plain[i::n] for i in range(n)]
         shards[0].extend(aggregates)
-        futures = [self._pool.submit(store.write, shard) for store, shard in zip(self.stores[1:], shards[1:],
+        futures = [self._pool.submit(store.write, shard) for store, shard in zip(self.stores[1:n], shards[1:],
                                                                                   strict=True) if shard]
         errors: list[ServiceUnavailable] = []
         result = WriteResult()

@@ -1,5 +1,6 @@
 """ShardedStore splits one batch over several stores (FAKE stores here; the real store is exercised by the tests
-against HBase): every row written once, all aggregates in one shard, any shard failure fails the whole write."""
+against HBase): every row written once, all aggregates in one shard, any shard failure fails the whole write, and a
+shard only when it gets enough rows to be worth its own call."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from sync_fakes import FakeStore
 
 from hbase_sync.mapping import MESSAGE, Row
-from hbase_sync.store import ShardedStore, WriteResult
+from hbase_sync.store import MIN_SHARD_ROWS, ShardedStore, WriteResult
 from iotcommon.errors import ServiceUnavailable
 
 
@@ -22,8 +23,8 @@ def agg(key: bytes, revision: int) -> Row:
     return Row("aggregates", key, {MESSAGE: b'{"revision": %d}' % revision}, revision=revision)
 
 
-def sharded(fakes: Sequence[FakeStore]) -> ShardedStore:
-    return ShardedStore(list(fakes))  # type: ignore[arg-type]
+def sharded(fakes: Sequence[FakeStore], min_shard_rows: int = 1) -> ShardedStore:
+    return ShardedStore(list(fakes), min_shard_rows)  # type: ignore[arg-type]
 
 
 def test_rows_are_spread_over_the_shards_and_each_is_written_once() -> None:
@@ -62,3 +63,25 @@ def test_one_store_is_used_directly() -> None:
     batch = rows(2)
     sharded([only]).write(batch)
     assert only.seen is batch
+
+
+def test_a_batch_is_split_only_into_shards_of_at_least_min_shard_rows() -> None:
+    fakes = [FakeStore() for _ in range(3)]
+    store = sharded(fakes, min_shard_rows=4)
+    store.write(rows(7))  # 7 // 4 = 1 shard: one call on the first store
+    assert [f.calls for f in fakes] == [1, 0, 0]
+    store.write([*rows(8, "late"), agg(b"k", 1)])  # 9 rows: 2 shards of 4 late rows, the aggregate with the first
+    assert [f.calls for f in fakes] == [2, 1, 0]
+    assert len(fakes[0].tables["late"]) == 4 and len(fakes[1].tables["late"]) == 4
+    assert b"k" in fakes[0].tables["aggregates"]
+    store.write(rows(100, "deadletters"))  # never more shards than stores
+    assert [f.calls for f in fakes] == [3, 2, 1]
+    assert sum(len(f.tables["deadletters"]) for f in fakes) == 100
+
+
+def test_the_default_keeps_batches_under_twice_min_shard_rows_in_one_call() -> None:
+    store = ShardedStore([FakeStore(), FakeStore()])  # type: ignore[list-item]
+    assert store.min_shard_rows == MIN_SHARD_ROWS == 500
+    assert [store.shards_for(n) for n in (0, 1, 999, 1000, 5000)] == [1, 1, 1, 2, 2]
+    with pytest.raises(ValueError, match="min_shard_rows"):
+        ShardedStore([FakeStore()], min_shard_rows=0)  # type: ignore[list-item]
