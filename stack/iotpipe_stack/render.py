@@ -145,6 +145,12 @@ def hbase_site_properties(s: StackSettings, data: Path) -> dict[str, str]:
         # (minutes). The report times out, meta is never reassigned, the master never finishes initialising
         # (docs/chaos.md). Splitting coordinated through ZooKeeper needs no master RPC.
         "hbase.split.wal.zk.coordinated": "true",
+        # one RegionServer: splitting a region buys no parallelism, and the daughters' compactions then rewrite every
+        # file of the region at once (bench-e2e at 20,000 readings/s: the raw table's first split, at ~350 MB, and the
+        # two compactions after it kept HBase at 50 % of a core for 25 s while the rows written per second halved).
+        # Regions split at a constant 10 GiB instead of from 256 MB up.
+        "hbase.regionserver.region.split.policy": "org.apache.hadoop.hbase.regionserver.ConstantSizeRegionSplitPolicy",
+        "hbase.hregion.max.filesize": str(10 * 1024**3),
     }
 
 

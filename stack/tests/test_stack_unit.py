@@ -84,6 +84,9 @@ def test_hbase_site_is_standalone_on_loopback(tmp_path: Path) -> None:
     # a restarted master splits the dead server's WALs through ZooKeeper, not through master RPCs that clients listing
     # the tables can starve (docs/chaos.md; stack/tests/test_stack_hbase_restart.py runs it)
     assert props["hbase.split.wal.zk.coordinated"] == "true"
+    # one RegionServer: regions are not split from 256 MB up (the split's compactions stalled bench-e2e's writes)
+    assert props["hbase.regionserver.region.split.policy"].endswith(".ConstantSizeRegionSplitPolicy")
+    assert int(props["hbase.hregion.max.filesize"]) >= 10 * 1024**3
 
 
 def test_log4j2_properties_name_each_logger() -> None:
