@@ -25,8 +25,11 @@ VERSION = 1
 SCHEMA_FILES = ("reading.v1.json", "aggregate.v1.json", "late.v1.json", "deadletter.v1.json")
 # The one site id rule (the schemas say the same). Anchored with \Z, not $ ($ also matches before a trailing newline),
 # so .match and .fullmatch agree; [0-9], not \d (which matches any Unicode digit).
-SITE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
-TS_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z")
+# The grammars alone (no anchor, no capturing group) for callers that embed them in a larger pattern.
+SITE_GRAMMAR = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}"
+TS_GRAMMAR = r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?Z"
+SITE_PATTERN = re.compile(SITE_GRAMMAR + r"\Z")
+TS_PATTERN = re.compile(TS_GRAMMAR)
 MAX_SEQ = 2**63 - 1  # seq is a signed 64-bit integer downstream (Flink BIGINT)
 _READING_KEYS = frozenset({"v", "site", "sensor", "ts", "value", "unit", "seq"})
 

@@ -18,7 +18,7 @@ from iotcommon import hbase_layout as layout
 from iotcommon.days import ms_to_ts, ts_to_ms
 from iotcommon.errors import MessageError
 from iotcommon.limits import OUTER_LIMITS
-from iotcommon.messages import DeadLetter, reading_from_dict
+from iotcommon.messages import SITE_GRAMMAR, TS_GRAMMAR, VERSION, DeadLetter, reading_from_dict
 from iotcommon.sensors import SENSORS
 from iotcommon.topics import Topics
 from iotcommon.wire import aggregate_from_dict, deadletter_from_dict, late_from_dict
@@ -93,10 +93,10 @@ def _reading_row_key(site: str, sensor: str, ts: str, seq: int) -> bytes:
 # fits the row key. The stream job passes such bytes to .raw unchanged. map_raw maps a record in this form without
 # building a dict and a Reading; every other record, valid or not, takes the full path (orjson + reading_from_dict),
 # which alone decides rejections. So the fast path only accepts what the full path accepts, with the same key.
-_CANONICAL = re.compile(
-    rb'\{"v":1,"site":"([A-Za-z0-9][A-Za-z0-9_.-]{0,62})","sensor":"([A-Za-z0-9]{1,16})",'
-    rb'"ts":"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?Z)",'
-    rb'"value":-?(?:0|[1-9][0-9]{0,14})(?:\.[0-9]+)?,"unit":"([^"\\]{0,32})","seq":(0|[1-9][0-9]{0,9})\}\Z')
+_CANONICAL = re.compile((
+    r'\{"v":' + str(VERSION) + r',"site":"(' + SITE_GRAMMAR + r')","sensor":"([A-Za-z0-9]{1,16})",'
+    r'"ts":"(' + TS_GRAMMAR + r')",'
+    r'"value":-?(?:0|[1-9][0-9]{0,14})(?:\.[0-9]+)?,"unit":"([^"\\]{0,32})","seq":(0|[1-9][0-9]{0,9})\}\Z').encode())
 _UNITS = {name.encode(): sensor.unit.encode() for name, sensor in SENSORS.items()}
 _FAST_TS: dict[bytes, int] = {}  # ts -> epoch ms if the full path accepts it and it fits a row key, else -1
 _FAST_KEYS: dict[tuple[bytes, bytes], tuple[str, str]] = {}  # (site, sensor) as bytes -> as str
