@@ -97,6 +97,17 @@ class Podman:
         run(self.cmd("import", *args, str(tarball), ref), f"podman import of {tarball}")
 
 
+def _import(base: list[str], archive: Path, ref: str, progress: Callable[[str], None]) -> None:
+    """ctr import, once more after a failure: an import into a containerd that had imported earlier images failed
+    once with "parent snapshot ... does not exist" (CI, 30 Nov) and went through when run again."""
+    try:
+        run([*base, "images", "import", str(archive)], f"ctr import {ref}")
+    except StackError as exc:
+        progress(f"{exc}; importing again")
+        time.sleep(2.0)
+        run([*base, "images", "import", str(archive)], f"ctr import {ref}")
+
+
 def load_into_containerd(podman: Podman, refs: Sequence[str], address: str, namespace: str, work: Path,
                          progress: Callable[[str], None]) -> None:
     """podman save each image and import it with ctr into the node's containerd (skipped when already there)."""
@@ -117,7 +128,7 @@ def load_into_containerd(podman: Podman, refs: Sequence[str], address: str, name
         with tempfile.TemporaryDirectory(prefix="save-", dir=work) as tmp:
             archive = Path(tmp) / "image.tar"
             run(podman.cmd("save", "--format", "docker-archive", "-o", str(archive), ref), f"podman save {ref}")
-            run([*base, "images", "import", str(archive)], f"ctr import {ref}")
+            _import(base, archive, ref, progress)
         stamp.write_text(image_id, encoding="utf-8")
         secs = time.monotonic() - started
         progress(f"{ref}: loaded into containerd ({address}, namespace {namespace}) in {secs:.1f}s")

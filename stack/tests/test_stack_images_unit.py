@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from iotcommon.errors import StackError
 from iotpipe_stack import image_specs as specs
+from iotpipe_stack import podman
 from iotpipe_stack.image_inputs import site_certificates
 from iotpipe_stack.images import chart_app_version, main
 from iotpipe_stack.podman import podman_ulimits
@@ -207,3 +209,18 @@ def test_apt_mirror_reads_deb822_and_one_line_sources() -> None:
     assert specs.apt_mirror([disabled, one_line], "bookworm") == "http://one.example/debian"
     assert specs.apt_mirror(["Types: deb-src\nURIs: http://src.example/\nSuites: bookworm\n"], "bookworm") is None
 
+
+
+def test_a_failed_ctr_import_is_tried_once_more(tmp_path: Path) -> None:
+    # a stand-in for ctr (this test says so): fails its first import, as containerd did once in CI, then succeeds
+    marker = tmp_path / "failed-once"
+    fake_ctr = ["sh", "-c", f'[ -e {marker} ] && exit 0; touch {marker}; echo "parent snapshot does not exist"; exit 1',
+                "ctr"]
+    said: list[str] = []
+    podman._import(fake_ctr, tmp_path / "image.tar", "localhost/x:1", said.append)
+    assert marker.exists() and len(said) == 1 and "parent snapshot does not exist" in said[0]
+
+
+def test_a_ctr_import_that_fails_twice_raises(tmp_path: Path) -> None:
+    with pytest.raises(StackError, match="ctr import localhost/x:1"):
+        podman._import(["sh", "-c", "exit 1", "ctr"], tmp_path / "image.tar", "localhost/x:1", lambda _m: None)
