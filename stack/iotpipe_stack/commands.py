@@ -52,6 +52,7 @@ def jvm(s: StackSettings, b: Binaries, name: str, heap: str) -> list[str]:
         str(b.java),
         f"-Xmx{heap}",
         *render.COMMON_JVM_FLAGS,
+        *render.JIT_FLAGS[s.jit],
         f"-Dlog4j2.configurationFile={(_conf(s, name) / 'log4j2.properties').as_uri()}",
         f"-Diotpipe.home={s.home}",
         f"-Diotpipe.component={name}",

@@ -25,14 +25,18 @@ HBASE_JDK17_FLAGS: tuple[str, ...] = (
     "--add-exports", "java.base/sun.net.util=ALL-UNNAMED",
 )  # fmt: skip
 
-#: JVM options for every component: small footprint and quick start on a shared 2-core machine
+#: JVM options for every component: small footprint on a shared 2-core machine
 COMMON_JVM_FLAGS: tuple[str, ...] = (
     "-XX:+UseSerialGC",
-    "-XX:TieredStopAtLevel=1",
     "-XX:+ExitOnOutOfMemoryError",
     "-Djava.awt.headless=true",
     "-Djava.net.preferIPv4Stack=true",
 )
+
+
+#: per IOTPIPE_JIT: "quick" stops at C1. C1 code costs more CPU per message once hot (HBase + Thrift ~21 against
+#: ~17 us per row, docs/performance.md), but C2 compiling costs 2-3x as much in the first minutes after a start.
+JIT_FLAGS: dict[str, tuple[str, ...]] = {"full": (), "quick": ("-XX:TieredStopAtLevel=1",)}
 
 
 def properties(entries: dict[str, str]) -> str:

@@ -39,7 +39,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("hbase_heap", "IOTPIPE_HBASE_HEAP", "768m", "HBase (master+RS+ZK) JVM -Xmx"),
     Setting("thrift_heap", "IOTPIPE_THRIFT_HEAP", "256m", "HBase Thrift server JVM -Xmx"),
     Setting("start_timeout", "IOTPIPE_START_TIMEOUT", "180", "seconds to wait for a component to become ready"),
+    Setting("jit", "IOTPIPE_JIT", "full", "JIT of the Kafka, HBase and Thrift JVMs: full (C1 then C2: the least CPU "
+            "once warm) or quick (C1 only: less CPU in the first minutes; the tests' choice, they start them often)"),
 )
+
+JIT_MODES = ("full", "quick")
 
 _PORT_FIELDS = ("kafka_port", "kafka_controller_port", "zk_port", "thrift_port")
 _HEAP_FIELDS = ("kafka_heap", "hbase_heap", "thrift_heap")
@@ -58,6 +62,7 @@ class StackSettings:
     hbase_heap: str = "768m"
     thrift_heap: str = "256m"
     start_timeout: float = 180.0
+    jit: str = "full"
     host: str = LOOPBACK
 
     @property
@@ -147,6 +152,9 @@ def resolve(
         raise ConfigError(f"IOTPIPE_START_TIMEOUT={raw['start_timeout']!r}: expected seconds") from None
     if timeout <= 0:
         raise ConfigError("IOTPIPE_START_TIMEOUT must be > 0")
+    jit = raw["jit"].strip().lower()
+    if jit not in JIT_MODES:
+        raise ConfigError(f"IOTPIPE_JIT={raw['jit']!r}: expected one of {', '.join(JIT_MODES)}")
     return StackSettings(
         home=path(raw["home"]),
         cache=path(raw["cache"]),
@@ -159,4 +167,5 @@ def resolve(
         hbase_heap=heaps["hbase_heap"],
         thrift_heap=heaps["thrift_heap"],
         start_timeout=timeout,
+        jit=jit,
     )

@@ -47,6 +47,14 @@ def test_hbase_and_thrift_share_hbase_config_and_classpath(tmp_path: Path) -> No
                            "-threadpool", "start"]
 
 
+@pytest.mark.parametrize(("env", "c1_only"), [({}, False), ({"IOTPIPE_JIT": "quick"}, True),
+                                                ({"IOTPIPE_JIT": "Full"}, False)])
+def test_the_jit_setting_reaches_every_jvm(tmp_path: Path, env: dict[str, str], c1_only: bool) -> None:
+    s = resolve(env, {"home": str(tmp_path / "home")}, cwd=tmp_path)
+    for name in commands.SERVICES:
+        assert ("-XX:TieredStopAtLevel=1" in commands.argv(s, BIN, name)) is c1_only, name
+
+
 def test_kafka_storage_is_formatted_with_the_given_cluster_id(tmp_path: Path) -> None:
     argv = commands.kafka_format_argv(settings(tmp_path), BIN, "AbC_123")
     assert argv[argv.index("-t") + 1] == "AbC_123"
