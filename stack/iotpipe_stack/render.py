@@ -34,8 +34,8 @@ COMMON_JVM_FLAGS: tuple[str, ...] = (
 )
 
 
-#: per IOTPIPE_JIT: "quick" stops at C1. C1 code costs more CPU per message once hot (HBase + Thrift ~21 against
-#: ~17 us per row, docs/performance.md), but C2 compiling costs 2-3x as much in the first minutes after a start.
+#: per IOTPIPE_JIT: "quick" stops at C1. C2 code should cost less CPU per message once hot (HBase + Thrift ~21 against
+#: ~17 us per row in bench_sync), but compiling costs 2-3x as much for minutes, and bench-e2e saw no gain after them.
 JIT_FLAGS: dict[str, tuple[str, ...]] = {"full": (), "quick": ("-XX:TieredStopAtLevel=1",)}
 
 

@@ -39,8 +39,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("hbase_heap", "IOTPIPE_HBASE_HEAP", "768m", "HBase (master+RS+ZK) JVM -Xmx"),
     Setting("thrift_heap", "IOTPIPE_THRIFT_HEAP", "256m", "HBase Thrift server JVM -Xmx"),
     Setting("start_timeout", "IOTPIPE_START_TIMEOUT", "180", "seconds to wait for a component to become ready"),
-    Setting("jit", "IOTPIPE_JIT", "full", "JIT of the Kafka, HBase and Thrift JVMs: full (C1 then C2: the least CPU "
-            "once warm) or quick (C1 only: less CPU in the first minutes; the tests' choice, they start them often)"),
+    Setting("jit", "IOTPIPE_JIT", "quick", "JIT of the Kafka, HBase and Thrift JVMs: quick (C1 only: quick starts, "
+            "no C2 compile storm) or full (C1 then C2; no gain measured in bench-e2e, docs/performance.md)"),
 )
 
 JIT_MODES = ("full", "quick")
@@ -62,7 +62,7 @@ class StackSettings:
     hbase_heap: str = "768m"
     thrift_heap: str = "256m"
     start_timeout: float = 180.0
-    jit: str = "full"
+    jit: str = "quick"
     host: str = LOOPBACK
 
     @property

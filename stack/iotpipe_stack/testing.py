@@ -45,8 +45,7 @@ class TestStack:
 
     def __init__(self, home: Path, environ: Mapping[str, str]) -> None:
         kafka, controller, zk, thrift = free_ports(4)
-        # the C1-only JIT unless the environment says otherwise: the tests start these JVMs often and briefly
-        settings = resolve({"IOTPIPE_JIT": "quick", **environ}, {"home": str(home)}).replace(
+        settings = resolve(environ, {"home": str(home)}).replace(
             kafka_port=kafka, kafka_controller_port=controller, zk_port=zk, thrift_port=thrift
         )
         self.stack = LocalStack(settings, progress=_quiet_progress, die_with_parent=True)

@@ -47,7 +47,7 @@ def test_hbase_and_thrift_share_hbase_config_and_classpath(tmp_path: Path) -> No
                            "-threadpool", "start"]
 
 
-@pytest.mark.parametrize(("env", "c1_only"), [({}, False), ({"IOTPIPE_JIT": "quick"}, True),
+@pytest.mark.parametrize(("env", "c1_only"), [({}, True), ({"IOTPIPE_JIT": "quick"}, True),
                                                 ({"IOTPIPE_JIT": "Full"}, False)])
 def test_the_jit_setting_reaches_every_jvm(tmp_path: Path, env: dict[str, str], c1_only: bool) -> None:
     s = resolve(env, {"home": str(tmp_path / "home")}, cwd=tmp_path)

@@ -28,7 +28,7 @@ def test_defaults_are_the_documented_ones(tmp_path: Path) -> None:
     assert (s.kafka_port, s.kafka_controller_port, s.zk_port, s.thrift_port) == (9092, 9093, 2181, 9090)
     assert s.bootstrap == "127.0.0.1:9092"
     assert s.flink_venv.name == ".venv-flink"
-    assert s.jit == "full"
+    assert s.jit == "quick"
 
 
 def test_flag_beats_env_beats_default(tmp_path: Path) -> None:
@@ -53,13 +53,6 @@ def test_flag_beats_env_beats_default(tmp_path: Path) -> None:
 def test_invalid_settings_raise_config_error(env: dict[str, str], message: str, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=message):
         resolve(env, cwd=tmp_path)
-
-
-def test_the_test_stack_uses_the_quick_jit_unless_told_otherwise(tmp_path: Path) -> None:
-    from iotpipe_stack.testing import TestStack
-
-    assert TestStack(tmp_path / "a", {}).stack.s.jit == "quick"
-    assert TestStack(tmp_path / "b", {"IOTPIPE_JIT": "full"}).stack.s.jit == "full"
 
 
 # ---------------------------------------------------------------- rendering
