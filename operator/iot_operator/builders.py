@@ -81,6 +81,7 @@ def bridge_deployment(p: PipelineSpec) -> Manifest:
         "IOTPIPE_BRIDGE_HOST": "0.0.0.0",
         "IOTPIPE_BRIDGE_PORT": str(b.port),
         "IOTPIPE_BRIDGE_AUTH": "on" if secret else "off",
+        "IOTPIPE_SYNC_GROUP": p.sync.consumer_group,  # at start it reads again what the sync workers have not stored
     })
     if secret:
         key_name = b.auth_secret_key if b.auth_secret_name else BRIDGE_TOKEN_KEY

@@ -9,6 +9,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from iot_operator.rawspec import InvalidSpec, given, optional_str, section
+from iotcommon.topics import Topics
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ class SyncSpec:
     def from_raw(cls, raw: Mapping[str, Any], image: str, topic_prefix: str) -> SyncSpec:
         """spec.sync; the consumer group defaults to ``<topicPrefix>.hbase-sync``."""
         return cls(image=str(raw.get("image") or image),
-                   consumer_group=str(raw.get("consumerGroup") or f"{topic_prefix}.hbase-sync"),
+                   consumer_group=str(raw.get("consumerGroup") or Topics(topic_prefix).sync_group),
                    resources=Resources.from_raw(section(raw, "resources", "sync")),
                    **given(raw, {"replicas": ("replicas", int), "batchSize": ("batch_size", int),
                                  "flushIntervalMs": ("flush_interval_ms", int)}))

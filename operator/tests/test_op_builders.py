@@ -136,6 +136,8 @@ def test_images_and_component_settings() -> None:
     assert bridge["image"] == "reg/bridge:1"
     assert env_of(bridge)["IOTPIPE_BRIDGE_HOST"] == "0.0.0.0"
     assert env_of(bridge)["IOTPIPE_BRIDGE_AUTH"] == "on"  # with the generated token (test_op_bridge_auth.py)
+    # the sync workers' group: a starting bridge reads again what they have not stored yet
+    assert env_of(bridge)["IOTPIPE_SYNC_GROUP"] == "ns.p1.hbase-sync"
     jm = kids[("Deployment", "p1-flink-jobmanager")]["spec"]["template"]["spec"]["containers"][0]
     assert jm["image"] == "reg/job:1"
     assert jm["command"] == ["/docker-entrypoint.sh"]

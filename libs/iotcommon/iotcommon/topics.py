@@ -38,5 +38,11 @@ class Topics:
         """Messages that could not be accepted, with the original bytes and a reason."""
         return f"{self.prefix}.deadletter"
 
+    @property
+    def sync_group(self) -> str:
+        """The sync workers' Kafka consumer group unless IOTPIPE_SYNC_GROUP names another (the bridge reads its
+        committed offsets: what is not in HBase yet)."""
+        return f"{self.prefix}.hbase-sync"
+
     def all(self) -> tuple[str, ...]:
         return (self.readings, self.raw, self.aggregates, self.late, self.deadletter)

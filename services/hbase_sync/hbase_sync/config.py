@@ -69,7 +69,7 @@ class SyncConfig:
 
     @property
     def group_id(self) -> str:
-        return self.group or f"{self.topic_prefix}.hbase-sync"
+        return self.group or Topics(self.topic_prefix).sync_group
 
     @property
     def ttls(self) -> dict[str, int]:

@@ -56,11 +56,13 @@ class FakeLive:
     def __init__(self) -> None:
         self.connected = True
         self._deliver: Callable[[list[Record]], None] | None = None
+        self._remember: Callable[[list[Record]], None] | None = None
         self._tracker = OrderTracker()
         self.started = threading.Event()
 
-    def start(self, deliver: Callable[[list[Record]], None]) -> None:
-        self._deliver = deliver
+    def start(self, deliver: Callable[[list[Record]], None],
+              remember: Callable[[list[Record]], None] | None = None) -> None:
+        self._deliver, self._remember = deliver, remember
         self.started.set()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -69,6 +71,11 @@ class FakeLive:
     def push(self, stream: str, *values: bytes, kafka_ts: int = 1_700_000_000_000) -> None:
         assert self._deliver is not None, "app not started"
         self._deliver([decode(stream, v, kafka_ts=kafka_ts, tracker=self._tracker) for v in values])
+
+    def push_older(self, stream: str, *values: bytes, kafka_ts: int = 1_700_000_000_000) -> None:
+        """Records the tail's catch-up read from before the bridge started (KafkaTail's ``remember``)."""
+        assert self._remember is not None, "app not started"
+        self._remember([decode(stream, v, kafka_ts=kafka_ts, tracker=self._tracker) for v in values])
 
 
 class FakeHistory:

@@ -100,7 +100,7 @@ class NoLive:
 
     connected = True
 
-    def start(self, deliver: Any) -> None:
+    def start(self, deliver: Any, remember: Any = None) -> None:
         return None
 
     def stop(self, timeout: float = 10.0) -> None:

@@ -89,7 +89,7 @@ def test_any_other_layout_is_decoded_at_once(layout: str) -> None:
     read by the regex, so the tail decodes (and checks) them at arrival as before."""
     assert pre_read(layout.encode()) is None
     tail = uncommitted_tail()
-    batch = tail._decode([FakeMessage(layout.encode(), 0)])  # type: ignore[list-item]
+    batch = tail._decode([FakeMessage(layout.encode(), 0)])[0]  # type: ignore[list-item]
     assert not any(isinstance(r, PendingRaw) for r in batch)
 
 
@@ -97,7 +97,7 @@ def test_unwatched_readings_are_not_decoded_until_a_client_asks(msg: SimpleNames
     tail, hub = uncommitted_tail(), Hub()
     watched = hub.subscribe(Session(100), Subscribe("w", "raw", Filter(sites=frozenset({"site1"}))))
     values = [msg.reading(site=site, seq=seq) for seq, site in enumerate(["site1", "site2", "site1", "site2"])]
-    batch = tail._decode([FakeMessage(v, i) for i, v in enumerate(values)])  # type: ignore[misc]
+    batch = tail._decode([FakeMessage(v, i) for i, v in enumerate(values)])[0]  # type: ignore[misc]
     assert all(isinstance(r, PendingRaw) for r in batch)
     hub.publish(batch)
     decoded = [r.decoded for r in batch if isinstance(r, PendingRaw)]
@@ -113,7 +113,7 @@ def test_a_lazily_decoded_buffer_equals_the_eager_decode(msg: SimpleNamespace) -
     stamps = ["2020-01-01T00:30:00Z", "2020-01-01T00:15:00Z", "2020-01-01T00:45:00Z", "2020-01-01T00:40:00Z"]
     values = [msg.reading("TH1", ts, 20.0 + i, site="site7", seq=i) for i, ts in enumerate(stamps)]
     tail, hub = uncommitted_tail(), Hub()
-    hub.publish(tail._decode([FakeMessage(v, i) for i, v in enumerate(values)]))  # type: ignore[misc]
+    hub.publish(tail._decode([FakeMessage(v, i) for i, v in enumerate(values)])[0])  # type: ignore[misc]
     lazy = history_first(hub, "site7")
     tracker = OrderTracker()
     eager = [decode("raw", v, kafka_ts=1_700_000_000_000 + i, tracker=tracker) for i, v in enumerate(values)]
@@ -133,10 +133,11 @@ def test_a_replay_of_an_unwatched_reading_is_shown_once_from_the_buffer(msg: Sim
     tail, hub = uncommitted_tail(), Hub()
     first = msg.reading("TH1", "2020-01-01T00:15:00Z", 20.5, site="site4", seq=11)
     other = msg.reading("TH1", "2020-01-01T00:30:00Z", 21.0, site="site4", seq=12)
-    hub.publish(tail._decode([FakeMessage(first, 0), FakeMessage(other, 1)]))  # type: ignore[list-item]
+    hub.publish(tail._decode([FakeMessage(first, 0), FakeMessage(other, 1)])[0])  # type: ignore[list-item]
     entry = hub.subscribe(Session(100), Subscribe("h", "raw", Filter(sites=frozenset({"site4"})), since_ms=0))
     reordered = json.dumps(json.loads(first), indent=1).encode()  # same reading, another layout: decoded at once
-    replay = tail._decode([FakeMessage(first, 2), FakeMessage(reordered, 3), FakeMessage(other, 4)])  # type: ignore[list-item]
+    replay = tail._decode([FakeMessage(first, 2), FakeMessage(reordered, 3),  # type: ignore[list-item]
+                           FakeMessage(other, 4)])[0]
     assert replay == []
     hub.publish(replay)
     buffered = hub.go_live(entry)
@@ -157,3 +158,15 @@ def test_a_bad_reading_in_the_canonical_layout_is_reported_when_asked_for_once()
     assert history_first(hub, "site1", "a") == [] and history_first(hub, "site1", "b") == []
     assert bad == [("raw", "non-finite")]  # once, however often it is asked for
     assert resolved([item]) == []
+
+
+def test_records_before_the_catch_up_end_are_kept_apart_from_new_ones(msg: SimpleNamespace) -> None:
+    """The tail's catch-up (a bridge started behind the sync workers: test_bridge_catch_up.py): the records before
+    the end it saw at start go to ``remember``, the rest to ``deliver``; then it stops checking."""
+    tail = uncommitted_tail()
+    tail._catching_up = {(TOPICS.raw, 0): 12}
+    values = [msg.reading(seq=seq) for seq in range(10, 14)]
+    new, older = tail._decode([FakeMessage(v, seq) for seq, v in zip(range(10, 14), values, strict=True)])  # type: ignore[misc]
+    assert [r.ident.rsplit("/", 1)[1] for r in older] == ["10", "11"]
+    assert [r.ident.rsplit("/", 1)[1] for r in new] == ["12", "13"]
+    assert tail._catching_up == {}

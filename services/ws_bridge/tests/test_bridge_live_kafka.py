@@ -19,7 +19,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from starlette.testclient import TestClient, WebSocketTestSession
 
@@ -261,6 +261,53 @@ def test_history_from_hbase_then_live_from_kafka(kafka_service: Any, hbase_servi
     finally:
         conn.delete_table(layout.table_name(prefix, "raw"), disable=True)
         conn.close()
+
+
+def values_until(ws: WebSocketTestSession, last: float) -> list[float]:
+    """The values of the data frames' records up to the one with value ``last``."""
+    values: list[float] = []
+    while last not in values:
+        frame = ws.receive_json()
+        if frame["type"] == "data":
+            values.extend(r["data"]["value"] for r in frame["records"])
+    return values
+
+
+def commit_the_end(bootstrap: str, group: str, topic: str) -> None:
+    """Commit ``topic``'s end for ``group``, as a sync worker does once it has stored everything before it."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+        ends = [TopicPartition(topic, p, consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1])
+                for p in partitions]
+        consumer.commit(offsets=ends, asynchronous=False)
+    finally:
+        consumer.close()
+
+
+def test_a_bridge_started_behind_the_sync_workers_gives_history_clients_what_hbase_lacks(
+        kafka_service: Any, topics: Topics, msg: SimpleNamespace) -> None:
+    """Days 1-2 are stored (the sync workers' group committed after them), days 3-4 are in Kafka only when the
+    bridge starts. A history-first client gets days 3-4 (HBase, here an empty fake, would give it days 1-2) and then
+    day 5 live; a client without history only day 5. (The chaos test's reconnecting client once missed days so.)"""
+    producer = transactional(kafka_service.bootstrap)
+    key = "site1/AggDay[TH1]"  # one partition, in order
+
+    def days(*numbers: int) -> list[tuple[str | None, bytes]]:
+        return [(key, msg.aggregate(day=f"2020-01-0{d}", value=float(d))) for d in numbers]
+
+    produce(producer, topics.aggregates, days(1, 2))
+    commit_the_end(kafka_service.bootstrap, topics.sync_group, topics.aggregates)
+    produce(producer, topics.aggregates, days(3, 4))
+    with bridge(config_for(kafka_service, topics), history=NoHistory()) as client:
+        live_ws = connect(client)
+        subscribe(live_ws, id="l", stream="aggregates", sites=["site1"])
+        history_ws = connect(client)
+        subscribe(history_ws, id="h", stream="aggregates", sites=["site1"], last=10)
+        produce(producer, topics.aggregates, days(5))
+        # day 5 comes last: the catch-up is read (and handed over) before what follows it on the partition
+        assert values_until(history_ws, 5.0) == [3.0, 4.0, 5.0]
+        assert values_until(live_ws, 5.0) == [5.0]
 
 
 def test_a_bridge_started_while_kafka_is_down_tails_from_the_end_once_it_is_back(

@@ -106,7 +106,10 @@ def create_app(config: BridgeConfig, *, history: HistorySource | None = None, li
         def deliver(batch: list[Live]) -> None:
             loop.call_soon_threadsafe(_publish, state, batch)
 
-        state.live.start(deliver)
+        def remember(batch: list[Live]) -> None:
+            loop.call_soon_threadsafe(state.hub.remember, batch)
+
+        state.live.start(deliver, remember)
         beats = asyncio.create_task(_heartbeats(state), name="heartbeats")
         log.info("bridge ready: replica %s, auth %s, origins: own%s", state.replica,
                  "on" if config.auth_required else "off", "".join(f", {o}" for o in sorted(state.origins)))

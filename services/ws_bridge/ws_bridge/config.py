@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from iotcommon.config import setting
 from iotcommon.errors import ConfigError
 from iotcommon.logs import log_format_setting, log_level_setting
+from iotcommon.topics import Topics
 from iotcommon.zones import SiteZones
 from ws_bridge.origins import parse_allowed_origins
 
@@ -72,6 +73,9 @@ class BridgeConfig:
     live_dedup: int = setting(200_000, "raw reading identities the uncommitted live path remembers to drop replays "
                               "(at least the readings of a few checkpoint intervals)", env="IOTPIPE_BRIDGE_LIVE_DEDUP",
                               minimum=1)
+    sync_group: str = setting("", "the sync workers' Kafka consumer group, as they set it (empty = '<topic prefix>."
+                              "hbase-sync'): at start the bridge reads again what they have not stored in HBase yet, "
+                              "for history-first clients", env="IOTPIPE_SYNC_GROUP")
     batch_wait_ms: int = setting(50, "how long the Kafka tail waits to fill a batch (ms)",
                                  env="IOTPIPE_BRIDGE_BATCH_WAIT_MS", minimum=1, maximum=1000)
     log_level: str = log_level_setting()
@@ -85,6 +89,10 @@ class BridgeConfig:
         if self.auth == "off":
             return False
         return bool(self.token) or not is_loopback(self.host)
+
+    @property
+    def sync_group_id(self) -> str:
+        return self.sync_group or Topics(self.topic_prefix).sync_group
 
     @property
     def zones(self) -> SiteZones:

@@ -213,6 +213,21 @@ class Hub:
             if subs:
                 self._fan_out(stream, batch, list(subs.values()))
 
+    def remember(self, records: Iterable[Live]) -> None:
+        """Records from before this bridge started that the sync workers had not stored in HBase yet (the Kafka
+        tail's catch-up). They join the recent records, and go to every history-first subscription (buffered while
+        it loads its history, else as live frames: history it lacks, arriving late, once at start); never to
+        subscriptions without history (they asked for what happens from now on)."""
+        by_stream: dict[str, list[Live]] = {}
+        for record in records:
+            by_stream.setdefault(record.stream, []).append(record)
+        for stream, batch in by_stream.items():
+            self._recent[stream].extend(batch)
+            for entry in list(self._subs[stream].values()):
+                if entry.sub.wants_history:
+                    since = entry.sub.since_ms if entry.sub.since_ms is not None else -1
+                    self._fan_out(stream, [r for r in batch if r.event_ms >= since], [entry])
+
     def _fan_out(self, stream: str, batch: list[Live], subs: list[Subscription]) -> None:
         matched: dict[Filter, list[Record]] = {}
         frames: dict[tuple[Filter, str], tuple[str, int]] = {}

@@ -16,9 +16,9 @@ from iotcommon.errors import MessageError
 from iotcommon.topics import Topics
 from ws_bridge.config import BridgeConfig
 from ws_bridge.dedup import RecentIdents
-from ws_bridge.lazy import Live
+from ws_bridge.hub import RECENT_RECORDS
 from ws_bridge.records import STREAMS
-from ws_bridge.tail import KafkaTail
+from ws_bridge.tail import Deliver, KafkaTail
 
 OnBad = Callable[[str, MessageError], None]
 
@@ -47,9 +47,9 @@ class LiveTails:
     def connected(self) -> bool:
         return all(t.connected for t in self.tails)
 
-    def start(self, deliver: Callable[[list[Live]], None]) -> None:
+    def start(self, deliver: Deliver, remember: Deliver | None = None) -> None:
         for tail in self.tails:
-            tail.start(deliver)
+            tail.start(deliver, remember)
 
     def stop(self, timeout: float = 10.0) -> None:
         for tail in self.tails:
@@ -63,7 +63,8 @@ def live_source(config: BridgeConfig, on_bad: OnBad | None = None) -> LiveTails:
     def tail(streams: tuple[str, ...], uncommitted: bool = False) -> KafkaTail:
         return KafkaTail(config.kafka_bootstrap, topics, group_id=config.consumer_group,
                          batch_wait_ms=config.batch_wait_ms, on_bad=on_bad, streams=streams, uncommitted=uncommitted,
-                         dedup=RecentIdents(config.live_dedup) if uncommitted else None)
+                         dedup=RecentIdents(config.live_dedup) if uncommitted else None,
+                         catch_up_group=config.sync_group_id, catch_up_max=RECENT_RECORDS)
 
     if config.live_raw == "committed":
         return LiveTails([tail(STREAMS)])

@@ -7,8 +7,15 @@ One confluent-kafka consumer in a thread per isolation level. ``read_committed``
 transactionally); the live path of raw readings may read ``read_uncommitted`` with a ``RecentIdents`` window that drops
 a reading seen before (a replay after an aborted transaction): see ``ws_bridge.live``.
 Partitions are *assigned manually from the end* (no group membership, no commits), so every bridge replica sees every
-record and a restart never replays old ones. Topics or partitions that appear later are assigned from their beginning
-(everything in them is new). Metadata is re-read every few seconds for that.
+record and a restart never sends old ones live. Topics or partitions that appear later are assigned from their
+beginning (everything in them is new). Metadata is re-read every few seconds for that.
+
+**Catch-up at start.** What the stream job committed before the bridge started but the sync workers have not stored in
+HBase yet is in neither place a history-first client reads (HBase, and the records this bridge has seen). So the first
+assignment starts each partition at the sync workers' committed offset (their group, ``catch_up_group``; at most
+``catch_up_max`` records before the end), and the records before the end go to ``remember`` instead of ``deliver``:
+history-first subscriptions get them, live ones never do. (Found by the chaos test: a bridge restarted while the
+sync worker was still catching up after its own restart left a reconnecting client without days of aggregates.)
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from collections.abc import Callable
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
+    ConsumerGroupTopicPartitions,
     IsolationLevel,
     KafkaError,
     KafkaException,
@@ -47,6 +55,7 @@ METADATA_REFRESH_S = 3.0
 FETCH_START_S = 60.0
 
 Partition = tuple[str, int]
+Deliver = Callable[[list[Live]], None]
 
 
 def unstarted(assigned_at: dict[Partition, float], high_watermark: Callable[[Partition], int], now: float,
@@ -55,6 +64,18 @@ def unstarted(assigned_at: dict[Partition, float], high_watermark: Callable[[Par
     high watermark is still librdkafka's OFFSET_INVALID, -1001). Pure: ``high_watermark`` reads the consumer's
     cache."""
     return sorted(tp for tp, since in assigned_at.items() if now - since > limit and high_watermark(tp) < 0)
+
+
+def catch_up_starts(ends: dict[Partition, int], stored: dict[Partition, int], most: int) -> dict[Partition, int]:
+    """Where each partition's first read starts so that the records the sync workers have not stored yet (from their
+    committed offset ``stored`` to the end) are read again: at most ``most`` records before the end; a partition
+    without a commit has nothing stored, so its last ``most`` records. Pure."""
+    starts: dict[Partition, int] = {}
+    for tp, end in ends.items():
+        committed = stored.get(tp, -1)
+        start = end - most if committed < 0 else min(committed, end)
+        starts[tp] = max(start, end - most, 0)
+    return starts
 
 
 def default_group_id() -> str:
@@ -66,7 +87,8 @@ class KafkaTail:
 
     def __init__(self, bootstrap: str, topics: Topics, *, group_id: str = "", batch_wait_ms: int = 20,
                  on_bad: Callable[[str, MessageError], None] | None = None, streams: tuple[str, ...] = STREAMS,
-                 uncommitted: bool = False, dedup: RecentIdents | None = None) -> None:
+                 uncommitted: bool = False, dedup: RecentIdents | None = None, catch_up_group: str = "",
+                 catch_up_max: int = 0) -> None:
         self._bootstrap = bootstrap
         self._stream_of = {topic_of(topics, stream): stream for stream in streams}
         self._uncommitted = uncommitted
@@ -74,6 +96,9 @@ class KafkaTail:
         self._group_id = group_id or default_group_id()
         self._batch_wait = batch_wait_ms / 1000
         self._on_bad = on_bad
+        self._catch_up_group = catch_up_group
+        self._catch_up_max = catch_up_max
+        self._catching_up: dict[Partition, int] = {}  # -> the end at start: records before it go to ``remember``
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._assigned: dict[Partition, float] = {}  # -> when assigned (monotonic), for the fetch-start watchdog
@@ -85,8 +110,10 @@ class KafkaTail:
         self.records = 0
         self.ready = threading.Event()  # set once the first assignment (from the end) is in place
 
-    def start(self, deliver: Callable[[list[Live]], None]) -> None:
-        self._thread = threading.Thread(target=self._run, args=(deliver,), name="kafka-tail", daemon=True)
+    def start(self, deliver: Deliver, remember: Deliver | None = None) -> None:
+        """``deliver`` gets the new records; ``remember`` the catch-up records from before the start (not called
+        without a ``catch_up_group``)."""
+        self._thread = threading.Thread(target=self._run, args=(deliver, remember), name="kafka-tail", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -133,6 +160,8 @@ class KafkaTail:
             except KafkaException as exc:
                 log.warning("could not read the end offsets from %s (will retry): %s", self._bootstrap, exc)
                 return
+            if self._catch_up_group and self._catch_up_max > 0:
+                new = self._catch_up(new)
         self._seen_cluster = True
         self.connected = True
         if new:
@@ -157,7 +186,29 @@ class KafkaTail:
             resolved.append(TopicPartition(tp.topic, tp.partition, future.result().offset))
         return resolved
 
-    def _run(self, deliver: Callable[[list[Live]], None]) -> None:
+    def _catch_up(self, ends: list[TopicPartition]) -> list[TopicPartition]:
+        """The first assignment moved back to the sync workers' committed offsets (see the module doc)."""
+        stored: dict[Partition, int] = {}
+        try:
+            admin = AdminClient({"bootstrap.servers": self._bootstrap})
+            request = ConsumerGroupTopicPartitions(self._catch_up_group,
+                                                   [TopicPartition(tp.topic, tp.partition) for tp in ends])
+            futures = admin.list_consumer_group_offsets([request], request_timeout=10)
+            for tp in futures[self._catch_up_group].result().topic_partitions:
+                if tp.error is None:
+                    stored[(tp.topic, tp.partition)] = tp.offset
+        except KafkaException as exc:  # no catch-up then: the bridge still starts
+            log.warning("could not read group %s's offsets (no catch-up): %s", self._catch_up_group, exc)
+            return ends
+        end_of = {(tp.topic, tp.partition): tp.offset for tp in ends}
+        starts = catch_up_starts(end_of, stored, self._catch_up_max)
+        self._catching_up = {tp: end for tp, end in end_of.items() if starts[tp] < end}
+        if self._catching_up:
+            log.info("catching up on what group %s has not stored yet: %s", self._catch_up_group,
+                     ", ".join(f"{t}[{p}] {end - starts[(t, p)]}" for (t, p), end in sorted(self._catching_up.items())))
+        return [TopicPartition(t, p, starts[(t, p)]) for t, p in end_of]
+
+    def _run(self, deliver: Deliver, remember: Deliver | None) -> None:
         consumer = self._consumer()
         try:
             self._refresh(consumer)
@@ -175,9 +226,11 @@ class KafkaTail:
                     if not self._assigned:
                         self._stop.wait(0.5)
                         continue
-                    batch = self._decode(consumer.consume(num_messages=2000, timeout=self._batch_wait))
+                    batch, older = self._decode(consumer.consume(num_messages=2000, timeout=self._batch_wait))
+                    self.records += len(batch) + len(older)
+                    if older and remember is not None:
+                        remember(older)
                     if batch:
-                        self.records += len(batch)
                         deliver(batch)
                 except KafkaException as exc:  # the broker went away, a partition moved, ...: keep tailing
                     log.warning("Kafka: %s", exc)
@@ -203,8 +256,11 @@ class KafkaTail:
         self.consumers_recreated += 1
         return consumer
 
-    def _decode(self, messages: list[Message]) -> list[Live]:
+    def _decode(self, messages: list[Message]) -> tuple[list[Live], list[Live]]:
+        """(new records, catch-up records)."""
         batch: list[Live] = []
+        older: list[Live] = []
+        catching_up = self._catching_up
         for message in messages:
             err = message.error()
             if err is not None:
@@ -212,16 +268,24 @@ class KafkaTail:
                     log.warning("Kafka: %s", err)
                 continue
             topic = message.topic()
-            self._offsets[(topic or "", message.partition() or 0)] = (message.offset() or 0) + 1
+            tp = (topic or "", message.partition() or 0)
+            offset = message.offset() or 0
+            self._offsets[tp] = offset + 1
             stream = self._stream_of.get(topic or "")
             if stream is None:
                 continue
+            target = batch
+            if catching_up and tp in catching_up:
+                if offset < catching_up[tp]:
+                    target = older
+                if offset + 1 >= catching_up[tp]:
+                    del catching_up[tp]
             kind, kafka_ts = message.timestamp()
             if stream == "raw":  # most reach no client: decoded when one asks (ws_bridge.lazy)
                 raw = pending(message.value(), kafka_ts if kind else None, self._tracker)
                 if raw is not None:
                     if self._dedup is None or self._dedup.first_time(raw.ident):
-                        batch.append(raw)
+                        target.append(raw)
                     continue
             try:
                 record = decode(stream, message.value(), kafka_ts=kafka_ts if kind else None, tracker=self._tracker)
@@ -232,5 +296,5 @@ class KafkaTail:
                     self._on_bad(stream, exc)
                 continue
             if self._dedup is None or self._dedup.first_time(record.ident):
-                batch.append(record)
-        return batch
+                target.append(record)
+        return batch, older
