@@ -22,6 +22,9 @@ from iotpipe_stack.settings import resolve
 from iotpipe_stack.stack import LocalStack
 
 PARTITIONS = 2  # readings and every output topic: two sync workers can split them
+# the stream job's GC, as `make run` starts it: the JVM's default G1 cost ~20 % more job CPU per reading
+# (docs/stream-job-performance.md, "Garbage collector")
+JOB_GC = "-XX:+UseParallelGC"
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,7 @@ def _processes(options: Options, sync_ports: list[int], bridge_port: int,
     procs.append(PipelineProcess(
         name="stream-job",
         argv=lambda s: [str(s.flink_python), "-m", "stream_job"],
-        env=lambda s: {**common, "IOTPIPE_LOG_LEVEL": "INFO", "JVM_ARGS": f"-Xmx{options.job_heap}",
+        env=lambda s: {**common, "IOTPIPE_LOG_LEVEL": "INFO", "JVM_ARGS": f"-Xmx{options.job_heap} {JOB_GC}",
                        "IOTPIPE_FLINK_PARALLELISM": "1", "IOTPIPE_CHECKPOINT_INTERVAL_MS": str(options.checkpoint_ms),
                        "IOTPIPE_RESTORE": "none", "IOTPIPE_STARTING_OFFSETS": "earliest"},
         stop_timeout=40.0,
