@@ -15,6 +15,7 @@ from pathlib import Path
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from iotcommon.topics import Topics
+from iotpipe_stack.pipeline import STREAM_JOB_GC
 from iotpipe_stack.pipeline_types import PipelineProcess
 from iotpipe_stack.ports import free_ports
 from iotpipe_stack.probes import http_ready
@@ -22,9 +23,6 @@ from iotpipe_stack.settings import resolve
 from iotpipe_stack.stack import LocalStack
 
 PARTITIONS = 2  # readings and every output topic: two sync workers can split them
-# the stream job's GC, as `make run` starts it: the JVM's default G1 cost ~20 % more job CPU per reading
-# (docs/stream-job-performance.md, "Garbage collector")
-JOB_GC = "-XX:+UseParallelGC"
 
 
 @dataclass(frozen=True)
@@ -82,7 +80,7 @@ def _processes(options: Options, sync_ports: list[int], bridge_port: int,
     procs.append(PipelineProcess(
         name="stream-job",
         argv=lambda s: [str(s.flink_python), "-m", "stream_job"],
-        env=lambda s: {**common, "IOTPIPE_LOG_LEVEL": "INFO", "JVM_ARGS": f"-Xmx{options.job_heap} {JOB_GC}",
+        env=lambda s: {**common, "IOTPIPE_LOG_LEVEL": "INFO", "JVM_ARGS": f"-Xmx{options.job_heap} {STREAM_JOB_GC}",
                        "IOTPIPE_FLINK_PARALLELISM": "1", "IOTPIPE_CHECKPOINT_INTERVAL_MS": str(options.checkpoint_ms),
                        "IOTPIPE_RESTORE": "none", "IOTPIPE_STARTING_OFFSETS": "earliest"},
         stop_timeout=40.0,

@@ -19,7 +19,11 @@ from iotpipe_stack.pipeline_types import PipelineProcess, StackInfo
 from iotpipe_stack.probes import http_ready
 from ws_bridge import probe as bridge_probe
 
-__all__ = ["PROCESSES", "PipelineProcess", "StackInfo"]
+__all__ = ["PROCESSES", "STREAM_JOB_GC", "PipelineProcess", "StackInfo"]
+
+#: the stream job's GC: the JVM's default G1 cost ~20 % more job CPU per reading (docs/stream-job-performance.md,
+#: "Garbage collector"); bench-e2e starts the job with it too
+STREAM_JOB_GC = "-XX:+UseParallelGC"
 
 PROCESSES: list[PipelineProcess] = [
     PipelineProcess(  # Kafka -> HBase sync worker (services/hbase_sync); ready once HBase answers and tables exist
@@ -32,9 +36,8 @@ PROCESSES: list[PipelineProcess] = [
         name="stream-job",
         argv=lambda s: [str(s.flink_python), "-m", "stream_job"],
         # resumes from its latest checkpoint. Checkpoints every second, not the job's default 2 s: the local pipeline is
-        # a live demo at ~40 readings/s, where a stored reading's delay is what counts (docs/performance.md). The
-        # parallel GC, not the JVM's default G1: ~20 % less job CPU per reading (docs/stream-job-performance.md)
-        env=lambda s: {"JVM_ARGS": "-Xmx1g -XX:+UseParallelGC", "IOTPIPE_FLINK_PARALLELISM": "1",
+        # a live demo at ~40 readings/s, where a stored reading's delay is what counts (docs/performance.md)
+        env=lambda s: {"JVM_ARGS": f"-Xmx1g {STREAM_JOB_GC}", "IOTPIPE_FLINK_PARALLELISM": "1",
                        "IOTPIPE_CHECKPOINT_INTERVAL_MS": "1000"},
         ready=None,
         stop_timeout=40.0,
