@@ -28,6 +28,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -201,11 +202,13 @@ def main() -> int:
     args = parser.parse_args()
     with kafka(args) as bootstrap:
         topics = Topics(f"benchbridge{uuid.uuid4().hex[:6]}")
-        admin = AdminClient({"bootstrap.servers": bootstrap})
         new = [NewTopic(t, 4, 1, config={"message.timestamp.type": "LogAppendTime"})
                for t in (topics.raw, topics.aggregates, topics.late, topics.deadletter)]
-        for future in admin.create_topics(new).values():
-            future.result(30)
+        with AdminClient({"bootstrap.servers": bootstrap}) as admin:
+            futures = admin.create_topics(new, request_timeout=30)
+            wait(futures.values())  # every request answered before the block destroys the client
+            for future in futures.values():
+                future.result()
         with bridge(bootstrap, topics.prefix) as (url, pid):
             results = {}
             for name, clients in (("baseline", 1), ("fanout", args.clients)):

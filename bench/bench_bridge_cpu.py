@@ -24,6 +24,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import wait
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
@@ -148,10 +149,12 @@ def main() -> int:
         parser.error("--rate, --sites, --clients must be >= 1, --clients <= --sites, --seconds > 0")
     with kafka(args) as bootstrap:
         topics = Topics(f"benchcpu{uuid.uuid4().hex[:6]}")
-        admin = AdminClient({"bootstrap.servers": bootstrap})
-        for future in admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in (
-                topics.raw, topics.aggregates, topics.late, topics.deadletter)]).values():
-            future.result(30)
+        with AdminClient({"bootstrap.servers": bootstrap}) as admin:
+            futures = admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in (
+                topics.raw, topics.aggregates, topics.late, topics.deadletter)], request_timeout=30)
+            wait(futures.values())  # every request answered before the block destroys the client
+            for future in futures.values():
+                future.result()
         with bridge(bootstrap, topics.prefix) as (url, pid), plain_consumer(bootstrap, topics.raw) as plain:
             print(f"bridge pid {pid}, baseline consumer pid {plain}", flush=True)
             r = asyncio.run(run(url, bootstrap, topics.raw, args, {"bridge": pid, "plain": plain}))

@@ -26,6 +26,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import wait
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -131,10 +132,12 @@ def main() -> int:
     intervals = [int(i) for i in args.intervals.split(",")]
     with kafka(args) as bootstrap:
         topics = Topics(f"benchlive{uuid.uuid4().hex[:6]}")
-        admin = AdminClient({"bootstrap.servers": bootstrap})
-        for future in admin.create_topics([NewTopic(t, 2, 1) for t in (topics.raw, topics.aggregates, topics.late,
-                                                                          topics.deadletter)]).values():
-            future.result(30)
+        with AdminClient({"bootstrap.servers": bootstrap}) as admin:
+            futures = admin.create_topics([NewTopic(t, 2, 1) for t in (topics.raw, topics.aggregates, topics.late,
+                                                                          topics.deadletter)], request_timeout=30)
+            wait(futures.values())  # every request answered before the block destroys the client
+            for future in futures.values():
+                future.result()
         with bridge_pair(bootstrap, topics.prefix) as urls:
             results: list[dict[str, Any]] = []
             seq = 0

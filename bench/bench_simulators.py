@@ -50,8 +50,9 @@ def config(bootstrap: str, prefix: str, sites: int, steps: int) -> SimConfig:
 
 
 def create(bootstrap: str, topic: str) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)])[topic].result(60)
+    with AdminClient({"bootstrap.servers": bootstrap}) as admin:
+        admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)],
+                            request_timeout=60)[topic].result()
 
 
 def generation_only(cfg: SimConfig) -> tuple[int, float, list[tuple[bytes, bytes]]]:

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import wait
 from pathlib import Path
 
 from confluent_kafka import Producer
@@ -67,9 +68,11 @@ def flink_job_peak_rss(stack: LocalStack) -> tuple[int, float]:
     inst = stack.install()
     bootstrap = stack.s.bootstrap
     src, dst = "bench_flink_in", "bench_flink_out"
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    for f in admin.create_topics([NewTopic(x, 1, 1) for x in (src, dst)]).values():
-        f.result(timeout=60)
+    with AdminClient({"bootstrap.servers": bootstrap}) as admin:
+        futures = admin.create_topics([NewTopic(x, 1, 1) for x in (src, dst)], request_timeout=60)
+        wait(futures.values())  # every request answered before the block destroys the client
+        for f in futures.values():
+            f.result()
     p = Producer({"bootstrap.servers": bootstrap})
     for i in range(200):
         p.produce(src, value=f"device-{i}".encode())

@@ -41,6 +41,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import wait
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -270,10 +271,12 @@ def stop_job(job: subprocess.Popen[bytes]) -> None:
 def create_topics(bootstrap: str, prefix: str) -> Topics:
     """The pipeline's topics under a fresh prefix: readings with 2 partitions, the job's outputs with 1."""
     topics = Topics(prefix)
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    for fut in admin.create_topics([NewTopic(topics.readings, 2, 1)] +
-                                   [NewTopic(t, 1, 1) for t in topics.all()[1:]]).values():
-        fut.result(30)
+    with AdminClient({"bootstrap.servers": bootstrap}) as admin:
+        futures = admin.create_topics([NewTopic(topics.readings, 2, 1)] +
+                                      [NewTopic(t, 1, 1) for t in topics.all()[1:]], request_timeout=30)
+        wait(futures.values())  # every request answered before the block destroys the client
+        for fut in futures.values():
+            fut.result()
     return topics
 
 
@@ -412,8 +415,9 @@ def main(argv: list[str] | None = None) -> int:
         base_rps = []
         for p in (int(x) for x in args.parallelism.split(",")):
             results[p] = run_job(args, bootstrap, python, jar, env, p)
-            prefix_topics = [t for t in AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).topics
-                             if t.startswith(f"bench{p}_") and t.endswith(".readings")]
+            with AdminClient({"bootstrap.servers": bootstrap}) as admin:
+                meta = admin.list_topics(timeout=10)
+            prefix_topics = [t for t in meta.topics if t.startswith(f"bench{p}_") and t.endswith(".readings")]
             n = results[p]["readings"]
             base_rps.append(baseline(bootstrap, prefix_topics[0], n))
             print(f"  baseline: a plain consumer reads the same topic at {base_rps[-1]:,.0f} readings/s", flush=True)

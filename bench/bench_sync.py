@@ -26,6 +26,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import wait
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -78,9 +79,11 @@ def services(args: argparse.Namespace) -> Iterator[tuple[str, str, int]]:
 
 def produce(bootstrap: str, topics: Topics, rows: int) -> list[bytes]:
     topic = topics.raw
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    for fut in admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in topics.all()]).values():
-        fut.result()
+    with AdminClient({"bootstrap.servers": bootstrap}) as admin:
+        futures = admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in topics.all()])
+        wait(futures.values())  # every request answered before the block destroys the client
+        for fut in futures.values():
+            fut.result()
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.size": 1_000_000,
                          "compression.type": "lz4", "queue.buffering.max.messages": 1_000_000})
     payloads = []

@@ -9,6 +9,7 @@ import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -192,11 +193,13 @@ class ChaosRun:
 
     # ---------------------------------------------------------------- the run
     def create_topics(self) -> None:
-        admin = AdminClient({"bootstrap.servers": self.info.bootstrap})
         t = self.topics
         new = [NewTopic(name, 1, 1) for name in (t.readings, t.raw, t.aggregates, t.late, t.deadletter)]
-        for future in admin.create_topics(new).values():
-            future.result(60)
+        with AdminClient({"bootstrap.servers": self.info.bootstrap}) as admin:
+            futures = admin.create_topics(new, request_timeout=60)
+            wait(futures.values())  # every request answered before the block destroys the client
+            for future in futures.values():
+                future.result()
 
     def run(self) -> Outcome:
         out = self.outcome

@@ -16,6 +16,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import wait
 from pathlib import Path
 from typing import Any
 
@@ -55,12 +56,14 @@ def run_bridge(kafka_service: Any, hbase_service: Any, log_dir: Path, **env_vars
     exit. ``env_vars`` are extra settings, e.g. IOTPIPE_BRIDGE_TOKEN."""
     prefix = f"dash{uuid.uuid4().hex[:8]}"
     topics = Topics(prefix)
-    admin = AdminClient({"bootstrap.servers": kafka_service.bootstrap})
     big = {"max.message.bytes": str(4 * BIG)}  # room for the 4 MB values (the broker default is 1 MB)
     names = [topics.raw, topics.aggregates, topics.late, topics.deadletter]
-    for future in admin.create_topics([NewTopic(n, num_partitions=1, replication_factor=1, config=big)
-                                       for n in names]).values():
-        future.result(60)
+    with AdminClient({"bootstrap.servers": kafka_service.bootstrap}) as admin:
+        futures = admin.create_topics([NewTopic(n, num_partitions=1, replication_factor=1, config=big)
+                                       for n in names], request_timeout=60)
+        wait(futures.values())  # every request answered before the block destroys the client
+        for future in futures.values():
+            future.result()
     conn = hbase_service.connection()
     for table in layout.TABLES:
         conn.create_table(layout.table_name(prefix, table), {layout.FAMILY: {"max_versions": 1}})

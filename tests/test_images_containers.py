@@ -169,16 +169,16 @@ def kafka_container(podman: Podman, image_refs: dict[str, str]) -> Iterator[tupl
 
 def test_kafka_image_starts_a_broker_that_answers_metadata(podman: Podman, kafka_container: tuple[str, str]) -> None:
     name, bootstrap = kafka_container
-    admin = AdminClient({"bootstrap.servers": bootstrap})
     # A slow, loaded machine: the JVM may take a while; list_topics retries until the broker answers.
     metadata = None
-    for _ in range(60):
-        try:
-            metadata = admin.list_topics(timeout=10)
-            break
-        except Exception:  # KafkaException while the broker starts
-            running = subprocess.run(podman.cmd("container", "exists", name), check=False, timeout=60)
-            assert running.returncode == 0, "the Kafka container exited"
+    with AdminClient({"bootstrap.servers": bootstrap}) as admin:
+        for _ in range(60):
+            try:
+                metadata = admin.list_topics(timeout=10)
+                break
+            except Exception:  # KafkaException while the broker starts
+                running = subprocess.run(podman.cmd("container", "exists", name), check=False, timeout=60)
+                assert running.returncode == 0, "the Kafka container exited"
     logs = subprocess.run(podman.cmd("logs", name), capture_output=True, text=True, check=False, timeout=60)
     assert metadata is not None, f"no metadata from {bootstrap}:\n{(logs.stdout + logs.stderr)[-4000:]}"
     assert {b.id: f"{b.host}:{b.port}" for b in metadata.brokers.values()} == {1: bootstrap}

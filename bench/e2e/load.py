@@ -5,6 +5,7 @@ about what they cost, not what building a ``Reading`` and a datetime in Python c
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import math
 import multiprocessing as mp
@@ -123,8 +124,9 @@ def raw_baseline(bootstrap: str, plan: Plan, count: int) -> dict[str, float]:
     """Plain confluent-kafka: produce ``count`` readings of the plan (same size, same settings) to a new topic as fast
     as the broker takes them, then consume them back. Rate = count / (produce + consume seconds)."""
     topic = f"bench-e2e-baseline-{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])[topic].result(60)
+    with AdminClient({"bootstrap.servers": bootstrap}) as admin:
+        admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)],
+                            request_timeout=60)[topic].result()
     encode = PlanEncoder(plan)
     messages = [encode(i) for i in range(count)]
     producer = Producer(kafka_settings(bootstrap))
@@ -144,7 +146,8 @@ def raw_baseline(bootstrap: str, plan: Plan, count: int) -> dict[str, float]:
         got += sum(1 for m in consumer.consume(10_000, 1.0) if m.error() is None)
     consume_s = time.monotonic() - t1
     consumer.close()
-    admin.delete_topics([topic])
+    with AdminClient({"bootstrap.servers": bootstrap}) as admin:  # its outcome never mattered, only its answer
+        concurrent.futures.wait(admin.delete_topics([topic]).values())  # before the block destroys the client
     if got < count:
         raise SystemExit(f"baseline: consumed {got} of {count} readings")
     return {"readings": count, "produce_s": produce_s, "consume_s": consume_s,

@@ -8,6 +8,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,11 +93,13 @@ def _processes(options: Options, sync_ports: list[int], bridge_port: int,
 
 
 def create_topics(bootstrap: str, topics: Topics) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
     names = [topics.readings, topics.raw, topics.aggregates, topics.late, topics.deadletter]
-    futures = admin.create_topics([NewTopic(n, num_partitions=PARTITIONS, replication_factor=1) for n in names])
-    for future in futures.values():
-        future.result(60)
+    with AdminClient({"bootstrap.servers": bootstrap}) as admin:
+        futures = admin.create_topics([NewTopic(n, num_partitions=PARTITIONS, replication_factor=1) for n in names],
+                                      request_timeout=60)
+        wait(futures.values())  # every request answered before the block destroys the client
+        for future in futures.values():
+            future.result()
 
 
 @contextmanager

@@ -130,8 +130,9 @@ def test_chart_kafka_pod_runs_kraft_and_serves_transactions(helm: Any, tmp_path:
 
 def roundtrip_with_transactions(bootstrap: str) -> None:
     topic = f"chart_probe_{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])[topic].result(timeout=60)
+    with AdminClient({"bootstrap.servers": bootstrap}) as admin:
+        admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)],
+                            request_timeout=60)[topic].result()
 
     producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": f"{topic}-tx"})
     producer.init_transactions(60)

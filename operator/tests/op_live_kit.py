@@ -159,14 +159,15 @@ def reconciled(api: Any, namespace: str, name: str = "factory-a") -> Callable[[]
 
 
 def kafka_topics(bootstrap: str, prefix: str) -> dict[str, int]:
-    meta = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10)
+    with AdminClient({"bootstrap.servers": bootstrap}) as admin:
+        meta = admin.list_topics(timeout=10)
     return {n: len(t.partitions) for n, t in meta.topics.items() if n.startswith(prefix + ".")}
 
 
 def topic_config(bootstrap: str, topic: str, key: str) -> str:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
     res = ConfigResource(ResourceType.TOPIC, topic)
-    return str(admin.describe_configs([res])[res].result(timeout=10)[key].value)
+    with AdminClient({"bootstrap.servers": bootstrap}) as admin:
+        return str(admin.describe_configs([res], request_timeout=10)[res].result()[key].value)
 
 
 def hbase_tables(hbase: Any) -> set[str]:

@@ -215,10 +215,10 @@ def test_topic_config_drift_is_set_back(api: Any, namespace: str, operator: Oper
     wait_for(reconciled(api, namespace), "the first reconcile", log=operator.log)
     raw = Topics(f"{namespace}.factory-a").raw
     # someone changes the topic behind the operator's back
-    admin = AdminClient({"bootstrap.servers": kafka_service.bootstrap})
     res = ConfigResource(ResourceType.TOPIC, raw, incremental_configs=[
         ConfigEntry("retention.ms", "1000", incremental_operation=AlterConfigOpType.SET)])
-    admin.incremental_alter_configs([res])[res].result(timeout=10)
+    with AdminClient({"bootstrap.servers": kafka_service.bootstrap}) as admin:
+        admin.incremental_alter_configs([res], request_timeout=10)[res].result()
     assert topic_config(kafka_service.bootstrap, raw, "retention.ms") == "1000"
     wait_for(lambda: topic_config(kafka_service.bootstrap, raw, "retention.ms") == "604800000",
              "retention.ms set back by the periodic pass", log=operator.log)

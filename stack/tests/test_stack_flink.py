@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import wait
 from pathlib import Path
 
 import pytest
@@ -20,9 +21,11 @@ def test_pyflink_job_reads_one_topic_and_writes_another(
     kafka_service: KafkaService, flink_runtime: FlinkRuntime, unique_name: Callable[[str], str]
 ) -> None:
     source, sink = unique_name("flink_in"), unique_name("flink_out")
-    admin = AdminClient({"bootstrap.servers": kafka_service.bootstrap})
-    for fut in admin.create_topics([NewTopic(t, 1, 1) for t in (source, sink)]).values():
-        fut.result(timeout=60)
+    with AdminClient({"bootstrap.servers": kafka_service.bootstrap}) as admin:
+        futures = admin.create_topics([NewTopic(t, 1, 1) for t in (source, sink)], request_timeout=60)
+        wait(futures.values())  # every request answered before the block destroys the client
+        for fut in futures.values():
+            fut.result()
     values = [f"device-{i}:{i * 7}" for i in range(20)]
     producer = Producer({"bootstrap.servers": kafka_service.bootstrap})
     for v in values:

@@ -14,9 +14,10 @@ pytestmark = pytest.mark.kafka
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int = 1) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    futures = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
-    futures[topic].result(timeout=60)
+    with AdminClient({"bootstrap.servers": bootstrap}) as admin:
+        futures = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)],
+                                      request_timeout=60)
+        futures[topic].result()  # the only request: answered (or timed out) before the block destroys the client
 
 
 def produce(bootstrap: str, topic: str, records: list[tuple[str, str]]) -> None:

@@ -20,6 +20,7 @@ import time
 import urllib.request
 import zlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -78,9 +79,11 @@ class Expected:
 
 
 def create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    for future in admin.create_topics([NewTopic(n, partitions, 1) for n in names]).values():
-        future.result(timeout=60)
+    with AdminClient({"bootstrap.servers": bootstrap}) as admin:
+        futures = admin.create_topics([NewTopic(n, partitions, 1) for n in names], request_timeout=60)
+        wait(futures.values())  # every request answered before the block destroys the client
+        for future in futures.values():
+            future.result()
 
 
 class TxProducer:

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,11 +82,13 @@ class JobKit:
 
     def create_topics(self, prefix: str, readings_partitions: int = 2) -> Topics:
         topics = Topics(prefix)
-        admin = AdminClient({"bootstrap.servers": self.bootstrap})
         new = [NewTopic(topics.readings, readings_partitions, 1)]
         new += [NewTopic(t, 1, 1) for t in (topics.raw, topics.aggregates, topics.late, topics.deadletter)]
-        for future in admin.create_topics(new).values():
-            future.result(30)
+        with AdminClient({"bootstrap.servers": self.bootstrap}) as admin:
+            futures = admin.create_topics(new, request_timeout=30)
+            wait(futures.values())  # every request answered before the block destroys the client
+            for future in futures.values():
+                future.result()
         return topics
 
     def produce(self, topic: str, messages: Sequence[tuple[bytes | None, bytes | None]]) -> list[Message]:

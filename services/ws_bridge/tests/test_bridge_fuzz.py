@@ -25,6 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import wait
 from importlib import resources
 from types import SimpleNamespace
 from typing import Any
@@ -116,10 +117,12 @@ def stored_rows() -> dict[str, list[tuple[bytes, bytes]]]:
 def real_bridge(kafka_service: Any, hbase_service: Any, serve_app: Any) -> Iterator[SimpleNamespace]:
     prefix = f"fuzz_{uuid.uuid4().hex[:8]}"
     topics = Topics(prefix)
-    admin = AdminClient({"bootstrap.servers": kafka_service.bootstrap})
-    for future in admin.create_topics([NewTopic(topic_of(topics, s), num_partitions=1, replication_factor=1)
-                                       for s in STREAMS]).values():
-        future.result(30)
+    with AdminClient({"bootstrap.servers": kafka_service.bootstrap}) as admin:
+        futures = admin.create_topics([NewTopic(topic_of(topics, s), num_partitions=1, replication_factor=1)
+                                       for s in STREAMS], request_timeout=30)
+        wait(futures.values())  # every request answered before the block destroys the client
+        for future in futures.values():
+            future.result()
     conn = hbase_service.connection()
     try:
         for table in layout.TABLES:

@@ -15,6 +15,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import wait
 from types import SimpleNamespace
 from typing import Any
 
@@ -35,12 +36,17 @@ pytestmark = pytest.mark.kafka
 
 
 def create_topics(bootstrap: str, names: list[str]) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    for future in admin.create_topics([NewTopic(n, num_partitions=2, replication_factor=1) for n in names]).values():
-        future.result(30)
+    with AdminClient({"bootstrap.servers": bootstrap}) as admin:
+        futures = admin.create_topics([NewTopic(n, num_partitions=2, replication_factor=1) for n in names],
+                                      request_timeout=30)
+        wait(futures.values())  # every request answered before the block destroys the client
+        for future in futures.values():
+            future.result()
 
 
 def transactional(bootstrap: str) -> Producer:
+    """A producer with transactions initialised; ``with transactional(...) as producer:`` flushes and destroys it at
+    the end of the block (an inline one is left to the garbage collector)."""
     producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": f"test-{uuid.uuid4().hex}",
                          "enable.idempotence": True})
     producer.init_transactions(30)
@@ -133,8 +139,8 @@ class NoHistory:
 
 def test_committed_records_are_pushed_aborted_ones_never(kafka_service: Any, topics: Topics,
                                                          msg: SimpleNamespace) -> None:
-    producer = transactional(kafka_service.bootstrap)
-    with bridge(config_for(kafka_service, topics, live_raw="committed"), history=NoHistory()) as client:
+    with (transactional(kafka_service.bootstrap) as producer,
+          bridge(config_for(kafka_service, topics, live_raw="committed"), history=NoHistory()) as client):
         ws = connect(client)
         subscribe(ws, id="th1", stream="raw", sites=["site1"], sensors=["TH1"])
         produce(producer, topics.raw, [("site1/TH1", msg.reading("TH1", "2020-01-01T00:15:00Z", 1.0, seq=1))])
@@ -153,8 +159,8 @@ def test_uncommitted_live_path_shows_readings_before_the_commit_and_a_replay_onc
     again: clients saw them before the abort and do not see them twice; storage reads only the committed copies."""
     one, two, three = (msg.reading("TH1", f"2020-01-01T00:{m}:00Z", float(v), seq=v)
                        for v, m in ((1, "15"), (2, "30"), (3, "45")))
-    before_failure = transactional(kafka_service.bootstrap)
-    with bridge(config_for(kafka_service, topics), history=NoHistory()) as client:
+    with (transactional(kafka_service.bootstrap) as before_failure,
+          bridge(config_for(kafka_service, topics), history=NoHistory()) as client):
         ws = connect(client)
         subscribe(ws, id="th1", stream="raw", sites=["site1"])
         before_failure.begin_transaction()
@@ -187,8 +193,8 @@ def test_uncommitted_live_path_shows_readings_before_the_commit_and_a_replay_onc
 
 def test_revisions_late_and_dead_letters_arrive_live(kafka_service: Any, topics: Topics,
                                                      msg: SimpleNamespace) -> None:
-    producer = transactional(kafka_service.bootstrap)
-    with bridge(config_for(kafka_service, topics), history=NoHistory()) as client:
+    with (transactional(kafka_service.bootstrap) as producer,
+          bridge(config_for(kafka_service, topics), history=NoHistory()) as client):
         ws = connect(client)
         subscribe(ws, id="agg", stream="aggregates", sites=["site1"])
         subscribe(ws, id="late", stream="late")
@@ -209,9 +215,9 @@ def test_revisions_late_and_dead_letters_arrive_live(kafka_service: Any, topics:
 
 
 def test_every_replica_sees_every_record(kafka_service: Any, topics: Topics, msg: SimpleNamespace) -> None:
-    producer = transactional(kafka_service.bootstrap)
     config = config_for(kafka_service, topics, consumer_group="same-group-on-purpose")
-    with bridge(config, history=NoHistory()) as one, bridge(config, history=NoHistory()) as two:
+    with (transactional(kafka_service.bootstrap) as producer,
+          bridge(config, history=NoHistory()) as one, bridge(config, history=NoHistory()) as two):
         ws1, ws2 = connect(one), connect(two)
         subscribe(ws1, id="a", stream="raw")
         subscribe(ws2, id="a", stream="raw")
