@@ -110,17 +110,20 @@ class KafkaSink:
         return self._create(topic, deadline)
 
     def _create(self, topic: str, deadline: float) -> int:
-        admin = AdminClient({"bootstrap.servers": self.cfg.bootstrap})
-        future = admin.create_topics([NewTopic(topic, num_partitions=self.cfg.partitions, replication_factor=-1)])[
-            topic]
-        try:
-            future.result(timeout=max(1.0, deadline - time.monotonic()))
-            log.info("created topic %s with %d partitions", topic, self.cfg.partitions)
-        except KafkaException as exc:
-            err = exc.args[0] if exc.args else None
-            if not (isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS):
-                msg = f"cannot create topic {topic} on {self.cfg.bootstrap}: {exc}"
-                raise ServiceUnavailable(msg) from exc
+        # `with`: the client is destroyed here, never by the garbage collector inside one of librdkafka's callbacks
+        # (confluentinc/confluent-kafka-python#1761)
+        with AdminClient({"bootstrap.servers": self.cfg.bootstrap}) as admin:
+            timeout_s = max(1.0, deadline - time.monotonic())
+            future = admin.create_topics([NewTopic(topic, num_partitions=self.cfg.partitions, replication_factor=-1)],
+                                         request_timeout=timeout_s)[topic]
+            try:
+                future.result()
+                log.info("created topic %s with %d partitions", topic, self.cfg.partitions)
+            except KafkaException as exc:
+                err = exc.args[0] if exc.args else None
+                if not (isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS):
+                    msg = f"cannot create topic {topic} on {self.cfg.bootstrap}: {exc}"
+                    raise ServiceUnavailable(msg) from exc
         meta = self.producer.list_topics(topic, timeout=10)
         return len(meta.topics[topic].partitions)
 

@@ -31,9 +31,9 @@ def kafka_ready(bootstrap: str, timeout: float = 3.0) -> bool:
         return False
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": int(timeout * 1000)})
     try:
-        md = admin.list_topics(timeout=timeout)
+        with AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": int(timeout * 1000)}) as admin:
+            md = admin.list_topics(timeout=timeout)
     except Exception:  # KafkaException while the broker is still starting
         return False
     return len(md.brokers) >= 1

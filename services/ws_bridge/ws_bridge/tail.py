@@ -26,7 +26,9 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, wait
+from typing import Any
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -76,6 +78,14 @@ def catch_up_starts(ends: dict[Partition, int], stored: dict[Partition, int], mo
         start = end - most if committed < 0 else min(committed, end)
         starts[tp] = max(start, end - most, 0)
     return starts
+
+
+def settle(futures: Iterable[Future[Any]]) -> None:
+    """Wait until every request of an admin client has its answer (each has a request timeout), so the client can be
+    destroyed in this thread, by its ``with`` block. A client left to the garbage collector can be collected inside
+    one of librdkafka's own callbacks, which crashes the process (confluentinc/confluent-kafka-python#1761, #2131):
+    this once took a whole CI run's pytest process down."""
+    wait(list(futures))
 
 
 def default_group_id() -> str:
@@ -176,27 +186,26 @@ class KafkaTail:
         """The end of each partition for this tail's isolation level, resolved now (read_committed: the last stable
         offset, so records of transactions still open are not skipped; read_uncommitted: the high watermark): records
         produced after ``ready`` is set are never missed."""
-        admin = AdminClient({"bootstrap.servers": self._bootstrap})
         latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
-        futures = admin.list_offsets({TopicPartition(tp.topic, tp.partition): latest for tp in partitions},
-                                     isolation_level=IsolationLevel.READ_UNCOMMITTED if self._uncommitted
-                                     else IsolationLevel.READ_COMMITTED, request_timeout=10)
-        resolved = []
-        for tp, future in futures.items():
-            resolved.append(TopicPartition(tp.topic, tp.partition, future.result().offset))
-        return resolved
+        with AdminClient({"bootstrap.servers": self._bootstrap}) as admin:
+            futures = admin.list_offsets({TopicPartition(tp.topic, tp.partition): latest for tp in partitions},
+                                         isolation_level=IsolationLevel.READ_UNCOMMITTED if self._uncommitted
+                                         else IsolationLevel.READ_COMMITTED, request_timeout=10)
+            settle(futures.values())
+            return [TopicPartition(tp.topic, tp.partition, future.result().offset) for tp, future in futures.items()]
 
     def _catch_up(self, ends: list[TopicPartition]) -> list[TopicPartition]:
         """The first assignment moved back to the sync workers' committed offsets (see the module doc)."""
         stored: dict[Partition, int] = {}
+        request = ConsumerGroupTopicPartitions(self._catch_up_group,
+                                               [TopicPartition(tp.topic, tp.partition) for tp in ends])
         try:
-            admin = AdminClient({"bootstrap.servers": self._bootstrap})
-            request = ConsumerGroupTopicPartitions(self._catch_up_group,
-                                                   [TopicPartition(tp.topic, tp.partition) for tp in ends])
-            futures = admin.list_consumer_group_offsets([request], request_timeout=10)
-            for tp in futures[self._catch_up_group].result().topic_partitions:
-                if tp.error is None:
-                    stored[(tp.topic, tp.partition)] = tp.offset
+            with AdminClient({"bootstrap.servers": self._bootstrap}) as admin:
+                futures = admin.list_consumer_group_offsets([request], request_timeout=10)
+                settle(futures.values())
+                for tp in futures[self._catch_up_group].result().topic_partitions:
+                    if tp.error is None:
+                        stored[(tp.topic, tp.partition)] = tp.offset
         except KafkaException as exc:  # no catch-up then: the bridge still starts
             log.warning("could not read group %s's offsets (no catch-up): %s", self._catch_up_group, exc)
             return ends
