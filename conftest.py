@@ -35,7 +35,11 @@ def work_unit(item: pytest.Item) -> str:
     return NODE_GROUP if node_bound(item) else item.nodeid.split("::", 1)[0]
 
 
+_CONFIG: list[pytest.Config] = []
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    _CONFIG.append(config)
     # xdist registers it too; this keeps --strict-markers happy when xdist is off (-p no:xdist)
     config.addinivalue_line("markers", "xdist_group(name): tests of one group run on one xdist worker")
 
@@ -56,8 +60,26 @@ _PHASES = ("setup", "call", "teardown")
 MODULE_SUMMARY_LINES = 20
 
 
+#: characters of a failure's report printed at once (its end: the assertion, the service's log tail)
+FAILURE_NOW_CHARS = 6000
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     _MODULE_SECONDS[report.nodeid.split("::", 1)[0]][_PHASES.index(report.when)] += report.duration
+    if report.failed:
+        report_failure_now(report)
+
+
+def report_failure_now(report: pytest.TestReport) -> None:
+    """Print a failure as it happens, not only in the summary at the end: a run that dies later (a CI run's pytest
+    process once died of a segmentation fault in a C extension, and took the reason of an earlier failure with it)
+    still shows why each earlier test failed. The summary repeats it in full."""
+    reporter = _CONFIG[0].pluginmanager.get_plugin("terminalreporter") if _CONFIG else None
+    if reporter is None:  # an xdist worker: the controller gets the report and prints it
+        return
+    reporter.write_line("")
+    reporter.write_sep("-", f"FAILED {report.nodeid} ({report.when}); the summary at the end repeats it")
+    reporter.write_line(report.longreprtext[-FAILURE_NOW_CHARS:])
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
