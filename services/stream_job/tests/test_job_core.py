@@ -10,10 +10,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from iotcommon.days import ts_to_ms
 from iotcommon.zones import SiteZones
-from stream_job.core import DayAggregator, DictStore, Output
+from stream_job.core import DayAggregator, DictStore, Output, ident
 
 ATHENS = ZoneInfo("Europe/Athens")
 DAY_MS = 86_400_000
@@ -136,6 +138,28 @@ def test_duplicates_count_once_but_another_seq_is_another_reading() -> None:
     h.reading("HVAC2", utc("2020-01-01 10:00"), 7.0, seq=2)  # replayed after the first emission: no revision
     agg = h.latest()["S1/AggDay[HVAC2]/2020-01-01"]
     assert (agg["value"], agg["count"], agg["revision"]) == (14.0, 2, 1)
+
+
+@given(st.tuples(st.integers(-(2**45), 2**45), st.integers(0, 2**63 - 1)),
+       st.tuples(st.integers(-(2**45), 2**45), st.integers(0, 2**63 - 1)))
+def test_reading_identities_are_equal_only_for_the_same_time_and_seq(a: tuple[int, int], b: tuple[int, int]) -> None:
+    assert (ident(*a) == ident(*b)) == (a == b)
+
+
+def test_a_day_stored_by_an_older_job_still_counts_a_duplicate_once() -> None:
+    """A checkpoint of the job before reading identities became ints holds (ts_ms, seq) tuples and no "v": restored,
+    a replayed reading of that day still counts once, and a new one counts."""
+    h = Harness()
+    ten, eleven = utc("2020-01-01 10:00"), utc("2020-01-01 11:00")
+    h.reading("HVAC2", ten, 7.0, seq=1)
+    blob = h.store.data["D|2020-01-01"]
+    acc, _ = blob["acc"]["HVAC2"]
+    h.store.data["D|2020-01-01"] = {"acc": {"HVAC2": (acc, {(ts_to_ms(ten), 1)})}, "emitted": blob["emitted"]}
+    h.reading("HVAC2", ten, 7.0, seq=1)  # the producer's retry, after the restore
+    h.reading("HVAC2", eleven, 5.0, seq=2)
+    h.advance(utc("2020-01-02 00:00"))
+    agg = h.latest()["S1/AggDay[HVAC2]/2020-01-01"]
+    assert (agg["value"], agg["count"]) == (12.0, 2)
 
 
 def test_late_within_lateness_revises_and_beyond_goes_to_late() -> None:
