@@ -96,8 +96,11 @@ def run_bridge(kafka_service: Any, hbase_service: Any, log_dir: Path, **env_vars
         for table in layout.TABLES:
             conn.delete_table(layout.table_name(prefix, table), disable=True)
         conn.close()
-        for future in admin.delete_topics(names).values():
-            future.result(60)
+        with AdminClient({"bootstrap.servers": kafka_service.bootstrap}) as admin:
+            futures = admin.delete_topics(names, request_timeout=60)
+            wait(futures.values())  # every request answered before the block destroys the client
+            for future in futures.values():
+                future.result()
 
 
 def _ready(port: int) -> bool:
