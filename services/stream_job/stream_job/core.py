@@ -251,8 +251,8 @@ class DayAggregator:
             closed = status[1]
             blob = st.get(blob_key)
             if blob.get("v") != BLOB_VERSION:
-                _upgrade(blob)
-        identity = (ts_ms << 64) | seq  # ident(ts_ms, seq), inlined: once per reading
+                _upgrade(blob, win.start_ms)
+        identity = (seq << DAY_MS_BITS) | (ts_ms - win.start_ms)  # ident(ts_ms, seq, win.start_ms), inlined
         rule = SENSORS[sensor].rule
         entry = blob["acc"].get(sensor)
         out: list[Output] = []
@@ -428,20 +428,24 @@ class DayAggregator:
 
 #: the day blob's layout: 2 = identities as ``ident`` ints (see ``ident``)
 BLOB_VERSION = 2
+#: a reading's time within its day (start, end] in ms fits in this many bits: a local day lasts at most 25 h
+#: (90,000,000 ms < 2**27)
+DAY_MS_BITS = 27
 
 
-def ident(ts_ms: int, seq: int) -> int:
-    """A reading's identity within its day (a duplicate counts once): ts_ms * 2**64 + seq, one int, which is
-    distinct for every (ts_ms, seq) since 0 <= seq < 2**64 (messages: 0..2**63-1). The day's set of them is pickled
-    with the day's state at every batch: ints pickle and unpickle about twice as fast as (ts_ms, seq) tuples
-    (docs/stream-job-performance.md, "Reading identities"). ``on_reading`` inlines it."""
-    return (ts_ms << 64) | seq
+def ident(ts_ms: int, seq: int, day_start_ms: int) -> int:
+    """A reading's identity within its day (a duplicate counts once): seq * 2**27 + its ms since the day's start, one
+    int, distinct for every (ts_ms, seq) of the day since that offset is in (0, 2**27). The day's set of them is
+    pickled with the day's state at every batch: small ints pickle and unpickle about three times as fast as
+    (ts_ms, seq) tuples, and take 40 % less room (docs/stream-job-performance.md, "Reading identities").
+    ``on_reading`` inlines it."""
+    return (seq << DAY_MS_BITS) | (ts_ms - day_start_ms)
 
 
-def _upgrade(blob: dict[str, Any]) -> None:
+def _upgrade(blob: dict[str, Any], day_start_ms: int) -> None:
     """A day blob written before BLOB_VERSION 2 (restored from an older job's checkpoint): its (ts_ms, seq) tuples
     become ``ident`` ints, so that a duplicate of a reading counted before the upgrade still counts once."""
-    blob["acc"] = {sensor: (acc, {ident(ts_ms, seq) for ts_ms, seq in seen})
+    blob["acc"] = {sensor: (acc, {ident(ts_ms, seq, day_start_ms) for ts_ms, seq in seen})
                    for sensor, (acc, seen) in blob["acc"].items()}
     blob["v"] = BLOB_VERSION
 

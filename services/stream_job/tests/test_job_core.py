@@ -140,10 +140,15 @@ def test_duplicates_count_once_but_another_seq_is_another_reading() -> None:
     assert (agg["value"], agg["count"], agg["revision"]) == (14.0, 2, 1)
 
 
-@given(st.tuples(st.integers(-(2**45), 2**45), st.integers(0, 2**63 - 1)),
-       st.tuples(st.integers(-(2**45), 2**45), st.integers(0, 2**63 - 1)))
-def test_reading_identities_are_equal_only_for_the_same_time_and_seq(a: tuple[int, int], b: tuple[int, int]) -> None:
-    assert (ident(*a) == ident(*b)) == (a == b)
+LONGEST_DAY_MS = 25 * 3_600_000  # a local day with the clocks going back
+
+
+@given(st.integers(-(2**45), 2**45), st.tuples(st.integers(1, LONGEST_DAY_MS), st.integers(0, 2**63 - 1)),
+       st.tuples(st.integers(1, LONGEST_DAY_MS), st.integers(0, 2**63 - 1)))
+def test_reading_identities_of_a_day_are_equal_only_for_the_same_time_and_seq(
+        start: int, a: tuple[int, int], b: tuple[int, int]) -> None:
+    """Within one day (start, start + 25 h]: ident equal <=> same (ts_ms, seq)."""
+    assert (ident(start + a[0], a[1], start) == ident(start + b[0], b[1], start)) == (a == b)
 
 
 def test_a_day_stored_by_an_older_job_still_counts_a_duplicate_once() -> None:
