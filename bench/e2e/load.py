@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import backpressure
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from e2e.schedule import SENSOR_NAMES, STEP_MS, Plan, site_name, value_of
@@ -120,12 +120,15 @@ class PacedProducer:
             self.process.kill()
 
 
+BASELINE_PARTITIONS = 2  # as iotpipe.readings in the bench
+
+
 def raw_baseline(bootstrap: str, plan: Plan, count: int) -> dict[str, float]:
     """Plain confluent-kafka: produce ``count`` readings of the plan (same size, same settings) to a new topic as fast
     as the broker takes them, then consume them back. Rate = count / (produce + consume seconds)."""
     topic = f"bench-e2e-baseline-{uuid.uuid4().hex[:8]}"
     with AdminClient({"bootstrap.servers": bootstrap}) as admin:
-        admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)],
+        admin.create_topics([NewTopic(topic, num_partitions=BASELINE_PARTITIONS, replication_factor=1)],
                             request_timeout=60)[topic].result()
     encode = PlanEncoder(plan)
     messages = [encode(i) for i in range(count)]
@@ -137,10 +140,11 @@ def raw_baseline(bootstrap: str, plan: Plan, count: int) -> dict[str, float]:
         backpressure.produce(producer, topic, value, key)
     backpressure.flush(producer, "the baseline producer")
     produce_s = time.monotonic() - t0
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": topic, "auto.offset.reset": "earliest",
-                         "enable.auto.commit": False})
-    consumer.subscribe([topic])
+    # assigned, not subscribed: no group join in the timed consume (on a broker that has just started, a join can
+    # also wait for its group coordinator to load)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": topic, "enable.auto.commit": False})
     got, t1 = 0, time.monotonic()
+    consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING) for partition in range(BASELINE_PARTITIONS)])
     deadline = t1 + 300
     while got < count and time.monotonic() < deadline:
         got += sum(1 for m in consumer.consume(10_000, 1.0) if m.error() is None)
