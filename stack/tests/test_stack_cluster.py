@@ -103,13 +103,14 @@ def test_a_service_resolves_through_coredns_from_another_pod(kube_cluster: Clust
     cluster_ip = kube_cluster.kubectl("-n", ns, "get", "service", "web", "-o",
                                       "jsonpath={.spec.clusterIP}").stdout.strip()
     fqdn = f"web.{ns}.svc.cluster.local"
-    # the client retries while kube-proxy and CoreDNS catch up with the new Service (a generous, bounded loop)
-    script = (f"for i in $(seq 120); do nslookup {fqdn} > /tmp/ns 2>&1 && wget -q -O - http://web/ && "
-              f"cat /tmp/ns && exit 0; sleep 1; done; cat /tmp/ns; exit 1")
+    # the client retries while kube-proxy and CoreDNS catch up with the new Service (a generous, bounded loop); a
+    # failed attempt's error goes to a file, printed only if every attempt fails (in the log it came before the page)
+    script = (f"for i in $(seq 120); do nslookup {fqdn} > /tmp/ns 2>&1 && wget -q -O - http://web/ 2> /tmp/wget && "
+              f"cat /tmp/ns && exit 0; sleep 1; done; cat /tmp/ns /tmp/wget; exit 1")
     client = busybox_pod("client", script, volumes=[{"name": "tmp", "emptyDir": {}}])
     client["spec"]["containers"][0]["volumeMounts"] = [{"name": "tmp", "mountPath": "/tmp"}]
     logs = run_to_completion(kube_cluster, ns, client)
-    assert logs.splitlines()[0] == "served-by-web"
+    assert logs.splitlines()[0] == "served-by-web", logs
     assert f"Address: {cluster_ip}" in logs or f"Address 1: {cluster_ip}" in logs, logs
 
 
