@@ -340,8 +340,8 @@ def test_the_live_tail_keeps_going_across_a_broker_restart(kafka_service: Any, t
 
 def test_a_bridge_started_while_kafka_is_down_tails_from_the_end_once_it_is_back(
         kafka_service: Any, topics: Topics, msg: SimpleNamespace) -> None:
-    producer = transactional(kafka_service.bootstrap)
-    produce(producer, topics.raw, [("site1/TH1", msg.reading("TH1", "2020-01-01T00:15:00Z", 1.0, seq=1))])  # old
+    with transactional(kafka_service.bootstrap) as producer:  # destroyed before the broker stops
+        produce(producer, topics.raw, [("site1/TH1", msg.reading("TH1", "2020-01-01T00:15:00Z", 1.0, seq=1))])  # old
     kafka_service.stop()
     try:
         app = create_app(config_for(kafka_service, topics), history=NoHistory())
