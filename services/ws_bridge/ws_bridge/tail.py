@@ -83,8 +83,9 @@ def catch_up_starts(ends: dict[Partition, int], stored: dict[Partition, int], mo
 def settle(futures: Iterable[Future[Any]]) -> None:
     """Wait until every request of an admin client has its answer (each has a request timeout), so the client can be
     destroyed in this thread, by its ``with`` block. A client left to the garbage collector can be collected inside
-    one of librdkafka's own callbacks, which crashes the process (confluentinc/confluent-kafka-python#1761, #2131):
-    this once took a whole CI run's pytest process down."""
+    one of librdkafka's own callbacks, which can crash the process (confluentinc/confluent-kafka-python#1761, #2131).
+    (A CI run's pytest process died of a segmentation fault in the bridge's Kafka tests; this was a suspect, but the
+    crash came once more after this change: its cause is still unknown.)"""
     wait(list(futures))
 
 
