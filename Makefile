@@ -83,8 +83,8 @@ chaos: setup ## chaos run: every component killed with -9 during a 500k-reading 
 	$(BIN)/python bench/chaos_e2e.py $(ARGS)
 
 .PHONY: bench-e2e
-bench-e2e: setup ## whole pipeline under stepped open-loop load: JSON line, docs/performance.md, docs/img/perf-*.png (ARGS=--quick)
-	nice -n 10 $(BIN)/python bench/bench_e2e.py --doc docs/performance.md --img docs/img $(ARGS)
+bench-e2e: setup ## whole pipeline under stepped open-loop load: JSON line, docs/performance-runs.md, docs/img/perf-*.png (ARGS=--quick)
+	nice -n 10 $(BIN)/python bench/bench_e2e.py --doc docs/performance-runs.md --img docs/img $(ARGS)
 
 images: setup image-tools ## build every image with podman (local base stand-ins, cached); loads them into containerd at CONTAINERD_ADDRESS
 	nice -n 10 $(BIN)/python -m iotpipe_stack.images $(ARGS)

@@ -15,7 +15,7 @@ Saturation point = the highest sustained rate; ratio = saturation / a plain conf
 measured in the same run (same readings, same settings, same broker).
 
 Usage: python bench/bench_e2e.py [--steps 1000,5000,...] [--hold-s 60] [--quick] [--workers 2] [--checkpoint-ms 500]
-       [--live-raw committed] [--doc docs/performance.md --img docs/img]
+       [--live-raw committed] [--doc docs/performance-runs.md --img docs/img]
 Prints figures and the Markdown table, then ONE JSON line.
 """
 
@@ -69,7 +69,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="seconds of load at the first step's rate before the measured steps, never reported: the "
                         "JVMs' JIT compilers use a large share of the CPU for minutes after a start (default 60; "
                         "0: none)")
-    p.add_argument("--doc", default="", help="write the results section of this page (e.g. docs/performance.md)")
+    p.add_argument("--doc", default="", help="write the results section of this page (e.g. docs/performance-runs.md)")
     p.add_argument("--img", default="", help="write the plots into this directory (e.g. docs/img)")
     p.add_argument("--label", default="", help="name of this run in the doc section and the plots' file names")
     p.add_argument("--keep-home", default="",

@@ -1,5 +1,5 @@
 """The bench's output: the Markdown table of the steps, PNG plots (matplotlib, imported only here), and the generated
-section of docs/performance.md (between the bench-e2e markers; the rest of the page is written by hand)."""
+section of docs/performance-runs.md (between the bench-e2e markers; docs/performance.md is written by hand)."""
 
 from __future__ import annotations
 
