@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 from e2e.load import PlanEncoder
+from e2e.probes import HeadProbes
 from e2e.report import finite, replace_section
 from e2e.schedule import SENSOR_NAMES, make_plan, value_of
 from e2e.stats import Window, percentile, saturation
@@ -117,3 +119,38 @@ def test_the_producers_messages_are_valid_readings_with_the_plans_identity() -> 
     assert (reading.site, reading.sensor, reading.seq) == ("site0000", SENSOR_NAMES[5], 3)
     assert reading.ts == "2023-11-30T00:45:00Z"  # the base (2023-11-30 00:00 UTC) + 3 x 15 min
     assert reading.value == value_of(SENSOR_NAMES[5]) and reading.unit == SENSORS[SENSOR_NAMES[5]].unit
+
+
+class FakeTable:
+    """FAKE HBase table: a set of row keys, recording every batch of keys looked up."""
+
+    def __init__(self) -> None:
+        self.rows: set[bytes] = set()
+        self.lookups: list[list[bytes]] = []
+
+    def present(self, keys: Iterable[bytes]) -> set[bytes]:
+        batch = list(keys)
+        self.lookups.append(batch)
+        return {k for k in batch if k in self.rows}
+
+
+def test_the_prober_looks_up_only_each_sites_oldest_sample_until_it_is_readable() -> None:
+    probes, table = HeadProbes(give_up_s=180.0), FakeTable()
+    for i, (site, due) in enumerate([("a", 0.0), ("a", 1.0), ("a", 2.0), ("b", 0.5)]):
+        probes.add(site, f"{site}{i}".encode(), i, due)
+    assert probes.poll(table.present, lambda: 3.0) == {}
+    assert table.lookups == [[b"a0", b"b3"]]  # one key per site, however many are pending
+    table.rows |= {b"a0", b"a1", b"b3"}
+    # a0 and b3 found, then a1 (a's next) in the same poll; a2 is not there, so the poll ends
+    assert probes.poll(table.present, lambda: 4.0) == {0: 4.0, 1: 3.0, 3: 3.5}
+    assert table.lookups[1:] == [[b"a0", b"b3"], [b"a1"], [b"a2"]]
+
+
+def test_a_sample_never_readable_is_given_up_and_its_site_goes_on() -> None:
+    probes, table = HeadProbes(give_up_s=10.0), FakeTable()
+    probes.add("a", b"lost", 0, 0.0)
+    probes.add("a", b"kept", 1, 1.0)
+    table.rows.add(b"kept")
+    assert probes.poll(table.present, lambda: 10.0) == {}  # 10 s after due: not yet given up
+    assert probes.poll(table.present, lambda: 10.5) == {1: 9.5}
+    assert probes.missing == 1 and table.lookups == [[b"lost"], [b"lost"], [b"kept"]]

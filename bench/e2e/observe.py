@@ -7,6 +7,7 @@ import re
 import threading
 import time
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -15,11 +16,12 @@ import psutil
 from background import Background
 from confluent_kafka import Consumer, TopicPartition
 
+from e2e.probes import HeadProbes
 from e2e.schedule import Plan, site_name
 from iotcommon import hbase_layout as layout
 from iotcommon.topics import Topics
 
-PROBES_PER_S = 20  # sampled readings looked up in HBase per second of load
+PROBES_PER_S = 20  # sampled readings per second of load, looked up in HBase oldest first per site (e2e.probes)
 PROBE_POLL_S = 0.1
 PROBE_GIVE_UP_S = 180.0
 AGGREGATE = "AggDay[TH1]"  # the day's aggregate probed for site0000
@@ -135,33 +137,33 @@ class HBaseProber(Background):
         raw = self._conn.table(layout.table_name("iotpipe", "raw"))
         aggregates = self._conn.table(layout.table_name("iotpipe", "aggregates"))
         samples, nxt = self._samples(), 0
-        pending: dict[bytes, int] = {}
+        readings = HeadProbes(give_up_s=PROBE_GIVE_UP_S)
         days: dict[bytes, date] = {}
         day = self.plan.base.date()
         while not self._stop.is_set():
             now = time.time()
             while nxt < len(samples) and self._due(samples[nxt]) <= now:
                 site, sensor, seq, ts_ms = self.plan.reading(samples[nxt])
-                pending[layout.reading_key(site, sensor, ts_ms, seq)] = samples[nxt]
+                readings.add(site, layout.reading_key(site, sensor, ts_ms, seq), samples[nxt], self._due(samples[nxt]))
                 nxt += 1
             while self.plan.first_of_day(day + timedelta(days=1)) < self.plan.total and \
                     self._due(self.plan.first_of_day(day + timedelta(days=1))) <= now:
                 days[layout.aggregate_key(site_name(0), AGGREGATE, day.isoformat())] = day
                 day += timedelta(days=1)
-            self._look(raw, pending, lambda i, t: self.log.reading_s.__setitem__(i, t - self._due(i)))
-            self._look(aggregates, days, lambda d, t: self.log.day_s.__setitem__(
-                d, t - self._due(self.plan.first_of_day(d + timedelta(days=1)))))
+            self.log.reading_s.update(readings.poll(lambda keys: _present(raw, keys), time.time))
+            self.log.missing = readings.missing
+            self._look_days(aggregates, days)
             self._stop.wait(PROBE_POLL_S)
 
-    def _look(self, table: happybase.Table, pending: dict, found) -> None:  # type: ignore[type-arg, no-untyped-def]
+    def _look_days(self, table: happybase.Table, pending: dict[bytes, date]) -> None:
         if not pending:
             return
-        keys = list(pending)[:500]
-        rows = table.rows(keys, columns=[layout.MESSAGE_COLUMN])
         now = time.time()
-        for key, _ in rows:
-            found(pending.pop(key), now)
-        for key in keys:
-            if key in pending and isinstance(pending[key], int) and now - self._due(pending[key]) > PROBE_GIVE_UP_S:
-                del pending[key]
-                self.log.missing += 1
+        for key in _present(table, pending):
+            d = pending.pop(key)
+            self.log.day_s[d] = now - self._due(self.plan.first_of_day(d + timedelta(days=1)))
+
+
+def _present(table: happybase.Table, keys: Iterable[bytes]) -> set[bytes]:
+    """The keys of `keys` that have a row in `table` (one Thrift call)."""
+    return {key for key, _ in table.rows(list(keys), columns=[layout.MESSAGE_COLUMN])}
