@@ -33,7 +33,7 @@ from typing import Any
 
 from e2e import report
 from e2e.clients import Clients
-from e2e.load import PacedProducer, raw_baseline
+from e2e.load import PacedProducer, raw_baselines
 from e2e.observe import HBaseProber, Offsets
 from e2e.pipeline import PARTITIONS, Options, Running, running_pipeline
 from e2e.runner import Sample, sample, summarise, warm_up
@@ -64,6 +64,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--compare-committed", action="store_true",
                    help="also run a bridge with --live-raw committed (same clients count): both paths in one run")
     p.add_argument("--baseline-readings", type=int, default=300_000, help="readings of the raw Kafka baseline")
+    p.add_argument("--baseline-rounds", type=int, default=3,
+                   help="timed rounds of the baseline after an untimed one; the median counts (default 3)")
     p.add_argument("--no-stop", action="store_true", help="run every step even after one is not sustained")
     p.add_argument("--warmup-s", type=float, default=60.0,
                    help="seconds of load at the first step's rate before the measured steps, never reported: the "
@@ -83,18 +85,20 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     except ValueError:
         p.error(f"--steps: not a list of integers: {args.steps!r}")
     if not args.rates or min(args.rates) < 1 or args.hold_s < 6 or args.workers < 1 or args.clients < 0 \
-            or args.sites < max(1, args.clients) or args.sites > 9999:
-        p.error("need rates >= 1, --hold-s >= 6, --workers >= 1, 1 <= --sites <= 9999 and --clients <= --sites")
+            or args.sites < max(1, args.clients) or args.sites > 9999 or args.baseline_rounds < 1:
+        p.error("need rates >= 1, --hold-s >= 6, --workers >= 1, 1 <= --sites <= 9999, --clients <= --sites and "
+                "--baseline-rounds >= 1")
     return args
 
 
 def run(args: argparse.Namespace, pipeline: Running) -> dict[str, Any]:
     plan = make_plan(args.rates, args.hold_s, args.sites, datetime.now(UTC), warmup_s=args.warmup_s)
     measured = plan.measured
-    log(f"raw Kafka baseline: {args.baseline_readings:,} readings produced, then consumed")
-    baseline = raw_baseline(pipeline.bootstrap, plan, args.baseline_readings)
+    log(f"raw Kafka baseline: {args.baseline_readings:,} readings produced, then consumed; an untimed round, then "
+        f"the median of {args.baseline_rounds}")
+    baseline = raw_baselines(pipeline.bootstrap, plan, args.baseline_readings, args.baseline_rounds)
     log(f"  {baseline['rate']:,.0f} readings/s (produce {baseline['produce_s']:.1f} s + consume "
-        f"{baseline['consume_s']:.1f} s)")
+        f"{baseline['consume_s']:.1f} s; rounds {', '.join(f'{r:,.0f}' for r in baseline['rounds'])})")
     warm_up(pipeline, plan, log)
     offsets = Offsets(pipeline.bootstrap, pipeline.topics, PARTITIONS)
     clients = Clients(f"ws://127.0.0.1:{pipeline.bridge_port}/ws", args.clients, plan, 0.0)
@@ -178,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     figures = {"bench": "e2e", "label": label, "workers": args.workers, "checkpoint_ms": args.checkpoint_ms,
                "live_raw": args.live_raw, "saturation_readings_s": result["saturation_rate"],
                "baseline_readings_s": round(result["baseline"]["rate"]),
+               "baseline_rounds_readings_s": [round(r) for r in result["baseline"]["rounds"]],
                "saturation_ratio": round(result["saturation_ratio"], 4), "load_avg": [load_before, load_after],
                "steps": [{k: v for k, v in s.items() if k not in ("cpu", "rss_mib")} for s in result["steps"]],
                "probes_missing": result["probes_missing"], "ws_duplicates": result["ws_duplicates"]}
@@ -197,7 +202,9 @@ def summary_text(args: argparse.Namespace, result: dict[str, Any], label: str, l
         f"{' --compare-committed' if args.compare_committed else ''}`; {args.sites} sites x 7 sensors, "
         f"{args.clients} websocket clients; load average {load_before:.1f} before, {load_after:.1f} after.",
         "",
-        f"Raw confluent-kafka produce+consume baseline (same run): **{result['baseline']['rate']:,.0f} readings/s**. "
+        f"Raw confluent-kafka produce+consume baseline (same run, median of "
+        f"{', '.join(f'{r:,.0f}' for r in result['baseline']['rounds'])}): "
+        f"**{result['baseline']['rate']:,.0f} readings/s**. "
         f"Saturation point: **{result['saturation_rate']:,.0f} readings/s** = "
         f"**{result['saturation_ratio']:.3f}** of the baseline. HBase probes never found: {result['probes_missing']}; "
         f"readings shown twice to a websocket client: {result['ws_duplicates']}.",

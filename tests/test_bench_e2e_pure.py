@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
-from e2e.load import PlanEncoder
+from e2e.load import PlanEncoder, median_baseline
 from e2e.probes import HeadProbes
 from e2e.report import finite, replace_section
 from e2e.schedule import SENSOR_NAMES, make_plan, value_of
@@ -154,3 +154,9 @@ def test_a_sample_never_readable_is_given_up_and_its_site_goes_on() -> None:
     assert probes.poll(table.present, lambda: 10.0) == {}  # 10 s after due: not yet given up
     assert probes.poll(table.present, lambda: 10.5) == {1: 9.5}
     assert probes.missing == 1 and table.lookups == [[b"lost"], [b"lost"], [b"kept"]]
+
+
+def test_the_baseline_is_the_round_with_the_median_rate_and_keeps_every_rounds_rate() -> None:
+    rounds = [{"rate": 150.0, "produce_s": 1.0}, {"rate": 90.0, "produce_s": 2.0}, {"rate": 120.0, "produce_s": 3.0}]
+    assert median_baseline(rounds) == {"rate": 120.0, "produce_s": 3.0, "rounds": [150.0, 90.0, 120.0]}
+    assert median_baseline(rounds[:2])["rate"] == 150.0  # an even count: the upper middle one

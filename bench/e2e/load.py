@@ -156,3 +156,17 @@ def raw_baseline(bootstrap: str, plan: Plan, count: int) -> dict[str, float]:
         raise SystemExit(f"baseline: consumed {got} of {count} readings")
     return {"readings": count, "produce_s": produce_s, "consume_s": consume_s,
             "rate": count / (produce_s + consume_s)}
+
+
+def median_baseline(rounds: list[dict[str, float]]) -> dict[str, Any]:
+    """The round with the median rate (the upper one of an even count), with every round's rate as ``rounds``."""
+    ordered = sorted(rounds, key=lambda r: r["rate"])
+    return {**ordered[len(ordered) // 2], "rounds": [r["rate"] for r in rounds]}
+
+
+def raw_baselines(bootstrap: str, plan: Plan, count: int, rounds: int) -> dict[str, Any]:
+    """`rounds` timed baselines after an untimed one (a broker that has just started serves its first reads with cold
+    JIT and page cache: single rounds ranged from 90,000 to 174,000 readings/s), and the median of them."""
+    raw_baseline(bootstrap, plan, min(count, 100_000))
+    return median_baseline([raw_baseline(bootstrap, plan, count) for _ in range(rounds)])
+
