@@ -54,16 +54,19 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
     sink = KafkaSink(cfg)
     try:
-        partitions = sink.connect(the_plan.topic, stop)
-    except ServiceUnavailable as exc:
-        log.error("giving up: %s", exc)
-        return 1
-    if stop.is_set():
-        log.info("stopped by a signal while waiting for Kafka: nothing was sent")
-        return 0
-    log.info("connected to Kafka at %s; topic %s has %d partition(s)", cfg.bootstrap, the_plan.topic, partitions)
-    res = run(the_plan, site_groups(the_plan, cfg.seed), sink, stop, progress_s=cfg.progress_s,
-              flush_timeout_s=cfg.delivery_timeout_s)
+        try:
+            partitions = sink.connect(the_plan.topic, stop)
+        except ServiceUnavailable as exc:
+            log.error("giving up: %s", exc)
+            return 1
+        if stop.is_set():
+            log.info("stopped by a signal while waiting for Kafka: nothing was sent")
+            return 0
+        log.info("connected to Kafka at %s; topic %s has %d partition(s)", cfg.bootstrap, the_plan.topic, partitions)
+        res = run(the_plan, site_groups(the_plan, cfg.seed), sink, stop, progress_s=cfg.progress_s,
+                  flush_timeout_s=cfg.delivery_timeout_s)
+    finally:
+        sink.close()
     summary = (f"sent {res.delivered} readings in {res.steps} steps, {res.seconds:.1f} s "
                f"({res.delivered / max(res.seconds, 1e-9):.0f}/s), late delivered {res.late}")
     if res.failed or res.unacknowledged:

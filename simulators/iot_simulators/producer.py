@@ -141,6 +141,15 @@ class KafkaSink:
         """Wait until everything is acknowledged (or failed); returns how many are still unacknowledged."""
         return int(self.producer.flush(timeout))
 
+    def close(self) -> None:
+        """Destroy the producer now, in this thread. Its callbacks are this sink's methods, so sink and producer form a
+        reference cycle that only the garbage collector breaks, at a moment and in a thread of its choosing (a client
+        destroyed inside one of librdkafka's callbacks can crash the process: confluentinc/confluent-kafka-python#1761).
+        What is still unacknowledged is dropped (the run flushed with its timeout and counted it): ``Producer.close``
+        alone would wait for it without end."""
+        self.producer.purge()
+        self.producer.close()
+
     @property
     def broken(self) -> bool:
         return self.failed > 0 or self.fatal is not None

@@ -19,10 +19,13 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from referencing import Registry, Resource
 
+from iot_simulators.config import SimConfig
 from iot_simulators.encoding import Encoder, site_id
 from iot_simulators.engine import Simulation
 from iot_simulators.late import parse_rules
+from iot_simulators.producer import KafkaSink
 from iot_simulators.timeline import Timeline
+from iotcommon.config import load
 from iotcommon.messages import SCHEMA_FILES, load_schema
 from iotpipe_stack.ports import free_ports
 from iotpipe_stack.testing import KafkaService
@@ -49,15 +52,14 @@ def expected(sites: int, steps: int, seed: int = 9) -> list[tuple[bytes, bytes]]
 
 def consume(bootstrap: str, topic: str, at_least: int) -> list[tuple[bytes, bytes]]:
     """Everything in the topic: reads until it has at_least messages and the end offsets are reached."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"check-{topic}", "enable.auto.commit": False,
-                         "auto.offset.reset": "earliest"})
-    meta = consumer.list_topics(topic, timeout=30)
-    parts = [TopicPartition(topic, p) for p in meta.topics[topic].partitions]
-    ends = {p.partition: consumer.get_watermark_offsets(p, timeout=30)[1] for p in parts}
-    consumer.assign([TopicPartition(topic, p.partition, 0) for p in parts])
     got: list[tuple[bytes, bytes]] = []
-    position = dict.fromkeys(ends, 0)
-    try:
+    with Consumer({"bootstrap.servers": bootstrap, "group.id": f"check-{topic}", "enable.auto.commit": False,
+                   "auto.offset.reset": "earliest"}) as consumer:  # closed here whatever fails
+        meta = consumer.list_topics(topic, timeout=30)
+        parts = [TopicPartition(topic, p) for p in meta.topics[topic].partitions]
+        ends = {p.partition: consumer.get_watermark_offsets(p, timeout=30)[1] for p in parts}
+        consumer.assign([TopicPartition(topic, p.partition, 0) for p in parts])
+        position = dict.fromkeys(ends, 0)
         for _ in range(600):  # bounded: at most 600 batches of up to 0.5 s
             for msg in consumer.consume(10_000, 0.5):
                 assert msg.error() is None, msg.error()
@@ -65,8 +67,6 @@ def consume(bootstrap: str, topic: str, at_least: int) -> list[tuple[bytes, byte
                 position[msg.partition()] = msg.offset() + 1
             if len(got) >= at_least and all(position[p] >= ends[p] for p in ends):
                 break
-    finally:
-        consumer.close()
     return got
 
 
@@ -192,3 +192,17 @@ def test_broker_down_at_start_retries_visibly_then_fails(tmp_path: Path) -> None
     text = read_log(log)
     assert "waiting for Kafka" in text
     assert "not reachable after 4 s" in text
+
+
+def test_closing_the_sink_destroys_its_producer_at_once_and_counts_what_it_dropped() -> None:
+    """close() destroys the producer in the caller's thread, not the garbage collector whenever it breaks the
+    sink-producer cycle (the callbacks are the sink's methods); what no broker took is dropped and counted, not
+    waited for."""
+    (port,) = free_ports(1)  # nothing listens there
+    sink = KafkaSink(load(SimConfig, [], {"IOTPIPE_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}"}))
+    for seq in range(3):
+        sink.produce("readings", value=f"reading {seq}".encode(), key=b"site1")
+    sink.close()
+    assert sink.failed == 3 and sink.broken
+    with pytest.raises(RuntimeError, match="closed"):
+        sink.produce("readings", value=b"one more", key=b"site1")
