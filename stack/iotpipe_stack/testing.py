@@ -8,6 +8,10 @@ test (pytest.fail with the last log lines): tests never skip.
     hbase_service    .thrift_host, .thrift_port, .connection(); .stop_thrift() / .start_thrift()
     flink_runtime    .python (.venv-flink), .connector_jar, .connector_jar_url, .java_home, .env, .run(argv)
     unique_name      unique_name("orders") -> "orders_3f9c0a1b2d": per-test topic/table names
+
+After the last test of a module that used kafka_service, a KafkaClientLeak warning lists every confluent-kafka client
+still open in the process (iotpipe_stack.kafka_clients): one left behind lives through the later tests' broker
+restarts and is destroyed at a moment nobody chose.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ import os
 import re
 import subprocess
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +31,7 @@ import pytest
 from iotcommon.errors import StackError
 from iotpipe_stack import probes
 from iotpipe_stack.install import Installed
+from iotpipe_stack.kafka_clients import describe, open_clients
 from iotpipe_stack.ports import free_ports
 from iotpipe_stack.settings import resolve
 from iotpipe_stack.stack import LocalStack
@@ -219,3 +225,32 @@ def unique_name() -> Callable[[str], str]:
         return f"{safe}_{uuid.uuid4().hex[:10]}"
 
     return make
+
+
+class KafkaClientLeak(pytest.PytestWarning):
+    """A test module left confluent-kafka clients open after its teardown."""
+
+
+_KAFKA_MODULES: set[Path] = set()  # the test modules that used kafka_service
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if "kafka_service" in getattr(item, "fixturenames", ()):
+        _KAFKA_MODULES.add(item.path)
+
+
+@pytest.hookimpl(wrapper=True, trylast=True)  # inside the warnings plugin's wrapper: the warning lands in the summary
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, object, object]:
+    """After a Kafka-using module's last test, its teardown (module fixtures included) and the release of its
+    arguments: warn about every client still open. A warning, not a failure: a client a finished test left open is a
+    leak, but not necessarily that test's bug (the thread of an earlier one may still hold it)."""
+    result = yield
+    if item.path in _KAFKA_MODULES and (nextitem is None or nextitem.path != item.path):
+        clients = open_clients()
+        if clients:
+            warnings.warn(KafkaClientLeak(
+                f"{item.path.name} left {len(clients)} Kafka client(s) open after its teardown; close each one where "
+                f"it is made (`with Producer(...) as producer:`), or stop the thread that uses it:\n"
+                f"{describe(clients)}"), stacklevel=1)
+        del clients
+    return result
