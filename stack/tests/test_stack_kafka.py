@@ -21,10 +21,10 @@ def create_topic(bootstrap: str, topic: str, partitions: int = 1) -> None:
 
 
 def produce(bootstrap: str, topic: str, records: list[tuple[str, str]]) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True})
-    for key, value in records:
-        producer.produce(topic, key=key.encode(), value=value.encode())
-    assert producer.flush(60) == 0
+    with Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True}) as producer:
+        for key, value in records:
+            producer.produce(topic, key=key.encode(), value=value.encode())
+        assert producer.flush(60) == 0
 
 
 def consume_all(bootstrap: str, topic: str, expected_count: int, group: str) -> list[tuple[str, str]]:

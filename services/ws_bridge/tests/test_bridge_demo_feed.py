@@ -20,24 +20,23 @@ pytestmark = pytest.mark.kafka
 
 def read_all(bootstrap: str, topic: str) -> list[bytes]:
     """Every committed message of the topic (the feed has exited, so it is complete): read up to its end."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"t-{uuid.uuid4().hex}",
-                         "isolation.level": "read_committed", "enable.auto.commit": False,
-                         "enable.partition.eof": True})
-    partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
-    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
     values: list[bytes] = []
     at_end: set[int] = set()
-    for _ in range(600):  # bounded: at most 600 batches of up to 1 s
-        if len(at_end) == len(partitions):
-            break
-        for message in consumer.consume(10_000, 1.0):
-            if message.error() is None:
-                values.append(message.value() or b"")
-            elif message.error().code() == KafkaError._PARTITION_EOF:
-                at_end.add(message.partition())
-            else:
-                raise AssertionError(message.error())
-    consumer.close()
+    with Consumer({"bootstrap.servers": bootstrap, "group.id": f"t-{uuid.uuid4().hex}",
+                   "isolation.level": "read_committed", "enable.auto.commit": False,
+                   "enable.partition.eof": True}) as consumer:  # closed here also when an assertion fails
+        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        for _ in range(600):  # bounded: at most 600 batches of up to 1 s
+            if len(at_end) == len(partitions):
+                break
+            for message in consumer.consume(10_000, 1.0):
+                if message.error() is None:
+                    values.append(message.value() or b"")
+                elif message.error().code() == KafkaError._PARTITION_EOF:
+                    at_end.add(message.partition())
+                else:
+                    raise AssertionError(message.error())
     assert len(at_end) == len(partitions), f"{topic}: the end was not reached"
     return values
 

@@ -143,13 +143,15 @@ def real_bridge(kafka_service: Any, hbase_service: Any, serve_app: Any) -> Itera
         while not state.live.connected:  # assigned (from the end): the hostile records below reach the tail
             assert time.monotonic() < deadline, "the Kafka tail never assigned its partitions"
             time.sleep(0.1)
-        producer = Producer({"bootstrap.servers": kafka_service.bootstrap, "linger.ms": 20})
-        for stream in STREAMS:  # hostile live records on every output topic (the tail must survive them)
-            for value in hostile_readings():
-                if len(value) < 900_000:  # the broker's message size limit is 1 MB
-                    producer.produce(topic_of(topics, stream), value=value)
-        producer.flush(30)
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+        # closed (flushed, destroyed) at the module's teardown, not whenever the last reference goes: a failed test's
+        # traceback keeps this namespace, and with it a live client, into the next modules' broker restarts
+        with (Producer({"bootstrap.servers": kafka_service.bootstrap, "linger.ms": 20}) as producer,
+              httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http):
+            for stream in STREAMS:  # hostile live records on every output topic (the tail must survive them)
+                for value in hostile_readings():
+                    if len(value) < 900_000:  # the broker's message size limit is 1 MB
+                        producer.produce(topic_of(topics, stream), value=value)
+            producer.flush(30)
             document = http.get("/api/v1/openapi.json").json()
             yield SimpleNamespace(port=port, state=state, http=http, document=document, topics=topics,
                                   producer=producer, url=f"ws://127.0.0.1:{port}/ws")
@@ -386,14 +388,18 @@ def test_a_stuck_reader_stays_bounded_while_kafka_delivers(real_bridge: SimpleNa
         got: list[int] = []
         dropped = 0
         most_pending = 0
-        while len(got) + dropped < total:
-            frame = json.loads(fast.recv(120))
-            if frame["type"] == "data":
-                got.extend(r["data"]["seq"] for r in frame["records"])
-            elif frame["type"] == "overflow":
-                dropped += frame["dropped"]
-            most_pending = max([most_pending, *(s.pending_records for s in list(state.sessions))])
-        producer.join(60)
+        try:
+            while len(got) + dropped < total:
+                frame = json.loads(fast.recv(120))
+                if frame["type"] == "data":
+                    got.extend(r["data"]["seq"] for r in frame["records"])
+                elif frame["type"] == "overflow":
+                    dropped += frame["dropped"]
+                most_pending = max([most_pending, *(s.pending_records for s in list(state.sessions))])
+        finally:
+            # whatever happens: the thread is done with the client before the module's teardown destroys it (a
+            # client destroyed while another thread is in one of its calls crashes the process); bounded by its flush
+            producer.join()
     assert len(got) == len(set(got)) and len(got) + dropped == total  # each record delivered once, or counted
     assert got == sorted(got)  # in order
     assert most_pending <= QUEUE_RECORDS

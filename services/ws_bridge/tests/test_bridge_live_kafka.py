@@ -45,12 +45,19 @@ def create_topics(bootstrap: str, names: list[str]) -> None:
 
 
 def transactional(bootstrap: str) -> Producer:
-    """A producer with transactions initialised; ``with transactional(...) as producer:`` flushes and destroys it at
-    the end of the block (an inline one is left to the garbage collector)."""
+    """A producer with transactions initialised; use it as ``with transactional(...) as producer:``, which flushes and
+    destroys it at the end of the block, in this thread, whatever happens in it (one left to its last reference can
+    outlive a failed test in the traceback and see the broker restarts of the tests after it)."""
     producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": f"test-{uuid.uuid4().hex}",
                          "enable.idempotence": True})
     producer.init_transactions(30)
     return producer
+
+
+def produce_once(bootstrap: str, topic: str, items: list[tuple[str | None, bytes]]) -> None:
+    """Commit ``items`` in one transaction of a producer of their own, destroyed before this returns."""
+    with transactional(bootstrap) as producer:
+        produce(producer, topic, items)
 
 
 def produce(producer: Producer, topic: str, items: list[tuple[str | None, bytes]], *, commit: bool = True) -> None:
@@ -169,8 +176,8 @@ def test_uncommitted_live_path_shows_readings_before_the_commit_and_a_replay_onc
         before_failure.flush(30)
         assert [r["data"]["seq"] for r in collect(ws, 2)] == [1, 2]  # shown while the transaction is open
         before_failure.abort_transaction(30)
-        produce(transactional(kafka_service.bootstrap), topics.raw,
-                [("site1/TH1", one), ("site1/TH1", two), ("site1/TH1", three)])  # the restored job's replay
+        produce_once(kafka_service.bootstrap, topics.raw,
+                     [("site1/TH1", one), ("site1/TH1", two), ("site1/TH1", three)])  # the restored job's replay
         # one key, one partition, in order: the replayed 1 and 2 would arrive before 3
         assert [r["data"]["seq"] for r in collect(ws, 1)] == [3]
     settings = consumer_settings(SyncConfig(kafka_bootstrap=kafka_service.bootstrap,
@@ -236,7 +243,7 @@ def test_a_topic_created_after_start_is_tailed_from_its_beginning(kafka_service:
         ws = connect(client)
         subscribe(ws, id="late", stream="late")
         create_topics(kafka_service.bootstrap, [topics.late])
-        produce(transactional(kafka_service.bootstrap), topics.late, [("site1/W1", msg.late("W1"))])
+        produce_once(kafka_service.bootstrap, topics.late, [("site1/W1", msg.late("W1"))])
         assert collect(ws, 1)[0]["data"]["reason"] == "beyond-allowed-lateness"
 
 
@@ -260,8 +267,8 @@ def test_history_from_hbase_then_live_from_kafka(kafka_service: Any, hbase_servi
             assert history["phase"] == "history"
             assert [r["data"]["value"] for r in history["records"]] == [2.0, 3.0]
             assert ws.receive_json()["type"] == "history_end"
-            produce(transactional(kafka_service.bootstrap), topics.raw,
-                    [("site1/TH1", msg.reading("TH1", "2020-01-01T04:00:00Z", 4.0, seq=4))])
+            produce_once(kafka_service.bootstrap, topics.raw,
+                         [("site1/TH1", msg.reading("TH1", "2020-01-01T04:00:00Z", 4.0, seq=4))])
             live = ws.receive_json()
             assert live["phase"] == "live" and [r["data"]["value"] for r in live["records"]] == [4.0]
     finally:
@@ -296,24 +303,24 @@ def test_a_bridge_started_behind_the_sync_workers_gives_history_clients_what_hba
     """Days 1-2 are stored (the sync workers' group committed after them), days 3-4 are in Kafka only when the
     bridge starts. A history-first client gets days 3-4 (HBase, here an empty fake, would give it days 1-2) and then
     day 5 live; a client without history only day 5. (The chaos test's reconnecting client once missed days so.)"""
-    producer = transactional(kafka_service.bootstrap)
     key = "site1/AggDay[TH1]"  # one partition, in order
 
     def days(*numbers: int) -> list[tuple[str | None, bytes]]:
         return [(key, msg.aggregate(day=f"2020-01-0{d}", value=float(d))) for d in numbers]
 
-    produce(producer, topics.aggregates, days(1, 2))
-    commit_the_end(kafka_service.bootstrap, topics.sync_group, topics.aggregates)
-    produce(producer, topics.aggregates, days(3, 4))
-    with bridge(config_for(kafka_service, topics), history=NoHistory()) as client:
-        live_ws = connect(client)
-        subscribe(live_ws, id="l", stream="aggregates", sites=["site1"])
-        history_ws = connect(client)
-        subscribe(history_ws, id="h", stream="aggregates", sites=["site1"], last=10)
-        produce(producer, topics.aggregates, days(5))
-        # day 5 comes last: the catch-up is read (and handed over) before what follows it on the partition
-        assert values_until(history_ws, 5.0) == [3.0, 4.0, 5.0]
-        assert values_until(live_ws, 5.0) == [5.0]
+    with transactional(kafka_service.bootstrap) as producer:
+        produce(producer, topics.aggregates, days(1, 2))
+        commit_the_end(kafka_service.bootstrap, topics.sync_group, topics.aggregates)
+        produce(producer, topics.aggregates, days(3, 4))
+        with bridge(config_for(kafka_service, topics), history=NoHistory()) as client:
+            live_ws = connect(client)
+            subscribe(live_ws, id="l", stream="aggregates", sites=["site1"])
+            history_ws = connect(client)
+            subscribe(history_ws, id="h", stream="aggregates", sites=["site1"], last=10)
+            produce(producer, topics.aggregates, days(5))
+            # day 5 comes last: the catch-up is read (and handed over) before what follows it on the partition
+            assert values_until(history_ws, 5.0) == [3.0, 4.0, 5.0]
+            assert values_until(live_ws, 5.0) == [5.0]
 
 
 def test_the_live_tail_keeps_going_across_a_broker_restart(kafka_service: Any, topics: Topics,
@@ -325,16 +332,16 @@ def test_the_live_tail_keeps_going_across_a_broker_restart(kafka_service: Any, t
     with bridge(config_for(kafka_service, topics), history=NoHistory()) as client:
         ws = connect(client)
         subscribe(ws, id="a", stream="aggregates", sites=["site1"])
-        produce(transactional(kafka_service.bootstrap), topics.aggregates,
-                [(key, msg.aggregate(day="2020-01-01", value=1.0))])
+        produce_once(kafka_service.bootstrap, topics.aggregates,
+                     [(key, msg.aggregate(day="2020-01-01", value=1.0))])
         assert values_until(ws, 1.0) == [1.0]
         kafka_service.stop()
         try:
             time.sleep(2)  # the tail sees the broker gone
         finally:
             kafka_service.start()
-        produce(transactional(kafka_service.bootstrap), topics.aggregates,
-                [(key, msg.aggregate(day="2020-01-02", value=2.0))])
+        produce_once(kafka_service.bootstrap, topics.aggregates,
+                     [(key, msg.aggregate(day="2020-01-02", value=2.0))])
         assert values_until(ws, 2.0) == [2.0]
 
 
@@ -357,8 +364,8 @@ def test_a_bridge_started_while_kafka_is_down_tails_from_the_end_once_it_is_back
             try:
                 ws.receive_json()
                 subscribe(ws, id="a", stream="raw")
-                produce(transactional(kafka_service.bootstrap), topics.raw,
-                        [("site1/TH1", msg.reading("TH1", "2020-01-01T00:30:00Z", 2.0, seq=2))])
+                produce_once(kafka_service.bootstrap, topics.raw,
+                             [("site1/TH1", msg.reading("TH1", "2020-01-01T00:30:00Z", 2.0, seq=2))])
                 assert [r["data"]["value"] for r in collect(ws, 1)] == [2.0]  # the old record is not replayed
             finally:
                 ws.__exit__(None, None, None)
