@@ -18,10 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import statistics
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -60,21 +58,10 @@ def services(args: argparse.Namespace) -> Iterator[tuple[str, str, int]]:
     if args.bootstrap and args.thrift_port:
         yield args.bootstrap, args.thrift_host, args.thrift_port
         return
-    from iotpipe_stack.ports import free_ports
-    from iotpipe_stack.settings import resolve
-    from iotpipe_stack.stack import LocalStack
+    from own_stack import own_stack
 
-    with tempfile.TemporaryDirectory(prefix="bench-sync-") as home:
-        kafka, controller, zk, thrift = free_ports(4)
-        environ = {k: v for k, v in os.environ.items() if k in ("IOTPIPE_CACHE",)}
-        settings = resolve(environ, {"home": home}).replace(kafka_port=kafka, kafka_controller_port=controller,
-                                                            zk_port=zk, thrift_port=thrift)
-        stack = LocalStack(settings, progress=lambda m: print(f"[stack] {m}", flush=True), die_with_parent=True)
-        try:
-            stack.up(["kafka", "hbase", "thrift"], flink=False)
-            yield settings.bootstrap, settings.host, settings.thrift_port
-        finally:
-            stack.down()
+    with own_stack("bench-sync-", ["kafka", "hbase", "thrift"]) as settings:
+        yield settings.bootstrap, settings.host, settings.thrift_port
 
 
 def produce(bootstrap: str, topics: Topics, rows: int) -> list[bytes]:
