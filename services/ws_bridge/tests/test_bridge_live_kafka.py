@@ -287,8 +287,13 @@ def values_until(ws: WebSocketTestSession, last: float) -> list[float]:
 
 
 def commit_the_end(bootstrap: str, group: str, topic: str) -> None:
-    """Commit ``topic``'s end for ``group``, as a sync worker does once it has stored everything before it."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    """Commit ``topic``'s end for ``group``, as a sync worker does once it has stored everything before it. The end is
+    the high watermark (read_uncommitted): everything produced and acknowledged. A read_committed consumer's end is the
+    last stable offset, which stays before a just committed transaction until the broker has written its commit
+    marker (after commit_transaction returns), so under load this could commit 0: the likely cause of one failure,
+    the bridge caught up on days 1-5."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
+                         "isolation.level": "read_uncommitted"})
     try:
         partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
         ends = [TopicPartition(topic, p, consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1])
