@@ -33,7 +33,6 @@ from typing import Any
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
-    ConsumerGroupTopicPartitions,
     IsolationLevel,
     KafkaError,
     KafkaException,
@@ -45,6 +44,7 @@ from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-d
 from iotcommon.errors import MessageError
 from iotcommon.topics import Topics
 from ws_bridge.dedup import RecentIdents
+from ws_bridge.group_offsets import committed_offsets
 from ws_bridge.lazy import Live, pending
 from ws_bridge.records import STREAMS, OrderTracker, decode, topic_of
 
@@ -84,8 +84,7 @@ def settle(futures: Iterable[Future[Any]]) -> None:
     """Wait until every request of an admin client has its answer (each has a request timeout), so the client can be
     destroyed in this thread, by its ``with`` block. A client left to the garbage collector can be collected inside
     one of librdkafka's own callbacks, which can crash the process (confluentinc/confluent-kafka-python#1761, #2131).
-    (A CI run's pytest process died of a segmentation fault in the bridge's Kafka tests; this was a suspect, but the
-    crash came once more after this change: its cause is still unknown.)"""
+    (Not the cause of the segmentation fault of the bridge's CI tests: see ``ws_bridge.group_offsets``.)"""
     wait(list(futures))
 
 
@@ -196,17 +195,15 @@ class KafkaTail:
             return [TopicPartition(tp.topic, tp.partition, future.result().offset) for tp, future in futures.items()]
 
     def _catch_up(self, ends: list[TopicPartition]) -> list[TopicPartition]:
-        """The first assignment moved back to the sync workers' committed offsets (see the module doc)."""
+        """The first assignment moved back to the sync workers' committed offsets (see the module doc; read as
+        ``ws_bridge.group_offsets`` says, never with an AdminClient)."""
         stored: dict[Partition, int] = {}
-        request = ConsumerGroupTopicPartitions(self._catch_up_group,
-                                               [TopicPartition(tp.topic, tp.partition) for tp in ends])
         try:
-            with AdminClient({"bootstrap.servers": self._bootstrap}) as admin:
-                futures = admin.list_consumer_group_offsets([request], request_timeout=10)
-                settle(futures.values())
-                for tp in futures[self._catch_up_group].result().topic_partitions:
-                    if tp.error is None:
-                        stored[(tp.topic, tp.partition)] = tp.offset
+            for tp in committed_offsets(self._bootstrap, self._catch_up_group,
+                                        [TopicPartition(tp.topic, tp.partition) for tp in ends],
+                                        client_id=f"{self._group_id}-catch-up", stop=self._stop):
+                if tp.error is None:
+                    stored[(tp.topic, tp.partition)] = tp.offset
         except KafkaException as exc:  # no catch-up then: the bridge still starts
             log.warning("could not read group %s's offsets (no catch-up): %s", self._catch_up_group, exc)
             return ends
