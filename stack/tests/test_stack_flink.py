@@ -27,10 +27,10 @@ def test_pyflink_job_reads_one_topic_and_writes_another(
         for fut in futures.values():
             fut.result()
     values = [f"device-{i}:{i * 7}" for i in range(20)]
-    producer = Producer({"bootstrap.servers": kafka_service.bootstrap})
-    for v in values:
-        producer.produce(source, value=v.encode())
-    assert producer.flush(60) == 0
+    with Producer({"bootstrap.servers": kafka_service.bootstrap}) as producer:  # destroyed here, not by the GC
+        for v in values:
+            producer.produce(source, value=v.encode())
+        assert producer.flush(60) == 0
 
     proc = flink_runtime.run(
         [str(JOB), "--bootstrap", kafka_service.bootstrap, "--source", source, "--sink", sink,
