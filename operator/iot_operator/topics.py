@@ -7,6 +7,7 @@ shrink a topic; changing replicas needs a reassignment) -> KafkaTopicsReady=Fals
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +17,9 @@ from iot_operator.spec import TopicSpec
 from iotcommon.errors import ServiceUnavailable
 
 log = logging.getLogger(__name__)
+
+#: seconds beyond a request's own timeout that its answer may take to arrive
+SETTLE_MARGIN_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,13 @@ class KafkaAdmin:
                                   "logger": logging.getLogger("iot_operator.kafka")})  # type: ignore[dict-item]
         self.bootstrap = bootstrap
 
+    def _settle(self, futures: Mapping[Any, Any]) -> Mapping[Any, Any]:
+        """Waits until every request has its answer (each has a request timeout) before any is read: a result that
+        raises must not leave requests in flight when the client is dropped, which can crash the process in
+        confluent-kafka (confluentinc/confluent-kafka-python#1761)."""
+        concurrent.futures.wait(list(futures.values()), timeout=self.timeout + SETTLE_MARGIN_S)
+        return futures
+
     def _unavailable(self, exc: Exception) -> ServiceUnavailable:
         return ServiceUnavailable(f"Kafka at {self.bootstrap} is unreachable: {exc}")
 
@@ -101,8 +112,8 @@ class KafkaAdmin:
         states: dict[str, TopicState] = {}
         if not present:
             return states
-        futures = self.admin.describe_configs([ConfigResource(ResourceType.TOPIC, n) for n in present],
-                                              request_timeout=self.timeout)
+        futures = self._settle(self.admin.describe_configs([ConfigResource(ResourceType.TOPIC, n) for n in present],
+                                                           request_timeout=self.timeout))
         for res, fut in futures.items():
             try:
                 entries = fut.result(timeout=self.timeout)
@@ -130,7 +141,7 @@ class KafkaAdmin:
         errors: dict[str, str] = {}
 
         def wait(futures: Mapping[Any, Any], what: str, ok_codes: tuple[int, ...] = ()) -> None:
-            for target, fut in futures.items():
+            for target, fut in self._settle(futures).items():
                 name = target if isinstance(target, str) else target.name
                 try:
                     fut.result(timeout=self.timeout)
@@ -167,7 +178,8 @@ class KafkaAdmin:
         if not names:
             return []
         deleted = []
-        futures = self.admin.delete_topics(list(names), operation_timeout=self.timeout, request_timeout=self.timeout)
+        futures = self._settle(self.admin.delete_topics(list(names), operation_timeout=self.timeout,
+                                                        request_timeout=self.timeout))
         for name, fut in futures.items():
             try:
                 fut.result(timeout=self.timeout)

@@ -57,10 +57,14 @@ class Session:
     def offer(self, frame: str, records: int = 0) -> int:
         """Queue a frame (``records`` = 0: a control frame, never dropped). Returns the records dropped now."""
         self._frames.append((frame, records))
-        self._pending += records
-        dropped = 0
-        while self._pending > self.limit:
-            dropped += self._drop_oldest_data()
+        # the count is set once, already within its bound: a reader in another thread (/metrics, a test) never sees
+        # it above the limit between the append and the drops
+        pending, dropped = self._pending + records, 0
+        while pending > self.limit:
+            count = self._drop_oldest_data()
+            pending -= count
+            dropped += count
+        self._pending = pending
         if dropped:
             self._dropped += dropped
             self.dropped_total += dropped
@@ -84,10 +88,10 @@ class Session:
         self._wake.set()
 
     def _drop_oldest_data(self) -> int:
+        """Removes the oldest data frame and returns its records (the caller lowers the pending count)."""
         for index, (_, count) in enumerate(self._frames):
             if count:
                 del self._frames[index]
-                self._pending -= count
                 return count
         raise AssertionError("pending records without a data frame")  # pragma: no cover
 
