@@ -33,7 +33,7 @@ from typing import Any
 
 from e2e import report
 from e2e.clients import Clients
-from e2e.load import PacedProducer, raw_baselines
+from e2e.load import PacedProducer, higher_baseline, raw_baselines
 from e2e.observe import HBaseProber, Offsets
 from e2e.pipeline import PARTITIONS, Options, Running, running_pipeline
 from e2e.runner import Sample, sample, summarise, warm_up
@@ -54,7 +54,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", default=DEFAULT_STEPS, help=f"offered rates, readings/s (default {DEFAULT_STEPS})")
     p.add_argument("--hold-s", type=float, default=60.0, help="seconds each step is held (default 60)")
-    p.add_argument("--quick", action="store_true", help=f"steps {QUICK_STEPS}, 20 s each, smaller baseline")
+    p.add_argument("--quick", action="store_true",
+                   help=f"steps {QUICK_STEPS}, 20 s each, smaller baseline, no warm-up, --jit quick")
     p.add_argument("--sites", type=int, default=20, help="sites (x 7 sensors = devices; default 20)")
     p.add_argument("--clients", type=int, default=4, help="websocket clients, one site each (default 4)")
     p.add_argument("--workers", type=int, default=1, help="sync workers in one group (default 1)")
@@ -67,10 +68,17 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--baseline-rounds", type=int, default=3,
                    help="timed rounds of the baseline after an untimed one; the median counts (default 3)")
     p.add_argument("--no-stop", action="store_true", help="run every step even after one is not sustained")
-    p.add_argument("--warmup-s", type=float, default=60.0,
-                   help="seconds of load at the first step's rate before the measured steps, never reported: the "
-                        "JVMs' JIT compilers use a large share of the CPU for minutes after a start (default 60; "
-                        "0: none)")
+    p.add_argument("--warmup-s", type=float, default=180.0,
+                   help="seconds of load at --warmup-rate before the measured steps, never reported: the JVMs' JIT "
+                        "compilers use a large share of the CPU for minutes after a start (default 180; 0: none)")
+    p.add_argument("--jit", choices=("full", "quick"), default="full",
+                   help="JIT of the stack's Kafka, HBase and Thrift JVMs (IOTPIPE_JIT; default full: C1 then C2, as "
+                        "a long-running deployment runs them; needs the warm-up, C2 compiles for minutes after a "
+                        "start. quick: C1 only, `make run`'s quick start)")
+    p.add_argument("--warmup-rate", type=int, default=0,
+                   help="readings/s of the warm-up (default 0: the first step's rate). Below the steps' rates the "
+                        "JIT compiles without leaving a backlog for the first step (at 30,000/s a 180 s warm-up "
+                        "left ~900,000 readings in the sync group, at 20,000/s none)")
     p.add_argument("--doc", default="", help="write the results section of this page (e.g. docs/performance-runs.md)")
     p.add_argument("--img", default="", help="write the plots into this directory (e.g. docs/img)")
     p.add_argument("--label", default="", help="name of this run in the doc section and the plots' file names")
@@ -79,26 +87,28 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         "temporary one)")
     args = p.parse_args(argv)
     if args.quick:
-        args.steps, args.hold_s, args.baseline_readings, args.warmup_s = QUICK_STEPS, 20.0, 100_000, 0.0
+        args.steps, args.hold_s, args.baseline_readings, args.warmup_s, args.jit = \
+            QUICK_STEPS, 20.0, 100_000, 0.0, "quick"
     try:
         args.rates = [int(r) for r in args.steps.split(",") if r.strip()]
     except ValueError:
         p.error(f"--steps: not a list of integers: {args.steps!r}")
     if not args.rates or min(args.rates) < 1 or args.hold_s < 6 or args.workers < 1 or args.clients < 0 \
-            or args.sites < max(1, args.clients) or args.sites > 9999 or args.baseline_rounds < 1:
-        p.error("need rates >= 1, --hold-s >= 6, --workers >= 1, 1 <= --sites <= 9999, --clients <= --sites and "
-                "--baseline-rounds >= 1")
+            or args.sites < max(1, args.clients) or args.sites > 9999 or args.baseline_rounds < 1 \
+            or args.warmup_rate < 0:
+        p.error("need rates >= 1, --hold-s >= 6, --workers >= 1, 1 <= --sites <= 9999, --clients <= --sites, "
+                "--baseline-rounds >= 1 and --warmup-rate >= 0")
     return args
 
 
 def run(args: argparse.Namespace, pipeline: Running) -> dict[str, Any]:
-    plan = make_plan(args.rates, args.hold_s, args.sites, datetime.now(UTC), warmup_s=args.warmup_s)
+    plan = make_plan(args.rates, args.hold_s, args.sites, datetime.now(UTC), warmup_s=args.warmup_s,
+                     warmup_rate=args.warmup_rate)
     measured = plan.measured
     log(f"raw Kafka baseline: {args.baseline_readings:,} readings produced, then consumed; an untimed round, then "
         f"the median of {args.baseline_rounds}")
-    baseline = raw_baselines(pipeline.bootstrap, plan, args.baseline_readings, args.baseline_rounds)
-    log(f"  {baseline['rate']:,.0f} readings/s (produce {baseline['produce_s']:.1f} s + consume "
-        f"{baseline['consume_s']:.1f} s; rounds {', '.join(f'{r:,.0f}' for r in baseline['rounds'])})")
+    before = raw_baselines(pipeline.bootstrap, plan, args.baseline_readings, args.baseline_rounds)
+    log_baseline(before)
     warm_up(pipeline, plan, log)
     offsets = Offsets(pipeline.bootstrap, pipeline.topics, PARTITIONS)
     clients = Clients(f"ws://127.0.0.1:{pipeline.bridge_port}/ws", args.clients, plan, 0.0)
@@ -153,10 +163,26 @@ def run(args: argparse.Namespace, pipeline: Running) -> dict[str, Any]:
         if committed is not None:
             committed.stop()
         offsets.close()
+    log("raw Kafka baseline again, on the warm broker, every other process stopped first")
+    for name in pipeline.stack.process_names():
+        if name != "kafka" and pipeline.stack.running_pid(name) is not None:
+            pipeline.stack.stop_service(name)
+    after = raw_baselines(pipeline.bootstrap, plan, args.baseline_readings, args.baseline_rounds)
+    log_baseline(after)
+    baseline = higher_baseline(before, after)
     sat = saturation(windows)
     return {"baseline": baseline, "steps": steps, "saturation_rate": sat, "saturation_ratio": sat / baseline["rate"],
             "lag_series": [(s.t - start_wall, s.lag) for s in samples], "probes_missing": prober.log.missing,
             "ws_duplicates": clients.log.duplicates, "ws_errors": clients.log.errors[:5]}
+
+
+def plan_warmup_rate(args: argparse.Namespace) -> int:
+    return int(args.warmup_rate or args.rates[0]) if args.warmup_s > 0 else 0
+
+
+def log_baseline(baseline: dict[str, Any]) -> None:
+    log(f"  {baseline['rate']:,.0f} readings/s (produce {baseline['produce_s']:.1f} s + consume "
+        f"{baseline['consume_s']:.1f} s; rounds {', '.join(f'{r:,.0f}' for r in baseline['rounds'])})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started in the background (SIG_IGN)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops everything like Ctrl-C
     options = Options(workers=args.workers, checkpoint_ms=args.checkpoint_ms, live_raw=args.live_raw,
-                      compare_committed=args.compare_committed)
+                      compare_committed=args.compare_committed, jit=args.jit)
     load_before = os.getloadavg()[0]
     with running_pipeline(options, log, keep_home=args.keep_home) as pipeline:
         result = run(args, pipeline)
@@ -180,9 +206,13 @@ def main(argv: list[str] | None = None) -> int:
         page.write_text(report.replace_section(page.read_text() if page.exists() else "", text, label))
         log(f"wrote the {label} section of {page}")
     figures = {"bench": "e2e", "label": label, "workers": args.workers, "checkpoint_ms": args.checkpoint_ms,
+               "jit": args.jit, "warmup_s": args.warmup_s, "warmup_rate": plan_warmup_rate(args),
                "live_raw": args.live_raw, "saturation_readings_s": result["saturation_rate"],
                "baseline_readings_s": round(result["baseline"]["rate"]),
-               "baseline_rounds_readings_s": [round(r) for r in result["baseline"]["rounds"]],
+               "baseline_before_readings_s": round(result["baseline"]["before"]["rate"]),
+               "baseline_after_readings_s": round(result["baseline"]["after"]["rate"]),
+               "baseline_rounds_readings_s": {when: [round(r) for r in result["baseline"][when]["rounds"]]
+                                              for when in ("before", "after")},
                "saturation_ratio": round(result["saturation_ratio"], 4), "load_avg": [load_before, load_after],
                "steps": [{k: v for k, v in s.items() if k not in ("cpu", "rss_mib")} for s in result["steps"]],
                "probes_missing": result["probes_missing"], "ws_duplicates": result["ws_duplicates"]}
@@ -193,17 +223,22 @@ def main(argv: list[str] | None = None) -> int:
 def summary_text(args: argparse.Namespace, result: dict[str, Any], label: str, load_before: float,
                  load_after: float) -> str:
     steps = result["steps"]
+
+    def rounds(baseline: dict[str, Any]) -> str:
+        return f"{baseline['rate']:,.0f} ({' / '.join(f'{r:,.0f}' for r in baseline['rounds'])})"
+
     return "\n".join([
         f"### Run `{label}`: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         "",
         f"`python bench/bench_e2e.py --steps {args.steps} --hold-s {args.hold_s:.0f} --warmup-s {args.warmup_s:.0f} "
+        f"--warmup-rate {args.warmup_rate} --jit {args.jit} "
         f"--workers {args.workers} "
         f"--checkpoint-ms {args.checkpoint_ms} --live-raw {args.live_raw}"
         f"{' --compare-committed' if args.compare_committed else ''}`; {args.sites} sites x 7 sensors, "
         f"{args.clients} websocket clients; load average {load_before:.1f} before, {load_after:.1f} after.",
         "",
-        f"Raw confluent-kafka produce+consume baseline (same run, median of "
-        f"{', '.join(f'{r:,.0f}' for r in result['baseline']['rounds'])}): "
+        f"Raw confluent-kafka produce+consume baseline (same run, the higher of two medians: before the load "
+        f"{rounds(result['baseline']['before'])}, after it on the warm broker {rounds(result['baseline']['after'])}): "
         f"**{result['baseline']['rate']:,.0f} readings/s**. "
         f"Saturation point: **{result['saturation_rate']:,.0f} readings/s** = "
         f"**{result['saturation_ratio']:.3f}** of the baseline. HBase probes never found: {result['probes_missing']}; "

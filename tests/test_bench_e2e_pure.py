@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
-from e2e.load import PlanEncoder, median_baseline
+from e2e.load import PlanEncoder, higher_baseline, median_baseline
 from e2e.probes import HeadProbes
 from e2e.report import finite, replace_section
 from e2e.schedule import SENSOR_NAMES, make_plan, value_of
@@ -41,6 +41,14 @@ def test_a_warm_up_runs_first_at_the_first_rate_and_is_not_measured() -> None:
     assert plan.due_s(3000) == 30.0 and plan.total == 8000
     unwarmed = make_plan([100, 400], hold_s=10, sites=2, now=NOW)
     assert not unwarmed.warmup and unwarmed.measured == unwarmed.steps
+
+
+def test_a_warm_up_can_run_below_the_first_rate() -> None:
+    plan = make_plan([400, 800], hold_s=10, sites=2, now=NOW, warmup_s=30, warmup_rate=100)
+    # 30 s at 100/s = readings 0..2999, then 10 s at 400/s and 10 s at 800/s
+    assert [(s.rate, s.start_index, s.end_index, s.start_s) for s in plan.steps] == \
+        [(100, 0, 3000, 0.0), (400, 3000, 7000, 30.0), (800, 7000, 15000, 40.0)]
+    assert plan.measured == plan.steps[1:]
 
 
 def test_a_readings_identity_gives_back_its_index() -> None:
@@ -160,3 +168,13 @@ def test_the_baseline_is_the_round_with_the_median_rate_and_keeps_every_rounds_r
     rounds = [{"rate": 150.0, "produce_s": 1.0}, {"rate": 90.0, "produce_s": 2.0}, {"rate": 120.0, "produce_s": 3.0}]
     assert median_baseline(rounds) == {"rate": 120.0, "produce_s": 3.0, "rounds": [150.0, 90.0, 120.0]}
     assert median_baseline(rounds[:2])["rate"] == 150.0  # an even count: the upper middle one
+
+
+def test_the_ratio_uses_the_higher_of_the_baselines_before_and_after_the_load_and_keeps_both() -> None:
+    cold = {"rate": 100.0, "rounds": [90.0, 100.0, 110.0]}
+    warm = {"rate": 140.0, "rounds": [130.0, 140.0, 150.0]}
+    after_higher = higher_baseline(cold, warm)
+    assert after_higher["rate"] == 140.0 and after_higher["rounds"] == [130.0, 140.0, 150.0]
+    assert after_higher["before"] is cold and after_higher["after"] is warm
+    before_higher = higher_baseline(warm, cold)
+    assert before_higher["rate"] == 140.0 and before_higher["before"] is warm and before_higher["after"] is cold

@@ -170,3 +170,11 @@ def raw_baselines(bootstrap: str, plan: Plan, count: int, rounds: int) -> dict[s
     raw_baseline(bootstrap, plan, min(count, 100_000))
     return median_baseline([raw_baseline(bootstrap, plan, count) for _ in range(rounds)])
 
+
+def higher_baseline(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """The baseline the ratio uses: the higher of the medians taken before the load (a broker that has just started,
+    its JIT still compiling) and after it (a warm broker, every other process stopped). The higher one is the
+    stricter ratio; both stay in the result (``before``, ``after``)."""
+    chosen = after if after["rate"] > before["rate"] else before
+    return {**chosen, "before": before, "after": after}
+

@@ -33,6 +33,7 @@ class Options:
     live_raw: str = "uncommitted"
     compare_committed: bool = False  # a second bridge with live_raw=committed, for a same-run comparison
     job_heap: str = "1g"
+    jit: str = "full"  # of the stack's Kafka, HBase and Thrift JVMs (IOTPIPE_JIT): steady state, as a deployment runs
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ def running_pipeline(options: Options, progress: Callable[[str], None], keep_hom
         home = Path(keep_home or tmp)
         kafka, controller, zk, thrift = free_ports(4)
         environ = {k: v for k, v in os.environ.items() if k in ("IOTPIPE_CACHE", "IOTPIPE_FLINK_VENV")}
-        settings = resolve(environ, {"home": str(home)}).replace(
+        settings = resolve(environ, {"home": str(home), "jit": options.jit}).replace(
             kafka_port=kafka, kafka_controller_port=controller, zk_port=zk, thrift_port=thrift)
         stack = LocalStack(settings, progress=lambda m: progress(f"[stack] {m}"), die_with_parent=True)
         try:

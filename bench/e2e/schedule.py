@@ -91,12 +91,12 @@ def site_name(number: int) -> str:
 
 
 def make_plan(rates: list[int], hold_s: float, sites: int, now: datetime, gap_s: float = 0.0,
-              warmup_s: float = 0.0) -> Plan:
-    """Steps back to back (``gap_s`` between them), after a warm-up step of ``warmup_s`` seconds at the first rate
-    when ``warmup_s`` > 0; event time starts at the UTC midnight 3 years before ``now`` so even a long run stays in
-    the past (the job refuses readings stamped ahead of their Kafka time)."""
+              warmup_s: float = 0.0, warmup_rate: int = 0) -> Plan:
+    """Steps back to back (``gap_s`` between them), after a warm-up step of ``warmup_s`` seconds at ``warmup_rate``
+    (0: the first step's rate) when ``warmup_s`` > 0; event time starts at the UTC midnight 3 years before ``now`` so
+    even a long run stays in the past (the job refuses readings stamped ahead of their Kafka time)."""
     base = datetime.combine(now.date() - timedelta(days=3 * 365), datetime.min.time(), UTC)
-    holds = [(rates[0], warmup_s)] if warmup_s > 0 and rates else []
+    holds = [(warmup_rate or rates[0], warmup_s)] if warmup_s > 0 and rates else []
     holds += [(rate, hold_s) for rate in rates]
     steps: list[Step] = []
     index, at = 0, 0.0
