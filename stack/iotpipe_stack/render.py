@@ -34,8 +34,9 @@ COMMON_JVM_FLAGS: tuple[str, ...] = (
 )
 
 
-#: per IOTPIPE_JIT: "quick" stops at C1. C2 code should cost less CPU per message once hot (HBase + Thrift ~21 against
-#: ~17 us per row in bench_sync), but compiling costs 2-3x as much for minutes, and bench-e2e saw no gain after them.
+#: per IOTPIPE_JIT: "quick" stops at C1 (the default: quick starts). C2 code costs less CPU per message once hot (HBase
+#: + Thrift ~21 against ~17 us per row in bench_sync; bench-e2e at 30,000/s: HBase 19 against 30 % of a core), but
+#: compiling costs 2-3x as much for minutes after a start. bench-e2e runs "full" after a 180 s warm-up.
 JIT_FLAGS: dict[str, tuple[str, ...]] = {"full": (), "quick": ("-XX:TieredStopAtLevel=1",)}
 
 

@@ -40,7 +40,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("thrift_heap", "IOTPIPE_THRIFT_HEAP", "256m", "HBase Thrift server JVM -Xmx"),
     Setting("start_timeout", "IOTPIPE_START_TIMEOUT", "180", "seconds to wait for a component to become ready"),
     Setting("jit", "IOTPIPE_JIT", "quick", "JIT of the Kafka, HBase and Thrift JVMs: quick (C1 only: quick starts, "
-            "no C2 compile storm) or full (C1 then C2; no gain measured in bench-e2e, docs/performance.md)"),
+            "no C2 compile storm) or full (C1 then C2: minutes of compiling, then less CPU; docs/performance.md)"),
 )
 
 JIT_MODES = ("full", "quick")
