@@ -176,6 +176,9 @@ class Cluster:
 
     # -- start ---------------------------------------------------------------------------------------------------
     def start(self) -> None:
+        problem = self.paths.socket_problem()
+        if problem is not None:  # containerd would fail later with "unix socket path too long"
+            raise StackError(problem)
         if self.running():
             raise StackError(f"a cluster is already running under {self.home} ({', '.join(self.running())}); "
                              "stop it first: make cluster-down")

@@ -62,11 +62,32 @@ class AddressPlan:
         return f"10.235.{self.slot}.0/24"
 
 
+#: the longest Unix socket path containerd accepts (it refuses "> 104" for every platform; Linux allows 107)
+SOCKET_PATH_MAX = 104
+
+
 @dataclass(frozen=True)
 class NodePaths:
     """Where the node keeps its state, under the cluster home."""
 
     home: Path
+
+    @property
+    def sockets(self) -> tuple[Path, ...]:
+        """The Unix sockets the node's programs create under the home: containerd's two, the kubelet's two."""
+        return (self.containerd_socket, Path(f"{self.containerd_socket}.ttrpc"),
+                self.kubelet_dir / "device-plugins" / "kubelet.sock",
+                self.kubelet_dir / "pod-resources" / "kubelet.sock")
+
+    def socket_problem(self) -> str | None:
+        """Why this home cannot hold the node's sockets (a path too long for a Unix socket), or None."""
+        longest = max(self.sockets, key=lambda p: len(str(p)))
+        if len(str(longest)) <= SOCKET_PATH_MAX:
+            return None
+        room = SOCKET_PATH_MAX - (len(str(longest)) - len(str(self.home)))
+        return (f"the cluster home {self.home} is too long: the node's socket {longest} would have "
+                f"{len(str(longest))} characters, and Unix sockets allow {SOCKET_PATH_MAX}; choose a home of at most "
+                f"{room} characters (--home)")
 
     @property
     def containerd_root(self) -> Path:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -176,8 +178,18 @@ def _netns_of(pid: int) -> str:
     return os.readlink(f"/proc/{pid}/ns/net")
 
 
-def test_up_and_down_from_the_command_line_leave_nothing_behind(tmp_path: Path) -> None:
-    home = tmp_path / "c"
+@pytest.fixture
+def short_home() -> Iterator[Path]:
+    """A cluster home short enough for the node's Unix sockets: pytest's tmp_path is not under xdist (popen-gwN/ makes
+    containerd's socket path longer than the 104 characters it accepts)."""
+    parent = Path(tempfile.mkdtemp(prefix="iotpipe-c-"))
+    yield parent / "c"
+    if not cluster_net.mounts_under(parent):  # never delete through a mount the test failed to clean up
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+def test_up_and_down_from_the_command_line_leave_nothing_behind(short_home: Path) -> None:
+    home = short_home
     env = {**os.environ, "IOTPIPE_CLUSTER_TIMEOUT": "600"}
     cli = [sys.executable, "-m", "iotpipe_stack.cluster"]
     up = subprocess.run([*cli, "up", "--home", str(home)], capture_output=True, text=True, env=env, cwd=REPO_ROOT,

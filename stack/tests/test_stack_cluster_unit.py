@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from iotcommon.errors import StackError
 from iotpipe_stack import cluster, cluster_tools
 from iotpipe_stack.cluster_addons import (
     BUSYBOX_IMAGE,
@@ -22,6 +23,7 @@ from iotpipe_stack.cluster_config import (
     DNS_SERVICE_IP,
     PAUSE_IMAGE,
     SERVICE_CIDR,
+    SOCKET_PATH_MAX,
     AddressPlan,
     NodePaths,
     cni_conflist,
@@ -61,6 +63,28 @@ def test_containerd_keeps_everything_under_the_home(tmp_path: Path) -> None:
                    'runtime_type = "io.containerd.runc.v2"', f'conf_dir = "{tmp_path}/cni/net.d"'):
         assert needle in text
     assert "/var/lib/containerd" not in text and "/run/containerd" not in text
+
+
+def test_a_home_too_long_for_the_nodes_sockets_is_refused_with_the_length_that_fits() -> None:
+    longest = "/kubelet/device-plugins/kubelet.sock"  # the longest socket path under the home
+    fits = Path("/" + "h" * (SOCKET_PATH_MAX - len(longest) - 1))
+    assert len(f"{fits}{longest}") == SOCKET_PATH_MAX
+    assert NodePaths(fits).socket_problem() is None
+    too_long = Path(f"{fits}x")
+    problem = NodePaths(too_long).socket_problem()
+    assert problem is not None
+    assert f"{too_long}{longest}" in problem and f"{SOCKET_PATH_MAX + 1} characters" in problem
+    assert f"at most {SOCKET_PATH_MAX - len(longest)} characters" in problem
+    # containerd's own sockets are checked too
+    assert Path(f"{fits}/containerd/containerd.sock.ttrpc") in NodePaths(fits).sockets
+    assert all(str(sock).startswith(f"{fits}/") for sock in NodePaths(fits).sockets)
+
+
+def test_the_cluster_refuses_a_long_home_before_starting_anything(tmp_path: Path) -> None:
+    home = tmp_path / ("h" * SOCKET_PATH_MAX)
+    with pytest.raises(StackError, match="too long"):
+        cluster.Cluster(home).start()
+    assert not home.exists()  # nothing was started or written
 
 
 def test_cni_bridge_uses_the_slot_pod_range(tmp_path: Path) -> None:
