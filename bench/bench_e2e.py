@@ -12,7 +12,8 @@ reading -> websocket frame latency percentiles, time from a day's first reading 
 row in HBase, CPU and RSS per component. A step is sustained when the backlog grows by at most 10 % of what was
 offered in the window and HBase gets >= 90 % of the offered rate. The run stops after the first step that is not.
 Saturation point = the highest sustained rate; ratio = saturation / a plain confluent-kafka produce+consume rate
-measured in the same run (same readings, same settings, same broker).
+measured in the same run (same readings, same settings, same broker): the median of three rounds before the load and
+three after it (the warm broker, every other process stopped), whichever is higher.
 
 Usage: python bench/bench_e2e.py [--steps 1000,5000,...] [--hold-s 60] [--quick] [--workers 2] [--checkpoint-ms 500]
        [--live-raw committed] [--doc docs/performance-runs.md --img docs/img]
