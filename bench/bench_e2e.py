@@ -173,12 +173,9 @@ def run(args: argparse.Namespace, pipeline: Running) -> dict[str, Any]:
     baseline = higher_baseline(before, after)
     sat = saturation(windows)
     return {"baseline": baseline, "steps": steps, "saturation_rate": sat, "saturation_ratio": sat / baseline["rate"],
+            "warmup_rate": plan.steps[0].rate if plan.warmup else 0,
             "lag_series": [(s.t - start_wall, s.lag) for s in samples], "probes_missing": prober.log.missing,
             "ws_duplicates": clients.log.duplicates, "ws_errors": clients.log.errors[:5]}
-
-
-def plan_warmup_rate(args: argparse.Namespace) -> int:
-    return int(args.warmup_rate or args.rates[0]) if args.warmup_s > 0 else 0
 
 
 def log_baseline(baseline: dict[str, Any]) -> None:
@@ -207,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         page.write_text(report.replace_section(page.read_text() if page.exists() else "", text, label))
         log(f"wrote the {label} section of {page}")
     figures = {"bench": "e2e", "label": label, "workers": args.workers, "checkpoint_ms": args.checkpoint_ms,
-               "jit": args.jit, "warmup_s": args.warmup_s, "warmup_rate": plan_warmup_rate(args),
+               "jit": args.jit, "warmup_s": args.warmup_s, "warmup_rate": result["warmup_rate"],
                "live_raw": args.live_raw, "saturation_readings_s": result["saturation_rate"],
                "baseline_readings_s": round(result["baseline"]["rate"]),
                "baseline_before_readings_s": round(result["baseline"]["before"]["rate"]),

@@ -180,8 +180,8 @@ def _netns_of(pid: int) -> str:
 
 @pytest.fixture
 def short_home() -> Iterator[Path]:
-    """A cluster home short enough for the node's Unix sockets: pytest's tmp_path is not under xdist (popen-gwN/ makes
-    containerd's socket path longer than the 104 characters it accepts)."""
+    """A cluster home short enough for the node's Unix sockets. pytest's tmp_path is not, under xdist: its popen-gwN/
+    made containerd's socket path longer than the 104 characters containerd accepts."""
     parent = Path(tempfile.mkdtemp(prefix="iotpipe-c-"))
     yield parent / "c"
     if not cluster_net.mounts_under(parent):  # never delete through a mount the test failed to clean up
