@@ -1,5 +1,10 @@
 """Pure daily-aggregation logic of the stream job: no Flink, no I/O. Unit-tested in the main venv.
 
+The reference model: the job runs its Java port (``services/stream_job/java/dev/iotpipe/flink/DayLogic.java``, in
+the JVM: no Python round trip per batch, no pickling of state). ``test_job_core`` runs every hand-worked scenario
+against both, and ``test_job_day_logic_java`` checks on random inputs that both emit the same bytes. A change to the
+rules is made in both.
+
 One ``DayAggregator`` instance serves every site; the per-site state lives in a ``Store`` (in Flink: a keyed
 ``MapState`` keyed by site; in unit tests: a dict). Callers feed valid, already-parsed readings with their site's
 clock and sequence number (computed upstream, before any reordering) and the current watermark, and get back the

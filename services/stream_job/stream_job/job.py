@@ -1,4 +1,4 @@
-"""The PyFlink job: wires the SQL of ``stream_job.sql`` and the keyed day aggregation of ``stream_job.core``.
+"""The PyFlink job: wires the SQL of ``stream_job.sql`` and the keyed day aggregation (Java ``DailyAggregates``).
 
 Topology (one Flink job):
 
@@ -8,7 +8,7 @@ Topology (one Flink job):
            fast  -> fields -------------------------------------------------\\
            slow  -> Python table function classify (iotcommon validator) --+-> valid -> INSERT <prefix>.raw
                                                    \\-> dead letters -> INSERT <prefix>.deadletter
-      valid -> DataStream keyed by site bucket -> Python KeyedProcessFunction (state + event-time timers)
+      valid -> DataStream keyed by site bucket -> Java KeyedProcessFunction DailyAggregates (state + event-time timers)
             -> aggregates -> INSERT <prefix>.aggregates ; late -> INSERT <prefix>.late
     All sinks are transactional Kafka sinks (exactly-once, committed on checkpoints).
 """
@@ -17,22 +17,20 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pyflink.common import Configuration, Row, Types
-from pyflink.datastream import KeyedProcessFunction, RuntimeContext, StreamExecutionEnvironment, TimeDomain
-from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
+from pyflink.common import Configuration
+from pyflink.datastream import DataStream, StreamExecutionEnvironment
+from pyflink.java_gateway import get_gateway
 from pyflink.table import DataTypes, Schema, StreamTableEnvironment, TableResult
 from pyflink.table.udf import udtf
+from pyflink.util.java_utils import add_jars_to_context_class_loader
 
-from iotcommon.zones import SiteZones
-from stream_job import sql
+from stream_job import day_spec, sql
 from stream_job.config import StreamJobConfig
-from stream_job.core import DayAggregator
-from stream_job.metrics import DayMetrics, reporter_on_classpath, reporter_settings
+from stream_job.metrics import reporter_on_classpath, reporter_settings
 from stream_job.udf_jar import FUNCTIONS
 from stream_job.validate import classify as classify_message
 from stream_job.validate import now_iso
@@ -50,192 +48,6 @@ VERDICT_TYPES = [DataTypes.BOOLEAN(), DataTypes.STRING(), DataTypes.STRING(), Da
 def classify(key: bytes | None, value: bytes | None, topic: str, partition: int, offset: int,
              limits: str) -> Iterator[tuple[Any, ...]]:
     yield tuple(classify_message(key, value, topic, partition, offset, now_iso(), limits))
-
-
-SEP = "\x1f"
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def epoch_ms(text: str) -> int:
-    """Epoch milliseconds (floored) of a reading's ``ts`` (RFC 3339 with Z) or of a clock as the SQL writes it
-    (``2020-10-05 21:15:00.000``: UTC, the job's table.local-time-zone)."""
-    parsed = datetime.fromisoformat(text)
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return (parsed - _EPOCH) // timedelta(milliseconds=1)
-
-
-_MISSING = object()
-
-
-class _SiteStore:
-    """core.Store of one site inside a bucket's PyFlink MapState (keys prefixed with the site), with a write-back
-    cache that lives for one call of the operator (``flush`` at its end, while the bucket is still the current key).
-
-    The day logic reads and writes the same few entries of a site (``I``, ``Q``, the day's blob) for every reading of
-    a batch, and every MapState access goes through several layers of PyFlink's state classes; here it is a dict
-    access, and MapState sees one read and one write per entry and batch. State values are never None."""
-
-    def __init__(self, state: Any, site: str) -> None:
-        self.state = state
-        self.prefix = site + SEP
-        self.cache: dict[str, Any] = {}  # key -> value (None: absent), read or written during this call
-        self.dirty: set[str] = set()
-
-    def get(self, key: str) -> Any:
-        value = self.cache.get(key, _MISSING)
-        if value is _MISSING:
-            value = self.cache[key] = self.state.get(self.prefix + key)
-        return value
-
-    def put(self, key: str, value: Any) -> None:
-        self.cache[key] = value
-        self.dirty.add(key)
-
-    def remove(self, key: str) -> None:
-        self.cache[key] = None
-        self.dirty.add(key)
-
-    def all_keys(self) -> Iterable[str]:
-        self.flush()
-        n = len(self.prefix)
-        return [k[n:] for k in list(self.state.keys()) if k.startswith(self.prefix)]
-
-    def flush(self) -> None:
-        """Write what changed to the MapState and forget the cache (the next call may have another current key)."""
-        for key in self.dirty:
-            value = self.cache[key]
-            if value is None:
-                self.state.remove(self.prefix + key)
-            else:
-                self.state.put(self.prefix + key, value)
-        self.dirty.clear()
-        self.cache.clear()
-
-
-class DailyAggregates(KeyedProcessFunction):  # type: ignore[misc]
-    """Keyed by bucket (a few sites each): dedup, day state, first emission at the day's end, revisions, late readings.
-
-    Input rows carry a batch of items 'site,sensor,ts,value,seq,clock,partition,sseq;...' (one event-time window of
-    one bucket, or a single out-of-order reading, or a marker 'site,,reason,,,clock,partition,sseq' for a dead
-    letter). A processing-
-    time timer per bucket, every idle limit, closes the days the sites' own clocks have passed and forgets the sites
-    idle beyond IOTPIPE_SITE_IDLE_S.
-    """
-
-    def __init__(self, zones: SiteZones, lateness_ms: int, idle_ms: int, site_idle_ms: int) -> None:
-        self.zones = zones
-        self.lateness_ms = lateness_ms
-        self.idle_ms = idle_ms
-        self.site_idle_ms = site_idle_ms
-
-    def open(self, runtime_context: RuntimeContext) -> None:
-        descriptor = MapStateDescriptor("days", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
-        self.state = runtime_context.get_map_state(descriptor)
-        # site -> processing time it was last seen (ms, coarse)
-        self.sites = runtime_context.get_state(ValueStateDescriptor("seen", Types.PICKLED_BYTE_ARRAY()))
-        self.tick = runtime_context.get_state(ValueStateDescriptor("tick", Types.LONG()))
-        self.core = DayAggregator(self.zones, self.lateness_ms)
-        self.metrics = DayMetrics(runtime_context.get_metrics_group())
-        self.used: dict[str, _SiteStore] = {}  # the sites' stores of the current call, flushed at its end
-        self.ts_cache: dict[str, int] = {}
-
-    def _store(self, site: str) -> _SiteStore:
-        store = self.used.get(site)
-        if store is None:
-            store = self.used[site] = _SiteStore(self.state, site)
-        return store
-
-    def _flush(self) -> None:
-        for store in self.used.values():
-            store.flush()
-        self.used.clear()
-
-    def _ms(self, text: str) -> int:
-        ms = self.ts_cache.get(text)
-        if ms is None:
-            if len(self.ts_cache) > 200_000:
-                self.ts_cache.clear()
-            ms = self.ts_cache[text] = epoch_ms(text)
-        return ms
-
-    def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterator[Row]:
-        timers = ctx.timer_service()
-        watermark = timers.current_watermark()
-        now = timers.current_processing_time()
-        register: set[int] = set()
-        on_reading = self.core.on_reading
-        sites: dict[str, int] = self.sites.value() or {}
-        changed = False
-        for item in value.batch.split(";"):
-            site, sensor, ts, val, seq, clock, part, sseq = item.split(",")
-            if not sensor:  # a marker (ts: the dead letter's reason; empty for a reading of another site)
-                if ts:
-                    self.metrics.dead_letter(ts)
-                if not site or not sseq:
-                    continue
-            if now - sites.get(site, -TICK_MS) >= TICK_MS // 4:
-                sites[site] = now
-                changed = True
-            store = self._store(site)
-            clock_ms = self._ms(clock)
-            self.metrics.clock(site, clock_ms)
-            if not sensor:
-                out = self.core.on_marker(store, site, clock_ms, int(sseq), watermark, int(part))
-            else:
-                out, new_timers = on_reading(store, site, sensor, ts, self._ms(ts), float(val), int(seq),
-                                             clock_ms, int(sseq) if sseq else None, watermark, int(part))
-                register.update(new_timers)
-            for o in out:
-                yield Row(o.topic, o.key, o.value)
-        self._flush()
-        if changed:
-            self.sites.update(sites)
-        self._count()
-        for ts_timer in register:
-            timers.register_event_time_timer(ts_timer)
-        if self.tick.value() is None:
-            self.tick.update(now + self._tick_ms())
-            timers.register_processing_time_timer(now + self._tick_ms())
-
-    def _count(self) -> None:
-        self.metrics.add(self.core.counts)
-
-    def _tick_ms(self) -> int:
-        return self.idle_ms if self.idle_ms > 0 else TICK_MS
-
-    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Row]:
-        sites: dict[str, int] = self.sites.value() or {}
-        if ctx.time_domain() == TimeDomain.EVENT_TIME:
-            for site in sorted(sites):
-                for item in self.core.on_timer(self._store(site), site, timestamp):
-                    yield Row(item.topic, item.key, item.value)
-            self._flush()
-            self._count()
-            return
-        # processing time: the idle limit
-        now = ctx.timer_service().current_processing_time()
-        for site in sorted(sites):
-            store = self._store(site)
-            if now - sites[site] > self.site_idle_ms:
-                self.core.forget(store)
-                del sites[site]
-                self.metrics.forget(site)
-                continue
-            if self.idle_ms > 0:
-                for item in self.core.on_idle(store, site):
-                    yield Row(item.topic, item.key, item.value)
-        self._flush()
-        self.sites.update(sites)
-        self._count()
-        if sites:
-            self.tick.update(now + self._tick_ms())
-            ctx.timer_service().register_processing_time_timer(now + self._tick_ms())
-        else:
-            self.tick.clear()
-
-
-TICK_MS = 60_000  # how often the bucket looks for idle sites when the idle limit is off; last-seen resolution / 4
 
 
 def prepare_gateway(config: StreamJobConfig) -> None:
@@ -303,6 +115,21 @@ def cluster_settings() -> dict[str, str]:
     return {str(k): str(v) for k, v in loaded.items()}
 
 
+def daily_aggregates(t_env: StreamTableEnvironment, batches: Any, config: StreamJobConfig, jars: str) -> DataStream:
+    """The day operator (Java: ``dev.iotpipe.flink.DailyAggregates``, the port of ``stream_job.core``) on the
+    batches' rows (bucket, batch, rt): keyed by bucket, it emits (topic, k, v) rows, aggregates and late readings.
+    Built through py4j, so its class must be on the gateway's class loader: the job's jar (``pipeline.jars``) is added
+    to it, or it is in ``$FLINK_HOME/lib`` (the image)."""
+    uris = [uri for uri in jars.split(";") if uri]
+    if uris:
+        add_jars_to_context_class_loader(uris)
+    operator = get_gateway().jvm.dev.iotpipe.flink.DailyAggregates
+    j_batches = t_env._j_tenv.toDataStream(batches._j_table)
+    return DataStream(operator.apply(j_batches, day_spec.sensors_text(), day_spec.parts_text(),
+                                     day_spec.zones_text(config.zones), config.lateness_ms, config.idle_timeout_ms,
+                                     config.site_idle_ms))
+
+
 def build(config: StreamJobConfig, conf: Configuration, python_exe: str) -> TableResult:
     """Declare the whole job and submit it; returns the running statement set's result."""
     env = StreamExecutionEnvironment.get_execution_environment(conf)
@@ -329,14 +156,7 @@ def build(config: StreamJobConfig, conf: Configuration, python_exe: str) -> Tabl
     t_env.execute_sql(sql.routed_view())
     t_env.execute_sql(sql.on_time_view())
     to_python = t_env.sql_query(f"{sql.batched_query(config.batch_window_min)}\nUNION ALL\n{sql.behind_query()}")
-    emitted = (
-        t_env.to_data_stream(to_python)
-        .key_by(lambda row: row.bucket, key_type=Types.STRING())
-        .process(DailyAggregates(config.zones, config.lateness_ms, config.idle_timeout_ms, config.site_idle_ms),
-                 output_type=Types.ROW_NAMED(["topic", "k", "v"],
-                                             [Types.STRING(), Types.STRING(), Types.PRIMITIVE_ARRAY(Types.BYTE())]))
-        .name("daily-aggregates")
-    )
+    emitted = daily_aggregates(t_env, to_python, config, conf.get_string("pipeline.jars", ""))
     t_env.create_temporary_view("emitted", t_env.from_data_stream(emitted))
 
     statements = t_env.create_statement_set()

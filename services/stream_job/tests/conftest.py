@@ -9,6 +9,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import wait
@@ -21,6 +22,10 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from iotcommon.topics import Topics
+
+_HERE = str(Path(__file__).parent)
+if _HERE not in sys.path:  # the test modules' shared helpers (java_core, job_aggregates)
+    sys.path.insert(0, _HERE)
 
 
 @dataclass

@@ -5,13 +5,16 @@ registers when the watermark passes them. Expected values are worked out by hand
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from java_core import JavaCore, JavaStore, compile_pure
 
 from iotcommon.days import ts_to_ms
 from iotcommon.zones import SiteZones
@@ -23,14 +26,50 @@ UNITS = {"TH1": "C", "TH2": "C", "HVAC1": "Wh", "HVAC2": "Wh", "MiAC1": "Wh", "M
          "Etot": "Wh", "Wtot": "l", "Mov1": "count"}
 
 
+EMITTED_AT = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+class Impl:
+    """Which day logic a test runs: the Python reference core or the Java port the job runs (``java_core``)."""
+
+    def __init__(self, name: str, classes: Path | None) -> None:
+        self.name = name
+        self.classes = classes
+        self.started: list[JavaCore] = []
+
+    def core(self, zones: SiteZones, lateness_ms: int) -> Any:
+        if self.classes is None:
+            return DayAggregator(zones, lateness_ms, clock=lambda: EMITTED_AT)
+        core = JavaCore(self.classes, zones, lateness_ms, EMITTED_AT)
+        self.started.append(core)
+        return core
+
+    def store(self, core: Any, site: str) -> Any:
+        return JavaStore(core, site) if isinstance(core, JavaCore) else DictStore()
+
+
+@pytest.fixture(scope="session")
+def java_day_classes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return compile_pure(tmp_path_factory.mktemp("day-logic"))
+
+
+@pytest.fixture(params=["python", "java"])
+def impl(request: pytest.FixtureRequest) -> Iterator[Impl]:
+    chosen = Impl(request.param, request.getfixturevalue("java_day_classes") if request.param == "java" else None)
+    yield chosen
+    for core in chosen.started:
+        core.close()
+
+
 class Harness:
     """One bucket's operator: readings with their site's clock (the newest event time of the site so far, itself
     included) and sequence number, the current watermark, timers fired in order as the watermark advances."""
 
-    def __init__(self, lateness_ms: int = 2 * DAY_MS, zones: SiteZones | None = None) -> None:
-        self.core = DayAggregator(zones or SiteZones("Europe/Athens"), lateness_ms,
-                                  clock=lambda: datetime(2030, 1, 1, tzinfo=UTC))
-        self.stores: dict[str, DictStore] = {}
+    def __init__(self, lateness_ms: int = 2 * DAY_MS, zones: SiteZones | None = None,
+                 impl: Impl | None = None) -> None:
+        self.impl = impl or Impl("python", None)
+        self.core = self.impl.core(zones or SiteZones("Europe/Athens"), lateness_ms)
+        self.stores: dict[str, Any] = {}
         self.timers: set[int] = set()
         self.watermark = -(2**63)
         self.out: list[Output] = []
@@ -39,11 +78,13 @@ class Harness:
         self.sseqs: dict[str, int] = {}
 
     @property
-    def store(self) -> DictStore:
+    def store(self) -> Any:
         return self.store_of("S1")
 
-    def store_of(self, site: str) -> DictStore:
-        return self.stores.setdefault(site, DictStore())
+    def store_of(self, site: str) -> Any:
+        if site not in self.stores:
+            self.stores[site] = self.impl.store(self.core, site)
+        return self.stores[site]
 
     def stamp(self, site: str, ts_ms: int) -> tuple[int, int]:
         """The (clock, sseq) the SQL upstream gives the next message of the site."""
@@ -90,8 +131,8 @@ def utc(local: str) -> str:
     return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def test_a_reading_at_local_midnight_closes_the_previous_day() -> None:
-    h = Harness()
+def test_a_reading_at_local_midnight_closes_the_previous_day(impl: Impl) -> None:
+    h = Harness(impl=impl)
     h.reading("TH1", utc("2020-01-01 23:45"), 10.0)
     h.reading("TH1", utc("2020-01-02 00:00"), 20.0)  # belongs to Jan 1
     h.reading("TH1", "2020-01-01T22:00:00.001Z", 99.0)  # 00:00:00.001 local: Jan 2
@@ -104,8 +145,8 @@ def test_a_reading_at_local_midnight_closes_the_previous_day() -> None:
     assert "S1/AggDay[TH1]/2020-01-02" not in got
 
 
-def test_nothing_is_emitted_before_the_watermark_reaches_the_day_end() -> None:
-    h = Harness()
+def test_nothing_is_emitted_before_the_watermark_reaches_the_day_end(impl: Impl) -> None:
+    h = Harness(impl=impl)
     h.reading("HVAC1", utc("2020-01-01 12:00"), 5.0)
     h.advance(utc("2020-01-01 23:59"))
     assert h.aggregates() == []
@@ -115,8 +156,8 @@ def test_nothing_is_emitted_before_the_watermark_reaches_the_day_end() -> None:
 
 @pytest.mark.parametrize(("day", "quarters", "hours"), [("2020-03-29", 92, 23), ("2020-10-25", 100, 25),
                                                          ("2020-06-01", 96, 24)])
-def test_dst_days_hold_their_real_number_of_quarters(day: str, quarters: int, hours: int) -> None:
-    h = Harness()
+def test_dst_days_hold_their_real_number_of_quarters(day: str, quarters: int, hours: int, impl: Impl) -> None:
+    h = Harness(impl=impl)
     start = datetime.fromisoformat(day).replace(tzinfo=ATHENS).astimezone(UTC)
     end = (datetime.fromisoformat(day) + timedelta(days=1)).replace(tzinfo=ATHENS).astimezone(UTC)
     assert end - start == timedelta(hours=hours)
@@ -129,8 +170,8 @@ def test_dst_days_hold_their_real_number_of_quarters(day: str, quarters: int, ho
     assert (agg["count"], agg["value"]) == (quarters, quarters * 0.5)
 
 
-def test_duplicates_count_once_but_another_seq_is_another_reading() -> None:
-    h = Harness()
+def test_duplicates_count_once_but_another_seq_is_another_reading(impl: Impl) -> None:
+    h = Harness(impl=impl)
     h.reading("HVAC2", utc("2020-01-01 10:00"), 7.0, seq=1)
     h.reading("HVAC2", utc("2020-01-01 10:00"), 7.0, seq=1)
     h.reading("HVAC2", utc("2020-01-01 10:00"), 7.0, seq=2)
@@ -167,8 +208,8 @@ def test_a_day_stored_by_an_older_job_still_counts_a_duplicate_once() -> None:
     assert (agg["value"], agg["count"]) == (12.0, 2)
 
 
-def test_late_within_lateness_revises_and_beyond_goes_to_late() -> None:
-    h = Harness()
+def test_late_within_lateness_revises_and_beyond_goes_to_late(impl: Impl) -> None:
+    h = Harness(impl=impl)
     h.reading("MiAC1", utc("2020-01-01 10:00"), 100.0)
     h.reading("MiAC1", utc("2020-01-02 10:00"), 1.0)
     h.advance(utc("2020-01-02 01:00"))
@@ -190,8 +231,8 @@ def test_late_within_lateness_revises_and_beyond_goes_to_late() -> None:
     assert not any(k.endswith("|2020-01-01") or "|2020-01-01|" in k for k in h.store.data)  # state of Jan 1 dropped
 
 
-def test_a_reading_ten_days_late_reports_how_late() -> None:
-    h = Harness()
+def test_a_reading_ten_days_late_reports_how_late(impl: Impl) -> None:
+    h = Harness(impl=impl)
     h.reading("W1", utc("2020-01-20 12:00"), 1.0)
     h.reading("W1", utc("2020-01-10 12:00"), 1.0)
     (late,) = h.late()
@@ -199,8 +240,8 @@ def test_a_reading_ten_days_late_reports_how_late() -> None:
     assert late["late_by_ms"] == int(7.5 * DAY_MS)
 
 
-def test_mean_sum_and_motion_count() -> None:
-    h = Harness()
+def test_mean_sum_and_motion_count(impl: Impl) -> None:
+    h = Harness(impl=impl)
     for i, v in enumerate((20.0, 21.0, 25.0)):
         h.reading("TH2", utc(f"2020-01-01 0{i + 1}:00"), v)
     for minute in ("03:17", "11:02", "00:00"):  # the 00:00 event is the next midnight's: counts for Jan 1? no: Jan 0
@@ -213,8 +254,9 @@ def test_mean_sum_and_motion_count() -> None:
     assert got["S1/AggDayMov[Mov1]/2019-12-31"]["unit"] == "count"
 
 
-def test_diff_and_rest_by_event_time() -> None:
-    h = Harness(lateness_ms=3 * DAY_MS)  # the end of Dec 31 arrives when the site's clock is 2 days past it
+def test_diff_and_rest_by_event_time(impl: Impl) -> None:
+    # the end of Dec 31 arrives when the site's clock is 2 days past it
+    h = Harness(impl=impl, lateness_ms=3 * DAY_MS)
     h.reading("Etot", utc("2020-01-03 00:00"), 1600.0)  # end of Jan 2, arrives before Jan 1's
     h.reading("Etot", utc("2020-01-02 00:00"), 1000.0)  # end of Jan 1
     h.reading("Etot", utc("2020-01-01 00:00"), 900.0)  # end of Dec 31
@@ -235,8 +277,8 @@ def test_diff_and_rest_by_event_time() -> None:
     assert "S1/AggDayDiff[Wtot]/2020-01-01" not in got
 
 
-def test_a_late_end_of_day_reading_revises_the_next_days_diff() -> None:
-    h = Harness(lateness_ms=3 * DAY_MS)
+def test_a_late_end_of_day_reading_revises_the_next_days_diff(impl: Impl) -> None:
+    h = Harness(impl=impl, lateness_ms=3 * DAY_MS)
     h.reading("Etot", utc("2020-01-02 00:00"), 1000.0)
     h.reading("Etot", utc("2020-01-03 00:00"), 1500.0)
     h.advance(utc("2020-01-03 00:00"))
@@ -253,12 +295,12 @@ def test_a_late_end_of_day_reading_revises_the_next_days_diff() -> None:
     assert got["S1/AggDayDiff[Etot]/2020-01-02"]["revision"] == 2
 
 
-def test_arrival_order_does_not_matter() -> None:
+def test_arrival_order_does_not_matter(impl: Impl) -> None:
     readings = [("HVAC1", utc(f"2020-01-01 {h:02d}:30"), float(h) * 0.1) for h in range(24)]
     readings += [("Etot", utc("2020-01-01 00:00"), 10.0), ("Etot", utc("2020-01-02 00:00"), 25.0)]
     results = []
     for order in (readings, readings[::-1]):
-        h = Harness()
+        h = Harness(impl=impl)
         for sensor, ts, value in order:
             h.reading(sensor, ts, value, seq=0)
         h.advance(utc("2020-01-02 00:00"))
@@ -270,8 +312,8 @@ def test_arrival_order_does_not_matter() -> None:
 # -- the site's own clock decides; state goes only when no accepted reading can still come ------------------------
 
 
-def test_the_verdict_follows_the_sites_own_clock_not_the_watermark() -> None:
-    h = Harness()
+def test_the_verdict_follows_the_sites_own_clock_not_the_watermark(impl: Impl) -> None:
+    h = Harness(impl=impl)
     h.reading("W1", utc("2020-01-01 12:00"), 1.0, site="OFF")
     h.reading("W1", utc("2020-01-10 12:00"), 1.0, site="ON")  # another site runs 9 days ahead
     h.advance(utc("2020-01-10 12:00"))
@@ -283,8 +325,8 @@ def test_the_verdict_follows_the_sites_own_clock_not_the_watermark() -> None:
     assert [(x["reading"]["site"], x["day"]) for x in h.late()] == [("ON", "2020-01-01")]
 
 
-def test_a_day_is_dropped_only_once_every_earlier_message_of_the_site_has_arrived() -> None:
-    h = Harness()
+def test_a_day_is_dropped_only_once_every_earlier_message_of_the_site_has_arrived(impl: Impl) -> None:
+    h = Harness(impl=impl)
     first = h.stamp("S1", ts_to_ms(utc("2020-01-01 12:00")))
     in_flight = h.stamp("S1", ts_to_ms(utc("2020-01-01 13:00")))  # overtaken on the way (another path)
     ahead = h.stamp("S1", ts_to_ms(utc("2020-01-05 00:00")))  # Jan 1 + 2 days passed
@@ -299,8 +341,8 @@ def test_a_day_is_dropped_only_once_every_earlier_message_of_the_site_has_arrive
     assert (got["value"], got["count"]) == (15.0, 2)
 
 
-def test_a_dead_letter_of_the_site_fills_its_place_in_the_sequence() -> None:
-    h = Harness()
+def test_a_dead_letter_of_the_site_fills_its_place_in_the_sequence(impl: Impl) -> None:
+    h = Harness(impl=impl)
     h.reading("MiAC2", utc("2020-01-01 12:00"), 1.0)
     dead = h.stamp("S1", ts_to_ms(utc("2020-01-01 12:15")))
     h.reading("MiAC2", utc("2020-01-04 01:00"), 1.0)
@@ -310,8 +352,8 @@ def test_a_dead_letter_of_the_site_fills_its_place_in_the_sequence() -> None:
     assert "D|2020-01-01" not in h.store.data
 
 
-def test_the_idle_limit_closes_days_the_sites_clock_passed_without_the_watermark() -> None:
-    h = Harness()
+def test_the_idle_limit_closes_days_the_sites_clock_passed_without_the_watermark(impl: Impl) -> None:
+    h = Harness(impl=impl)
     h.reading("TH2", utc("2020-01-01 12:00"), 18.0)
     h.reading("TH2", utc("2020-01-02 00:15"), 19.0)
     closed = h.core.on_idle(h.store, "S1")  # the watermark is held back elsewhere (a silent partition)
@@ -321,8 +363,8 @@ def test_the_idle_limit_closes_days_the_sites_clock_passed_without_the_watermark
     assert "S1/AggDay[TH2]/2020-01-02" not in h.latest()  # the site's clock has not passed Jan 2
 
 
-def test_an_idle_site_is_forgotten_entirely() -> None:
-    h = Harness()
+def test_an_idle_site_is_forgotten_entirely(impl: Impl) -> None:
+    h = Harness(impl=impl)
     h.reading("Etot", utc("2020-01-01 00:00"), 5.0)
     h.advance(utc("2020-01-04 00:00"))
     h.reading("Etot", utc("2020-01-04 00:00"), 9.0)  # Dec 31 dropped; its end value kept for the next Diff
@@ -331,8 +373,8 @@ def test_an_idle_site_is_forgotten_entirely() -> None:
     assert h.store.data == {}
 
 
-def test_sites_in_other_zones_get_their_own_local_days() -> None:
-    h = Harness(zones=SiteZones("Europe/Athens", {"NY": "America/New_York"}))
+def test_sites_in_other_zones_get_their_own_local_days(impl: Impl) -> None:
+    h = Harness(impl=impl, zones=SiteZones("Europe/Athens", {"NY": "America/New_York"}))
     # 2020-01-02 03:00 UTC: Jan 2 05:00 in Athens, but Jan 1 22:00 in New York
     h.reading("HVAC1", "2020-01-02T03:00:00Z", 4.0, site="NY")
     h.reading("HVAC1", "2020-01-02T03:00:00Z", 6.0, site="S1")
@@ -343,8 +385,8 @@ def test_sites_in_other_zones_get_their_own_local_days() -> None:
     assert got["S1/AggDay[HVAC1]/2020-01-02"]["value"] == 6.0
 
 
-def test_no_reading_makes_an_aggregate_non_finite() -> None:
-    h = Harness()
+def test_no_reading_makes_an_aggregate_non_finite(impl: Impl) -> None:
+    h = Harness(impl=impl)
     h.reading("HVAC1", utc("2020-01-01 10:00"), 1.5e308)
     h.reading("HVAC1", utc("2020-01-01 11:00"), 1.5e308)  # the sum would be inf: kept out, reported
     h.reading("HVAC1", utc("2020-01-01 12:00"), 1.0)
@@ -356,8 +398,8 @@ def test_no_reading_makes_an_aggregate_non_finite() -> None:
     assert late["late_by_ms"] == 0
 
 
-def test_what_happened_is_counted_for_the_metrics() -> None:
-    h = Harness()
+def test_what_happened_is_counted_for_the_metrics(impl: Impl) -> None:
+    h = Harness(impl=impl)
     h.reading("HVAC1", utc("2020-01-01 10:00"), 1.0)
     h.advance(utc("2020-01-02 00:00"))  # Jan 1 closed
     h.reading("HVAC1", utc("2020-01-01 11:00"), 1.0)  # a revision
@@ -368,8 +410,8 @@ def test_what_happened_is_counted_for_the_metrics() -> None:
     assert h.core.counts == {"days_closed": 2, "revisions": 1, "days_dropped": 1, "late": 1}
 
 
-def test_with_device_keys_a_site_has_one_substream_per_partition_and_each_must_pass() -> None:
-    h = Harness()
+def test_with_device_keys_a_site_has_one_substream_per_partition_and_each_must_pass(impl: Impl) -> None:
+    h = Harness(impl=impl)
     ts_a, ts_b = utc("2020-01-01 12:00"), utc("2020-01-05 00:00")
     h.advance(ts_b)
     h.core.on_reading(h.store, "S1", "HVAC1", ts_a, ts_to_ms(ts_a), 1.0, 1, ts_to_ms(ts_a), 1, h.watermark,
@@ -382,8 +424,8 @@ def test_with_device_keys_a_site_has_one_substream_per_partition_and_each_must_p
     assert "D|2020-01-01" not in h.store.data
 
 
-def test_a_day_stays_while_the_watermark_says_another_partition_may_still_bring_it() -> None:
-    h = Harness()  # device keys: the site's substream on another partition may not have shown up yet
+def test_a_day_stays_while_the_watermark_says_another_partition_may_still_bring_it(impl: Impl) -> None:
+    h = Harness(impl=impl)  # device keys: the site's substream on another partition may not have shown up yet
     h.reading("HVAC1", utc("2020-01-01 12:00"), 1.0)
     h.reading("HVAC1", utc("2020-01-05 00:00"), 1.0)
     assert "D|2020-01-01" in h.store.data  # the watermark is still before Jan 1 + 2 days

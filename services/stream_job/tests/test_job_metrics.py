@@ -15,7 +15,6 @@ the accepted late reading causes); maximum clock lag 6 h (12:00 - 06:00 on the 8
 
 from __future__ import annotations
 
-import collections
 import json
 import urllib.request
 from datetime import UTC, datetime, timedelta
@@ -26,7 +25,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from iotpipe_stack.ports import free_ports
-from stream_job.metrics import DayMetrics, reporter_on_classpath, reporter_settings
+from stream_job.metrics import reporter_on_classpath, reporter_settings
 
 ATHENS = ZoneInfo("Europe/Athens")
 PREFIX = "flink_taskmanager_job_task_operator_iotpipe_"
@@ -119,56 +118,7 @@ def test_the_prometheus_endpoint_counts_what_the_input_holds(job_kit: Any, uniqu
     assert job.terminate() == 0, job.log_tail()
 
 
-# -- unit tests (no services): the adapter to Flink's metric group, with a stand-in group that records what it gets --
-
-
-class Group:
-    def __init__(self, path: tuple[str, ...] = ()) -> None:
-        self.path = path
-        self.values: dict[tuple[str, ...], Any] = {}
-
-    def add_group(self, name: str, value: str | None = None) -> Group:
-        child = Group((*self.path, name) if value is None else (*self.path, name, value))
-        child.values = self.values
-        return child
-
-    def counter(self, name: str) -> Counter:
-        return self.values.setdefault((*self.path, name), Counter())
-
-    def gauge(self, name: str, fn: Any) -> None:
-        self.values[(*self.path, name)] = fn
-
-
-class Counter:
-    def __init__(self) -> None:
-        self.count = 0
-
-    def inc(self, n: int = 1) -> None:
-        self.count += n
-
-
-def test_counts_dead_letters_by_reason_and_the_clock_lag_reach_the_iotpipe_group() -> None:
-    group = Group()
-    metrics = DayMetrics(group)
-    counts = collections.Counter({"late": 2, "revisions": 1})
-    metrics.add(counts)
-    metrics.add(collections.Counter({"late": 1, "days_closed": 3}))
-    assert not counts  # handed over once
-    for reason in ("schema", "unparsable", "schema"):
-        metrics.dead_letter(reason)
-    metrics.clock("a", 5_000)
-    metrics.clock("b", 2_000)
-    metrics.clock("a", 4_000)  # an older clock of a never lowers the site's clock
-    metrics.clock("c", 0)  # no clock yet (only non-canonical readings): not a lag
-    got = {k: v.count for k, v in group.values.items() if isinstance(v, Counter)}
-    assert got == {("iotpipe", "late"): 3, ("iotpipe", "revisions"): 1, ("iotpipe", "days_closed"): 3,
-                   ("iotpipe", "overflow"): 0, ("iotpipe", "days_dropped"): 0,
-                   ("iotpipe", "reason", "schema", "dead_letters"): 2,
-                   ("iotpipe", "reason", "unparsable", "dead_letters"): 1}
-    lag = group.values[("iotpipe", "clock_lag_ms")]
-    assert lag() == 3_000
-    metrics.forget("b")
-    assert lag() == 0
+# -- unit tests (no services) ------------------------------------------------------------------------------------
 
 
 def test_the_prometheus_reporter_is_configured_only_with_a_port() -> None:
