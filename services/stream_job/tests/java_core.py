@@ -1,13 +1,14 @@
 """The Java day logic (``dev.iotpipe.flink.DayLogic``, what the job runs) behind the Python core's interface, so the
 unit tests of ``test_job_core`` run every scenario against both. It drives ``DayLogicHarness`` in a JVM over
-stdin/stdout; the pure Java sources (no Flink classes) are compiled with ``javac`` once per test session."""
+stdin/stdout; the pure Java sources (no Flink classes) and the harness (``tests/java``, test-only) are compiled with
+``javac`` once per test session."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,9 @@ from stream_job import day_spec
 from stream_job.core import Output
 from stream_job.udf_jar import SOURCES
 
-# the day logic and its harness: no Flink imports, so they compile without the Flink jars
-PURE = ("DayLogic", "DaySpec", "SiteState", "PyJson", "Times", "DayLogicHarness")
+# the day logic: no Flink imports, so it compiles without the Flink jars; the harness is not part of the job's sources
+PURE = ("DayLogic", "DaySpec", "SiteState", "PyJson", "Times")
+HARNESS = Path(__file__).parent / "java" / "dev" / "iotpipe" / "flink" / "DayLogicHarness.java"
 COUNTS = ("late", "overflow", "days_closed", "days_dropped", "revisions")
 
 
@@ -25,7 +27,7 @@ def compile_pure(target: Path) -> Path:
     """Compile the pure day logic into `target` (classes); returns it."""
     javac = shutil.which("javac")
     assert javac, "javac (JDK 17) is needed to test the Java day logic"
-    sources = [str(SOURCES / "dev" / "iotpipe" / "flink" / f"{name}.java") for name in PURE]
+    sources = [str(SOURCES / "dev" / "iotpipe" / "flink" / f"{name}.java") for name in PURE] + [str(HARNESS)]
     proc = subprocess.run([javac, "--release", "17", "-nowarn", "-d", str(target), *sources],
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, f"javac failed:\n{proc.stdout}{proc.stderr}"
@@ -51,7 +53,7 @@ class JavaCore:
     def __init__(self, classes: Path, zones: SiteZones, lateness_ms: int, clock: datetime) -> None:
         java = shutil.which("java")
         assert java, "java (JDK 17) is needed to test the Java day logic"
-        now_ms = int((clock - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds() * 1000)
+        now_ms = (clock - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)  # exact, floor
         self.proc = subprocess.Popen(
             [java, "-XX:TieredStopAtLevel=1", "-cp", str(classes), "dev.iotpipe.flink.DayLogicHarness",
              day_spec.sensors_text(), day_spec.parts_text(), day_spec.zones_text(zones), str(lateness_ms),

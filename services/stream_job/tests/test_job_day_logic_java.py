@@ -115,3 +115,24 @@ def test_floats_are_written_as_pythons_repr(java: JavaCore, value: float) -> Non
     assert f'"value":{json.dumps(value)},' in text
     assert json.loads(text)["reading"]["value"] == value
 
+
+
+@pytest.mark.parametrize("clock", [datetime(2030, 1, 1, 0, 0, 0, 123_000, tzinfo=UTC),
+                                   datetime(2030, 1, 1, 0, 0, 0, 1_000, tzinfo=UTC),
+                                   datetime(1969, 12, 31, 23, 59, 59, 5_000, tzinfo=UTC)])
+def test_emitted_at_has_the_python_form_of_the_wall_clock(tmp_path_factory: pytest.TempPathFactory,
+                                                          clock: datetime) -> None:
+    """A closed day's ``emitted_at`` is the wall clock in iso_z form, also with milliseconds, and before 1970."""
+    script: list[tuple[Any, ...]] = [("reading", sensor, q, float(q), 1, 0) for sensor in ("TH1", "W1") for q in (0, 1)]
+    script.append(("watermark", 4 * 96 * 3))  # far past the day's end and its lateness: the day closes
+    core = JavaCore(compile_pure(tmp_path_factory.mktemp("day-logic-clock")), ZONES, LATENESS_MS, clock)
+    try:
+        got = run(core, java_store(core, "clock"), "clock", script)
+    finally:
+        core.close()
+    expected = run(DayAggregator(ZONES, LATENESS_MS, clock=lambda: clock), DictStore(), "clock", script)
+    assert got == expected
+    emitted = [json.loads(o.value)["emitted_at"] for answer in got if answer[0] == "timer" for o in answer[2]
+               if o.topic == "aggregates"]
+    assert emitted, "the script closes a day"
+    assert all(e.endswith("." + f"{clock.microsecond // 1000:03d}Z") for e in emitted)

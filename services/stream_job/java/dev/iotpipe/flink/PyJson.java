@@ -157,8 +157,17 @@ final class PyJson {
 
     /** iotcommon.days.iso_z of epoch milliseconds: "2020-01-01T00:15:00Z", or with ".123" when there are ms. */
     static String isoZ(long epochMs) {
-        LocalDateTime t = LocalDateTime.ofEpochSecond(Math.floorDiv(epochMs, 1000L), 0, ZoneOffset.UTC);
         int ms = (int) Math.floorMod(epochMs, 1000L);
+        return isoZ(Math.floorDiv(epochMs, 1000L), ms, ms != 0);
+    }
+
+    /** iso_z of a wall-clock instant: Python's datetime has microseconds, so any sub-second part shows as ".mmm". */
+    static String isoZ(Instant now) {
+        return isoZ(now.getEpochSecond(), now.getNano() / 1_000_000, now.getNano() != 0);
+    }
+
+    private static String isoZ(long epochSecond, int ms, boolean withMs) {
+        LocalDateTime t = LocalDateTime.ofEpochSecond(epochSecond, 0, ZoneOffset.UTC);
         StringBuilder out = new StringBuilder(24);
         pad(out, t.getYear(), 4).append('-');
         pad(out, t.getMonthValue(), 2).append('-');
@@ -166,21 +175,11 @@ final class PyJson {
         pad(out, t.getHour(), 2).append(':');
         pad(out, t.getMinute(), 2).append(':');
         pad(out, t.getSecond(), 2);
-        if (ms != 0) {
+        if (withMs) {
             out.append('.');
             pad(out, ms, 3);
         }
         return out.append('Z').toString();
-    }
-
-    /** iso_z of a wall-clock instant: Python's datetime has microseconds, so any sub-second part shows as ".mmm". */
-    static String isoZ(Instant now) {
-        String text = isoZ(now.toEpochMilli() - now.toEpochMilli() % 1000);
-        if (now.getNano() == 0) {
-            return text;
-        }
-        StringBuilder out = new StringBuilder(text.substring(0, text.length() - 1)).append('.');
-        return pad(out, now.getNano() / 1_000_000, 3).append('Z').toString();
     }
 
     private static StringBuilder pad(StringBuilder out, int value, int width) {

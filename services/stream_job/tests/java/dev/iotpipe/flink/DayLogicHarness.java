@@ -13,8 +13,8 @@ import java.util.Map;
 
 /**
  * Drives DayLogic from stdin, one command per line (tab-separated), so the Python unit tests run the same scenarios
- * against the Java day logic and the Python reference core (services/stream_job/tests/java_core.py). Not used by the
- * job.
+ * against the Java day logic and the Python reference core (services/stream_job/tests/java_core.py). Test-only:
+ * it lives under tests/java, so neither the job's jar nor its image holds it.
  *
  * <p>Arguments: sensors, parts, zones (DaySpec), lateness ms, the fixed wall clock (epoch ms) for emitted_at.
  * Commands: {@code R site sensor ts tsMs value seq clock sseq watermark part} (a reading; sseq -1: none),
