@@ -6,6 +6,7 @@ The expected values below are written out by hand from the values files, not der
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,31 @@ def test_default_render_labels_every_object_and_uses_release_namespace(helm: Hel
         assert labels["app.kubernetes.io/part-of"] == "iotpipe"
         assert labels["app.kubernetes.io/managed-by"] == "Helm"
         assert d["metadata"]["namespace"] == "iot-ns" or d["kind"] in {"ClusterRole", "ClusterRoleBinding"}
+
+
+CHECKSUM_LINE = re.compile(r"^\s+(checksum/[\w.-]+):\s*(.*)$", re.MULTILINE)
+
+
+@pytest.mark.parametrize("values_file", [None, *NON_DEFAULT], ids=lambda p: p.stem if p else "defaults")
+def test_config_checksums_are_strings_whatever_their_digits(helm: Helm, values_file: Path | None) -> None:
+    """A pod template's checksum annotation is the first 16 hex digits of a digest. Unquoted, a digest of digits only
+    (e.g. 7647405409899282, once in CI for a random namespace) is a YAML integer, and the API server rejects the
+    object ("expected string"). So every checksum is rendered as a quoted string, and every annotation parses as one."""
+    charts = [chart_of(values_file)] if values_file else list(CHARTS)
+    checksums = []
+    for chart in charts:
+        res = helm.template(chart, values=[values_file] if values_file else [])
+        assert res.returncode == 0, res.output
+        checksums += CHECKSUM_LINE.findall(res.stdout)
+        for key, value in CHECKSUM_LINE.findall(res.stdout):
+            assert re.fullmatch(r'"[0-9a-f]{16}"', value), f"{chart}: {key}: {value} is not a quoted digest"
+        for d in (d for d in yaml.safe_load_all(res.stdout) if d):
+            template = d.get("spec", {}).get("template", {}).get("metadata", {})
+            for meta in (d["metadata"], template):
+                for key, value in (meta.get("annotations") or {}).items():
+                    assert isinstance(value, str), f"{chart} {d['kind']}/{d['metadata']['name']}: {key}={value!r}"
+    if values_file is None:  # the platform's defaults: Kafka, HBase and Grafana each roll on a config change
+        assert len(checksums) == 3, checksums
 
 
 # ---------------------------------------------------------------------------------------------------- operator chart
