@@ -1,9 +1,13 @@
 """Start and stop processes with pid files and log files.
 
 Each process is started in its own session (process group), so stopping it kills everything it spawned. A pid file
-holds "<pid> <create-time>", then the seconds a stop waits for it after SIGTERM when the starter declared them: the
-creation time (psutil) proves a pid still belongs to the process we started, so a recycled pid is never signalled;
-the stop timeout lets whoever stops it later (another command) honour what its starter declared. Process lookup, RSS
+holds "<pid> <create-time> <stop-timeout> boot-ticks=<n>": the start time proves a pid still belongs to the process we
+started, so a recycled pid is never signalled; the stop timeout (0: none declared) lets whoever stops it later
+(another command) honour what its starter declared. On Linux the start is compared in clock ticks after boot
+(/proc/<pid>/stat), which no step of the wall clock changes: psutil's create time is the boot time read from the wall
+clock plus those ticks, so when the wall clock was stepped (NTP, a VM's clock set again after a pause: 84 s once,
+during a CI run) every process looked like a stranger and a stop signalled none of them. Pid files without
+boot-ticks (older versions, other systems) are compared by create time. Process lookup, RSS
 and kills go through psutil (Linux and macOS); only the optional die-with-parent guard of test sessions is
 Linux-specific (prctl; elsewhere it is skipped).
 """
@@ -54,6 +58,30 @@ def read_pid_file(pid_file: Path) -> tuple[int, float] | None:
         return None
 
 
+BOOT_TICKS = "boot-ticks="
+
+
+def boot_ticks(pid: int) -> int | None:
+    """When the process started, in clock ticks after boot (field 22 of /proc/<pid>/stat), or None without /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[19])  # fields from 3 (state) on follow the command's ")"
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def recorded_boot_ticks(pid_file: Path) -> int | None:
+    try:
+        tokens = pid_file.read_text().split()
+    except FileNotFoundError:
+        return None
+    for token in tokens[2:]:
+        if token.startswith(BOOT_TICKS):
+            with contextlib.suppress(ValueError):
+                return int(token.removeprefix(BOOT_TICKS))
+    return None
+
+
 def recorded_stop_timeout(pid_file: Path) -> float | None:
     """The stop timeout the process was started with (``start(stop_timeout=...)``), or None if none was recorded."""
     try:
@@ -78,6 +106,9 @@ def running_pid(pid_file: Path) -> int | None:
     proc = _process(pid)
     if proc is None:
         return None
+    ticks = recorded_boot_ticks(pid_file)
+    if ticks is not None:
+        return pid if boot_ticks(pid) == ticks else None
     try:
         same = abs(proc.create_time() - started) < _SAME_START_S
     except psutil.Error:
@@ -141,8 +172,9 @@ def start(
         started = psutil.Process(proc.pid).create_time()
     except psutil.Error:
         started = 0.0  # exited at once: the pid file then never matches
-    recorded = f" {stop_timeout!r}" if stop_timeout is not None else ""
-    files.pid_file.write_text(f"{proc.pid} {started!r}{recorded}\n")
+    ticks = boot_ticks(proc.pid)
+    identity = f" {BOOT_TICKS}{ticks}" if ticks is not None else ""
+    files.pid_file.write_text(f"{proc.pid} {started!r} {stop_timeout or 0.0!r}{identity}\n")
     return proc.pid
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import psutil
 import pytest
 
 from iotcommon.errors import ConfigError, StackError
@@ -239,6 +241,33 @@ def test_a_stale_pid_file_is_not_trusted(tmp_path: Path) -> None:
     pid_file.write_text("1 12345\n")  # pid 1 exists, but with another start time
     assert supervisor.running_pid(pid_file) is None
     assert not supervisor.stop(supervisor.ProcFiles("x", pid_file, tmp_path / "x.log"))
+
+
+def test_a_step_of_the_wall_clock_does_not_hide_a_running_process(tmp_path: Path) -> None:
+    """psutil's create time moves with the wall clock (its boot time is the wall clock minus the uptime); the pid
+    file's boot ticks do not. Seen in CI: the VM's wall clock moved 84 s, and the cluster's stop signalled none of its
+    processes (all still running after it). A pid file read after such a step has a create time 84 s off."""
+    files = supervisor.ProcFiles("sleeper", tmp_path / "run" / "s.pid", tmp_path / "logs" / "s.log")
+    pid = supervisor.start(files, [sys.executable, "-c", "import time; time.sleep(300)"])
+    pid_text, created, *rest = files.pid_file.read_text().split()
+    files.pid_file.write_text(" ".join([pid_text, repr(float(created) - 84.0), *rest]) + "\n")
+
+    assert supervisor.running_pid(files.pid_file) == pid
+    assert supervisor.stop(files, timeout=10)
+    assert not supervisor.group_alive(pid)
+
+
+def test_boot_ticks_tell_a_recycled_pid_and_agree_with_psutil(tmp_path: Path) -> None:
+    ticks = supervisor.boot_ticks(1)
+    assert ticks is not None
+    since_boot = psutil.Process(1).create_time() - psutil.boot_time()  # independent reading of the same start
+    assert abs(ticks / os.sysconf("SC_CLK_TCK") - since_boot) < 0.05
+    pid_file = tmp_path / "x.pid"
+    pid_file.write_text(f"1 {psutil.Process(1).create_time()!r} 0.0 boot-ticks={ticks + 1}\n")
+    assert supervisor.running_pid(pid_file) is None  # same pid and create time, another start: not ours
+    pid_file.write_text(f"1 0.0 0.0 boot-ticks={ticks}\n")
+    assert supervisor.running_pid(pid_file) == 1
+    assert supervisor.recorded_stop_timeout(pid_file) is None  # 0.0: no stop timeout was declared
 
 
 def test_tail_returns_the_last_lines(tmp_path: Path) -> None:
