@@ -98,8 +98,9 @@ def test_config_checksums_are_strings_whatever_their_digits(helm: Helm, values_f
     for chart in charts:
         res = helm.template(chart, values=[values_file] if values_file else [])
         assert res.returncode == 0, res.output
-        checksums += CHECKSUM_LINE.findall(res.stdout)
-        for key, value in CHECKSUM_LINE.findall(res.stdout):
+        found = CHECKSUM_LINE.findall(res.stdout)
+        checksums += found
+        for key, value in found:
             assert re.fullmatch(r'"[0-9a-f]{16}"', value), f"{chart}: {key}: {value} is not a quoted digest"
         for d in (d for d in yaml.safe_load_all(res.stdout) if d):
             template = d.get("spec", {}).get("template", {}).get("metadata", {})

@@ -1,13 +1,13 @@
 """Start and stop processes with pid files and log files.
 
 Each process is started in its own session (process group), so stopping it kills everything it spawned. A pid file
-holds "<pid> <create-time> <stop-timeout> boot-ticks=<n>": the start time proves a pid still belongs to the process we
-started, so a recycled pid is never signalled; the stop timeout (0: none declared) lets whoever stops it later
-(another command) honour what its starter declared. On Linux the start is compared in clock ticks after boot
+holds "<pid> <create-time> <stop-timeout> boot-start=<boot id>:<ticks>". The start proves a pid still belongs to the
+process we started, so a recycled pid is never signalled; the stop timeout (0: none declared) lets whoever stops it
+later (another command) honour what its starter declared. On Linux the start is the boot and the clock ticks after it
 (/proc/<pid>/stat), which no step of the wall clock changes: psutil's create time is the boot time read from the wall
 clock plus those ticks, so when the wall clock was stepped (NTP, a VM's clock set again after a pause: 84 s once,
 during a CI run) every process looked like a stranger and a stop signalled none of them. Pid files without
-boot-ticks (older versions, other systems) are compared by create time. Process lookup, RSS
+boot-start (older versions, other systems) are compared by create time. Process lookup, RSS
 and kills go through psutil (Linux and macOS); only the optional die-with-parent guard of test sessions is
 Linux-specific (prctl; elsewhere it is skipped).
 """
@@ -50,45 +50,53 @@ def _process(pid: int) -> psutil.Process | None:
         return None
 
 
-def read_pid_file(pid_file: Path) -> tuple[int, float] | None:
-    try:
-        parts = pid_file.read_text().split()
-        return int(parts[0]), float(parts[1])
-    except (FileNotFoundError, IndexError, ValueError):
-        return None
+@dataclass(frozen=True)
+class PidRecord:
+    """What a pid file says: "<pid> <create-time> [<stop-timeout>] [boot-start=<boot id>:<ticks>]"."""
+
+    pid: int
+    created: float  # psutil create time (wall clock)
+    stop_timeout: float | None
+    boot_start: str | None  # boot id and clock ticks after boot; None in older files and without /proc
 
 
-BOOT_TICKS = "boot-ticks="
-
-
-def boot_ticks(pid: int) -> int | None:
-    """When the process started, in clock ticks after boot (field 22 of /proc/<pid>/stat), or None without /proc."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return int(stat.rsplit(")", 1)[1].split()[19])  # fields from 3 (state) on follow the command's ")"
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def recorded_boot_ticks(pid_file: Path) -> int | None:
+def read_record(pid_file: Path) -> PidRecord | None:
     try:
         tokens = pid_file.read_text().split()
-    except FileNotFoundError:
+        pid, created = int(tokens[0]), float(tokens[1])
+    except (FileNotFoundError, IndexError, ValueError):
         return None
-    for token in tokens[2:]:
-        if token.startswith(BOOT_TICKS):
-            with contextlib.suppress(ValueError):
-                return int(token.removeprefix(BOOT_TICKS))
-    return None
+    timeout: float | None = None
+    with contextlib.suppress(IndexError, ValueError):
+        timeout = float(tokens[2])
+    boot = next((t.removeprefix(BOOT_START) for t in tokens[2:] if t.startswith(BOOT_START)), None)
+    return PidRecord(pid, created, timeout if timeout and timeout > 0 else None, boot)
+
+
+def read_pid_file(pid_file: Path) -> tuple[int, float] | None:
+    rec = read_record(pid_file)
+    return (rec.pid, rec.created) if rec else None
 
 
 def recorded_stop_timeout(pid_file: Path) -> float | None:
     """The stop timeout the process was started with (``start(stop_timeout=...)``), or None if none was recorded."""
+    rec = read_record(pid_file)
+    return rec.stop_timeout if rec else None
+
+
+BOOT_START = "boot-start="
+
+
+def boot_start(pid: int) -> str | None:
+    """When the process started as "<boot id>:<clock ticks after boot>" (field 22 of /proc/<pid>/stat), or None
+    without /proc. The boot id tells a pid file from before a reboot."""
     try:
-        value = float(pid_file.read_text().split()[2])
-    except (FileNotFoundError, IndexError, ValueError):
+        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        ticks = int(stat.rsplit(")", 1)[1].split()[19])  # fields from 3 (state) on follow the command's ")"
+    except (OSError, IndexError, ValueError):
         return None
-    return value if value > 0 else None
+    return f"{boot_id}:{ticks}"
 
 
 def _reap(pid: int) -> None:
@@ -98,19 +106,18 @@ def _reap(pid: int) -> None:
 
 def running_pid(pid_file: Path) -> int | None:
     """The pid recorded in pid_file if that very process is still alive (not a zombie), else None."""
-    rec = read_pid_file(pid_file)
+    rec = read_record(pid_file)
     if rec is None:
         return None
-    pid, started = rec
+    pid = rec.pid
     _reap(pid)
     proc = _process(pid)
     if proc is None:
         return None
-    ticks = recorded_boot_ticks(pid_file)
-    if ticks is not None:
-        return pid if boot_ticks(pid) == ticks else None
+    if rec.boot_start is not None:
+        return pid if boot_start(pid) == rec.boot_start else None
     try:
-        same = abs(proc.create_time() - started) < _SAME_START_S
+        same = abs(proc.create_time() - rec.created) < _SAME_START_S
     except psutil.Error:
         return None
     return pid if same else None
@@ -172,8 +179,8 @@ def start(
         started = psutil.Process(proc.pid).create_time()
     except psutil.Error:
         started = 0.0  # exited at once: the pid file then never matches
-    ticks = boot_ticks(proc.pid)
-    identity = f" {BOOT_TICKS}{ticks}" if ticks is not None else ""
+    boot = boot_start(proc.pid)
+    identity = f" {BOOT_START}{boot}" if boot is not None else ""
     files.pid_file.write_text(f"{proc.pid} {started!r} {stop_timeout or 0.0!r}{identity}\n")
     return proc.pid
 

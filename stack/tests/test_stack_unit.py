@@ -257,15 +257,19 @@ def test_a_step_of_the_wall_clock_does_not_hide_a_running_process(tmp_path: Path
     assert not supervisor.group_alive(pid)
 
 
-def test_boot_ticks_tell_a_recycled_pid_and_agree_with_psutil(tmp_path: Path) -> None:
-    ticks = supervisor.boot_ticks(1)
-    assert ticks is not None
+def test_boot_start_tells_a_recycled_pid_or_another_boot_and_agrees_with_psutil(tmp_path: Path) -> None:
+    start = supervisor.boot_start(1)
+    assert start is not None
+    boot_id, ticks = start.rsplit(":", 1)
     since_boot = psutil.Process(1).create_time() - psutil.boot_time()  # independent reading of the same start
-    assert abs(ticks / os.sysconf("SC_CLK_TCK") - since_boot) < 0.05
+    assert abs(int(ticks) / os.sysconf("SC_CLK_TCK") - since_boot) < 0.05
+    created = psutil.Process(1).create_time()
     pid_file = tmp_path / "x.pid"
-    pid_file.write_text(f"1 {psutil.Process(1).create_time()!r} 0.0 boot-ticks={ticks + 1}\n")
+    pid_file.write_text(f"1 {created!r} 0.0 boot-start={boot_id}:{int(ticks) + 1}\n")
     assert supervisor.running_pid(pid_file) is None  # same pid and create time, another start: not ours
-    pid_file.write_text(f"1 0.0 0.0 boot-ticks={ticks}\n")
+    pid_file.write_text(f"1 {created!r} 0.0 boot-start=another-boot:{ticks}\n")
+    assert supervisor.running_pid(pid_file) is None  # written before a reboot
+    pid_file.write_text(f"1 0.0 0.0 boot-start={start}\n")
     assert supervisor.running_pid(pid_file) == 1
     assert supervisor.recorded_stop_timeout(pid_file) is None  # 0.0: no stop timeout was declared
 
